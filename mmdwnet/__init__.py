@@ -1,0 +1,13 @@
+"""mmdwnet: local attention and (dynamic) depth-wise convolution mixers for OpenMMLab.
+
+``import mmdwnet`` registers every mixer and backbone into the ``mmdwnet`` scope and into
+mmengine's root model registry, so plain ``type='DWNet'`` builds under the default scopes
+``mmpretrain``, ``mmdet``, ``mmseg`` and without one.
+"""
+from .version import __version__
+from . import models  # noqa: F401  (registers the modules)
+from .utils.torch_load import allow_mmengine_checkpoints
+
+allow_mmengine_checkpoints()
+
+__all__ = ['__version__']

@@ -1,0 +1,146 @@
+"""The macro-architecture pieces: mixer block, patch merging, stage."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks.drop import DropPath
+from mmcv.cnn.bricks.transformer import FFN
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def build_cl_norm(norm_cfg, channels):
+    """Build a norm for channels-last tensors: returns (module, channels_first_flag)."""
+    layer = build_norm_layer(norm_cfg, channels)[1]
+    return layer, isinstance(layer, (_BatchNorm, nn.SyncBatchNorm, nn.GroupNorm))
+
+
+def apply_cl_norm(norm, channels_first, x):
+    """Run ``norm`` on the (B, H, W, C) tensor ``x``."""
+    if channels_first:
+        return norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    return norm(x)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation on (B, H, W, C) (Table 15): C -> C/ratio -> C, sigmoid gate."""
+
+    def __init__(self, channels, ratio=16):
+        super().__init__()
+        hidden = max(channels // ratio, 8)
+        self.fc1 = nn.Linear(channels, hidden)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Linear(hidden, channels)
+
+    def forward(self, x):
+        gate = self.fc2(self.act(self.fc1(x.mean(dim=(1, 2), keepdim=True))))
+        return x * gate.sigmoid()
+
+
+class DepthwiseResidual(nn.Module):
+    """x + BN(k x k depth-wise conv(x)) on (B, H, W, C): the extra conv before the FFN (Table 6)."""
+
+    def __init__(self, channels, kernel_size=3, norm_cfg=dict(type='BN')):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
+                              groups=channels)
+        self.norm = build_norm_layer(norm_cfg, channels)[1]
+
+    def forward(self, x):
+        return x + self.norm(self.conv(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+
+
+class MixerBlock(BaseModule):
+    """``x + mixer(norm1(x))`` then ``x + FFN(norm2(x))`` on (B, H, W, C).
+
+    With ``norm1_cfg=None`` and BN in ``norm2_cfg`` this is the official DWNet block
+    (``x + DWBlock(x)``, ``x + Mlp(BN(x))``); with LN in both it is the Swin block.
+
+    Args:
+        embed_dims (int): C.
+        mixer (nn.Module): the spatial mixer, (B, H, W, C) -> (B, H, W, C).
+        mlp_ratio (float): FFN hidden ratio. Default: 4.
+        drop_rate (float): dropout in the FFN. Default: 0.
+        drop_path (float): stochastic depth of both residual branches. Default: 0.
+        norm1_cfg (dict | None): norm before the mixer (None: no norm).
+        norm2_cfg (dict): norm before the FFN.
+        act_cfg (dict): FFN activation. Default: GELU.
+        se_ratio (int | None): squeeze-and-excitation after the mixer (Table 15).
+        ffn_dwconv_kernel (int | None): extra depth-wise conv before the FFN (Table 6).
+        with_cp (bool): gradient checkpointing. Default: False.
+    """
+
+    def __init__(self, embed_dims, mixer, mlp_ratio=4., drop_rate=0., drop_path=0.,
+                 norm1_cfg=None, norm2_cfg=dict(type='BN'), act_cfg=dict(type='GELU'),
+                 se_ratio=None, ffn_dwconv_kernel=None, with_cp=False, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.with_cp = with_cp
+        if norm1_cfg is not None:
+            self.norm1, self._norm1_cf = build_cl_norm(norm1_cfg, embed_dims)
+        else:
+            self.norm1 = None
+        self.mixer = mixer
+        self.se = SqueezeExcite(embed_dims, se_ratio) if se_ratio else None
+        self.ffn_dwconv = DepthwiseResidual(embed_dims, ffn_dwconv_kernel) \
+            if ffn_dwconv_kernel else None
+        self.norm2, self._norm2_cf = build_cl_norm(norm2_cfg, embed_dims)
+        self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=int(embed_dims * mlp_ratio),
+                       num_fcs=2, ffn_drop=drop_rate, dropout_layer=None, act_cfg=act_cfg,
+                       add_identity=False)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def _forward(self, x):
+        y = x if self.norm1 is None else apply_cl_norm(self.norm1, self._norm1_cf, x)
+        y = self.mixer(y)
+        if self.se is not None:
+            y = self.se(y)
+        x = x + self.drop_path(y)
+        if self.ffn_dwconv is not None:
+            x = self.ffn_dwconv(x)
+        return x + self.drop_path(self.ffn(apply_cl_norm(self.norm2, self._norm2_cf, x)))
+
+    def forward(self, x):
+        """(B, H, W, C) -> (B, H, W, C)."""
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+class PatchMerging(nn.Module):
+    """2x2 patch merging in the official order, zero-padding odd sizes (bottom/right).
+
+    ``cat(x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2])`` -> norm(4C) ->
+    Linear(4C, 2C, bias=False).
+
+    Shape:
+        (B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C).
+    """
+
+    def __init__(self, in_channels, out_channels=None, norm_cfg=dict(type='LN')):
+        super().__init__()
+        out_channels = out_channels or 2 * in_channels
+        self.norm = build_norm_layer(norm_cfg, 4 * in_channels)[1]
+        self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
+
+    def forward(self, x):
+        _, h, w, _ = x.shape
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+        return self.reduction(self.norm(x))
+
+
+class MixerStage(nn.Module):
+    """``blocks`` (a ModuleList of :class:`MixerBlock`) then an optional ``downsample``."""
+
+    def __init__(self, blocks, downsample=None):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.downsample = downsample
+
+    def forward(self, x):
+        """(B, H, W, C) -> (B, H, W, C), before the downsample."""
+        for block in self.blocks:
+            x = block(x)
+        return x

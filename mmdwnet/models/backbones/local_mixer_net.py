@@ -1,0 +1,238 @@
+"""One Swin-style macro architecture in which only the spatial mixer changes."""
+import copy
+import difflib
+import math
+
+import torch
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks.transformer import PatchEmbed
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmdwnet.registry import register_model
+from ..mixers.builder import build_mixer
+from .blocks import MixerBlock, MixerStage, PatchMerging
+
+
+@register_model()
+class LocalMixerNet(BaseModule):
+    """4x4 patch embedding, four stages of :class:`MixerBlock` joined by patch merging.
+
+    The paper's models differ only in ``mixer`` and the block norms; the named presets
+    (:class:`DWNet`, :class:`DynamicDWNet`, :class:`IDynamicDWNet`, :class:`SwinNet`,
+    :class:`SlidingWindowNet`, :class:`LocalMLPNet`) fill those in.  One definition serves
+    classification (``out_indices=(3,)``, LN output norm), detection and segmentation
+    (``out_indices=(0, 1, 2, 3)``, BN or LN output norms, ``pad_to_window=True``).
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` or a dict with ``embed_dims``,
+            ``depths`` and ``num_heads`` (per stage: attention heads, weight groups).
+        mixer (dict | list[dict]): mixer config, or one per stage.  The backbone adds what the
+            mixer's ``__init__`` accepts of ``embed_dims``, ``num_heads``, ``input_resolution``,
+            ``shift`` (odd blocks), ``pad_to_window`` and ``stage``.
+        img_size (int | tuple): nominal input size; only mixers with position-specific weights
+            depend on it. Default: 224.
+        in_channels (int): Default: 3.
+        patch_size (int): Default: 4.
+        mlp_ratio (float): Default: 4.
+        drop_rate (float): dropout after the patch embedding and in FFNs. Default: 0.
+        drop_path_rate (float): stochastic depth, linearly increasing per block. Default: 0.1.
+        norm1_cfg (dict | None): norm before the mixer; None for the DW-conv family.
+        norm2_cfg (dict): norm before the FFN (BN for DWNet, LN for Swin).
+        patch_norm_cfg (dict | None): norm after the patch embedding. Default: LN.
+        merge_norm_cfg (dict): norm in patch merging. Default: LN.
+        out_indices (Sequence[int]): stages whose outputs are returned. Default: (3,).
+        out_norm_cfg (dict | None): norm ``norm{i}`` on each returned stage (LN as the
+            classification models' final norm; BN for the DW-conv family's detection and
+            segmentation backbones, LN for Swin's). None: no output norm.
+        pad_to_window (bool): official detection/segmentation padding behaviour of the mixers.
+        se_ratio (int | None): squeeze-and-excitation after every mixer (Table 15).
+        ffn_dwconv_kernel (int | None): extra depth-wise conv before every FFN (Table 6).
+        frozen_stages (int): freeze the patch embedding (>= 0) and stages ``< frozen_stages``
+            with their output norms. Default: -1.
+        norm_eval (bool): keep BN layers in eval mode during training. Default: False.
+        with_cp (bool): gradient checkpointing per block. Default: False.
+        init_cfg (dict | list | None): e.g. ``dict(type='Pretrained', checkpoint=...,
+            prefix='backbone.')``.
+
+    Shape:
+        (B, in_channels, H, W) -> tuple of (B, C_i, ceil(H/4/2^i), ceil(W/4/2^i)).
+    """
+
+    arch_zoo = {
+        'tiny': dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
+        'small': dict(embed_dims=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24]),
+        'base': dict(embed_dims=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32]),
+    }
+
+    def __init__(self,
+                 arch='tiny',
+                 mixer=dict(type='DWConv', kernel_size=7),
+                 img_size=224,
+                 in_channels=3,
+                 patch_size=4,
+                 mlp_ratio=4.,
+                 drop_rate=0.,
+                 drop_path_rate=0.1,
+                 norm1_cfg=None,
+                 norm2_cfg=dict(type='BN'),
+                 patch_norm_cfg=dict(type='LN'),
+                 merge_norm_cfg=dict(type='LN'),
+                 out_indices=(3, ),
+                 out_norm_cfg=dict(type='LN'),
+                 pad_to_window=False,
+                 se_ratio=None,
+                 ffn_dwconv_kernel=None,
+                 frozen_stages=-1,
+                 norm_eval=False,
+                 with_cp=False,
+                 init_cfg=None):
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
+                dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
+            ]
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        embed_dims = self.arch_settings['embed_dims']
+        depths = self.arch_settings['depths']
+        num_heads = self.arch_settings['num_heads']
+        self.num_stages = len(depths)
+        self.embed_dims = embed_dims
+        self.num_features = [embed_dims * 2**i for i in range(self.num_stages)]
+        self.out_indices = self._parse_out_indices(out_indices)
+        self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
+        mixers = self._parse_mixers(mixer)
+
+        self.patch_embed = PatchEmbed(
+            in_channels=in_channels, embed_dims=embed_dims, conv_type='Conv2d',
+            kernel_size=patch_size, stride=patch_size, padding='corner',
+            norm_cfg=patch_norm_cfg)
+        self.drop_after_pos = torch.nn.Dropout(p=drop_rate)
+
+        img_h, img_w = (img_size, img_size) if isinstance(img_size, int) else img_size
+        res = (math.ceil(img_h / patch_size), math.ceil(img_w / patch_size))
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = torch.nn.ModuleList()
+        for i, depth in enumerate(depths):
+            dims = self.num_features[i]
+            blocks = []
+            for j in range(depth):
+                block_mixer = build_mixer(
+                    mixers[i], embed_dims=dims, num_heads=num_heads[i], input_resolution=res,
+                    shift=j % 2 == 1, pad_to_window=pad_to_window, stage=i)
+                blocks.append(
+                    MixerBlock(dims, block_mixer, mlp_ratio=mlp_ratio, drop_rate=drop_rate,
+                               drop_path=dpr[sum(depths[:i]) + j], norm1_cfg=norm1_cfg,
+                               norm2_cfg=norm2_cfg, se_ratio=se_ratio,
+                               ffn_dwconv_kernel=ffn_dwconv_kernel, with_cp=with_cp))
+            downsample = None
+            if i < self.num_stages - 1:
+                downsample = PatchMerging(dims, self.num_features[i + 1], merge_norm_cfg)
+                res = (math.ceil(res[0] / 2), math.ceil(res[1] / 2))
+            self.stages.append(MixerStage(blocks, downsample))
+
+        self.out_norm_cfg = out_norm_cfg
+        self._out_norm_cf = False
+        for i in self.out_indices:
+            if out_norm_cfg is None:
+                continue
+            layer = build_norm_layer(out_norm_cfg, self.num_features[i])[1]
+            self._out_norm_cf = isinstance(layer, (_BatchNorm, torch.nn.SyncBatchNorm))
+            self.add_module(f'norm{i}', layer)
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ argument parsing
+    def _parse_arch(self, arch):
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in self.arch_zoo:
+                close = difflib.get_close_matches(key, list(self.arch_zoo), n=3)
+                raise ValueError(f'unknown arch {arch!r}; choose one of {sorted(self.arch_zoo)} '
+                                 f'(close: {close}) or pass a dict with embed_dims, depths, '
+                                 'num_heads')
+            return copy.deepcopy(self.arch_zoo[key])
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        missing = {'embed_dims', 'depths', 'num_heads'} - set(arch)
+        if missing:
+            raise ValueError(f'arch dict is missing {sorted(missing)}; it needs embed_dims, '
+                             f'depths and num_heads (one per stage)')
+        arch = copy.deepcopy(arch)
+        depths = list(arch['depths'])
+        heads = arch['num_heads']
+        heads = [heads] * len(depths) if isinstance(heads, int) else list(heads)
+        if len(heads) != len(depths):
+            raise ValueError(f'arch has {len(depths)} stages (depths={depths}) but '
+                             f'{len(heads)} num_heads ({heads})')
+        unknown = set(arch) - {'embed_dims', 'depths', 'num_heads'}
+        if unknown:
+            raise ValueError(f'arch dict has unknown keys {sorted(unknown)}')
+        return dict(embed_dims=arch['embed_dims'], depths=depths, num_heads=heads)
+
+    def _parse_out_indices(self, out_indices):
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        result = []
+        for i in out_indices:
+            j = i + self.num_stages if i < 0 else i
+            if not 0 <= j < self.num_stages:
+                raise ValueError(f'out_indices {tuple(out_indices)} out of range for '
+                                 f'{self.num_stages} stages')
+            result.append(j)
+        return tuple(result)
+
+    def _parse_mixers(self, mixer):
+        if isinstance(mixer, dict):
+            return [mixer] * self.num_stages
+        mixer = list(mixer)
+        if len(mixer) != self.num_stages:
+            raise ValueError(f'{len(mixer)} mixer configs given for {self.num_stages} stages')
+        return mixer
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x):
+        """(B, C_in, H, W) -> tuple of stage outputs (B, C_i, H_i, W_i)."""
+        x, (h, w) = self.patch_embed(x)
+        x = self.drop_after_pos(x.view(x.shape[0], h, w, -1))
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(self._output(i, x))
+            if stage.downsample is not None:
+                x = stage.downsample(x)
+        return tuple(outs)
+
+    def _output(self, i, x):
+        norm = getattr(self, f'norm{i}', None)
+        if norm is None:
+            return x.permute(0, 3, 1, 2).contiguous()
+        if self._out_norm_cf:
+            return norm(x.permute(0, 3, 1, 2).contiguous())
+        return norm(x).permute(0, 3, 1, 2).contiguous()
+
+    # ------------------------------------------------------------------ training behaviour
+    def _freeze_stages(self):
+        if self.frozen_stages >= 0:
+            self.patch_embed.eval()
+            for p in self.patch_embed.parameters():
+                p.requires_grad = False
+        for i in range(min(self.frozen_stages, self.num_stages)):
+            modules = [self.stages[i]]
+            if hasattr(self, f'norm{i}'):
+                modules.append(getattr(self, f'norm{i}'))
+            for m in modules:
+                m.eval()
+                for p in m.parameters():
+                    p.requires_grad = False
+
+    def train(self, mode=True):
+        """Set train mode, keep frozen stages (and BN with ``norm_eval``) in eval; return self."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, (_BatchNorm, torch.nn.SyncBatchNorm)):
+                    m.eval()
+        return self

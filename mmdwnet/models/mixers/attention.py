@@ -1,0 +1,231 @@
+"""Local attention mixers and the static local MLP.
+
+* :class:`ShiftedWindowAttention` -- Swin's (shifted) window multi-head self-attention.
+* :class:`SlidingWindowAttention` -- every position attends to its own k x k neighbourhood.
+* :class:`LocalMLP` -- Swin without query/key: static per-window connection weights.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmdwnet.ops import local_aggregate, local_correlate
+from mmdwnet.registry import register_model
+from .builder import divisible_or_raise
+from .window import WindowGeometry, relative_position_index
+
+
+class _WindowMixerBase(nn.Module):
+    """Shared arguments of window mixers.
+
+    Args:
+        embed_dims (int): C.
+        num_heads (int): heads (channel groups sharing one aggregation weight); divides C.
+        window_size (int): window side w.
+        shift (bool): shift windows by w // 2 (odd blocks of a stage).
+        pad_to_window (bool): detection/segmentation behaviour for small maps
+            (see :class:`WindowGeometry`).
+        stage (int | None): for error messages.
+    """
+
+    def __init__(self, embed_dims, num_heads, window_size=7, shift=False, pad_to_window=False,
+                 stage=None):
+        super().__init__()
+        divisible_or_raise(f'{type(self).__name__}: num_heads', embed_dims, num_heads, stage,
+                           hint=f'num_heads must divide the {embed_dims} channels of the stage.')
+        self.embed_dims, self.num_heads, self.window_size = embed_dims, num_heads, window_size
+        self.shift_size = window_size // 2 if shift else 0
+        self.pad_to_window, self.stage = pad_to_window, stage
+        self.register_buffer('relative_position_index', relative_position_index(window_size),
+                             persistent=False)
+
+    def geometry(self, x):
+        return WindowGeometry(x.shape[1], x.shape[2], self.window_size, self.shift_size,
+                              self.pad_to_window, self.stage)
+
+    def relative_bias(self, table):
+        """Table ((2w-1)^2, heads) -> (heads, w*w, w*w)."""
+        n = self.window_size**2
+        return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+
+    def extra_repr(self):
+        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
+                f'window_size={self.window_size}, shift_size={self.shift_size}')
+
+
+@register_model()
+class ShiftedWindowAttention(_WindowMixerBase):
+    """Swin (shifted) window attention with relative position bias, any input size.
+
+    Maps that do not divide into windows are zero-padded at the bottom/right (after the block's
+    pre-norm, as in Swin) and cropped back; shifted windows use the cyclic shift with masks.
+
+    Args:
+        qkv_bias (bool): bias in the qkv projection. Default: True.
+        attn_drop (float): dropout on attention weights. Default: 0.
+        proj_drop (float): dropout after the output projection. Default: 0.
+        Others: see :class:`_WindowMixerBase`.
+
+    Shape:
+        (B, H, W, C) -> (B, H, W, C).
+    """
+
+    def __init__(self, embed_dims, num_heads, window_size=7, shift=False, qkv_bias=True,
+                 attn_drop=0., proj_drop=0., pad_to_window=False, stage=None):
+        super().__init__(embed_dims, num_heads, window_size, shift, pad_to_window, stage)
+        self.scale = (embed_dims // num_heads)**-0.5
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size - 1)**2, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def attention_weights(self, windows, mask):
+        """(B*nW, N, C) windows -> ((B*nW, heads, N, N) weights, (B*nW, heads, N, d) values)."""
+        bw, n, c = windows.shape
+        qkv = self.qkv(windows).reshape(bw, n, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        attn = attn + self.relative_bias(self.relative_position_bias_table).unsqueeze(0)
+        if mask is not None:
+            nw = mask.shape[0]
+            attn = attn.view(bw // nw, nw, self.num_heads, n, n).masked_fill(
+                mask[None, :, None], float('-inf')).view(bw, self.num_heads, n, n)
+        return self.attn_drop(attn.softmax(dim=-1)), v
+
+    def forward(self, x):
+        geo = self.geometry(x)
+        windows = geo.partition(x)
+        attn, v = self.attention_weights(windows, geo.mask(x.device))
+        out = (attn @ v).transpose(1, 2).reshape(windows.shape)
+        return geo.reverse(self.proj_drop(self.proj(out)))
+
+
+@register_model()
+class LocalMLP(_WindowMixerBase):
+    """Static local MLP: window aggregation with learned, input-independent weights.
+
+    Swin's window attention without query and key projections: within every (shifted) window
+    the tokens are mixed by a static matrix ``W + B`` (``W`` a parameter, ``B`` the relative
+    position bias), per head, applied to ``v = Linear(x)``, followed by the output projection.
+    No softmax: the weights do not depend on the input.
+
+    Args:
+        share_channels (bool): one weight matrix per head (channels of a head share it).  False
+            gives one per channel (Table 4 "SP only"). Default: True.
+        share_positions (bool): share the matrices across windows.  False (the paper's Table 2
+            Local MLP, "SC only") gives one per window and needs the input resolution.
+            Default: True.
+        input_resolution (tuple[int, int] | None): (H, W), given by the backbone.
+        Others: see :class:`_WindowMixerBase`.
+
+    Shape:
+        (B, H, W, C) -> (B, H, W, C).
+    """
+
+    def __init__(self, embed_dims, num_heads, window_size=7, shift=False, share_channels=True,
+                 share_positions=True, input_resolution=None, qkv_bias=True, proj_drop=0.,
+                 pad_to_window=False, stage=None):
+        super().__init__(embed_dims, num_heads, window_size, shift, pad_to_window, stage)
+        self.share_channels, self.share_positions = share_channels, share_positions
+        self.weight_heads = num_heads if share_channels else embed_dims
+        n = window_size**2
+        num_windows = 1
+        if not share_positions:
+            if input_resolution is None:
+                raise ValueError('LocalMLP(share_positions=False) needs input_resolution (set '
+                                 'img_size on the backbone)')
+            self.input_resolution = tuple(input_resolution)
+            num_windows = WindowGeometry(*self.input_resolution, window_size, self.shift_size,
+                                         pad_to_window, stage).num_windows
+        self.local_weight = nn.Parameter(torch.zeros(num_windows, self.weight_heads, n, n))
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size - 1)**2, self.weight_heads))
+        nn.init.trunc_normal_(self.local_weight, std=0.02)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.v = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def aggregation_weights(self, geo, device=None):
+        """(nW or 1, heads', N, N) static weights, masked for shifted windows."""
+        weight = self.local_weight + self.relative_bias(self.relative_position_bias_table)[None]
+        mask = geo.mask(device)
+        if mask is not None:
+            weight = weight.masked_fill(mask[:, None], 0.)
+        return weight
+
+    def forward(self, x):
+        if not self.share_positions and tuple(x.shape[1:3]) != self.input_resolution:
+            raise ValueError(f'LocalMLP(share_positions=False) was built for '
+                             f'{self.input_resolution} maps and cannot take '
+                             f'{tuple(x.shape[1:3])}: its weights are per window')
+        geo = self.geometry(x)
+        windows = self.v(geo.partition(x))
+        bw, n, c = windows.shape
+        heads = self.weight_heads
+        v = windows.view(-1, geo.num_windows, n, heads, c // heads).permute(0, 1, 3, 2, 4)
+        weight = self.aggregation_weights(geo, x.device)
+        if weight.shape[0] == 1:
+            weight = weight.squeeze(0)
+        out = (weight @ v).permute(0, 1, 3, 2, 4).reshape(bw, n, c)
+        return geo.reverse(self.proj_drop(self.proj(out)))
+
+
+@register_model()
+class SlidingWindowAttention(nn.Module):
+    """Sliding-window (neighbourhood) attention: each position attends to its k x k neighbours.
+
+    Logits ``q . k / sqrt(d)`` plus a learned bias per head and relative offset, softmax over
+    the neighbourhood (positions outside the map are masked), weighted sum of values, output
+    projection.  Built on :func:`mmdwnet.ops.local_correlate` / ``local_aggregate``: the
+    neighbourhood is never unfolded in memory.
+
+    Args:
+        embed_dims (int): C.
+        num_heads (int): heads; divides C.
+        kernel_size (int): odd k. Default: 7.
+        qkv_bias (bool): Default: True.
+        stage (int | None): for error messages.
+
+    Shape:
+        (B, H, W, C) -> (B, H, W, C).
+    """
+
+    def __init__(self, embed_dims, num_heads, kernel_size=7, qkv_bias=True, attn_drop=0.,
+                 proj_drop=0., stage=None):
+        super().__init__()
+        divisible_or_raise('SlidingWindowAttention: num_heads', embed_dims, num_heads, stage)
+        if kernel_size % 2 == 0:
+            raise ValueError(f'SlidingWindowAttention kernel_size must be odd, got {kernel_size}')
+        self.embed_dims, self.num_heads, self.kernel_size = embed_dims, num_heads, kernel_size
+        self.scale = (embed_dims // num_heads)**-0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(num_heads, kernel_size**2))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def attention_weights(self, x):
+        """(B, H, W, C) -> ((B, heads, k, k, H, W) weights, (B, C, H, W) values)."""
+        b, h, w, c = x.shape
+        k = self.kernel_size
+        q, key, v = self.qkv(x).permute(0, 3, 1, 2).reshape(b, 3, c, h, w).unbind(1)
+        logits = local_correlate(q * self.scale, key, k, self.num_heads)
+        bias = self.relative_position_bias_table.view(1, self.num_heads, k, k, 1, 1)
+        ones = x.new_ones(1, 1, h, w)
+        outside = local_correlate(ones, ones, k, 1) == 0  # 1, 1, k, k, H, W
+        logits = (logits + bias).masked_fill(outside, float('-inf'))
+        attn = logits.flatten(2, 3).softmax(dim=2).view_as(logits)
+        return self.attn_drop(attn), v
+
+    def forward(self, x):
+        attn, v = self.attention_weights(x)
+        out = local_aggregate(v, attn).permute(0, 2, 3, 1)
+        return self.proj_drop(self.proj(out))
+
+    def extra_repr(self):
+        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
+                f'kernel_size={self.kernel_size}')

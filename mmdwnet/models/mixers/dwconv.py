@@ -1,0 +1,290 @@
+"""Depth-wise convolution mixers: static (DW), homogeneous dynamic (D-DW), inhomogeneous (I-D-DW).
+
+All three share the block of the paper's Table 8, which only differs in its spatial aggregation::
+
+    1x1 conv -> BN -> ReLU -> k x k aggregation -> BN -> ReLU -> 1x1 conv -> BN
+
+The children are declared in that order so that ``mmcv.cnn.fuse_conv_bn`` folds every
+conv -> BN pair (``proj_in``/``norm_in``, a static ``aggregate``/``norm_mid``,
+``proj_out``/``norm_out`` and the kernel generators' ``reduce``/``norm``).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+
+from mmdwnet.ops import local_aggregate
+from mmdwnet.registry import register_model
+from .builder import divisible_or_raise
+
+
+def _odd_kernel_or_raise(kernel_size, stage=None):
+    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        where = f' in stage {stage}' if stage is not None else ''
+        raise ValueError(f'kernel_size{where} must be a positive odd int (the output keeps the '
+                         f'input size), got {kernel_size!r}')
+
+
+class SharedDepthwiseConv2d(nn.Module):
+    """Static k x k aggregation with the sharing options of the paper's Table 4.
+
+    Args:
+        channels (int): C.
+        kernel_size (int): odd k.
+        groups (int): G weight groups; channel ``c`` uses kernel ``c // (C/G)``.  ``G == C`` is an
+            ordinary depth-wise conv (no sharing across channels).
+        input_resolution (tuple[int, int] | None): (H, W); required when ``share_positions`` is
+            False, since a locally connected layer has one kernel per position.
+        share_positions (bool): False gives a locally connected layer (Table 4, "SC only").
+
+    Shape:
+        (N, C, H, W) -> (N, C, H, W).
+    """
+
+    def __init__(self, channels, kernel_size, groups, input_resolution=None, share_positions=True,
+                 bias=True):
+        super().__init__()
+        self.channels, self.kernel_size, self.groups = channels, kernel_size, groups
+        self.share_positions = share_positions
+        if share_positions:
+            self.weight = nn.Parameter(torch.empty(groups, 1, kernel_size, kernel_size))
+        else:
+            if input_resolution is None:
+                raise ValueError('share_positions=False (a locally connected layer) needs the '
+                                 'input resolution: set img_size on the backbone')
+            self.input_resolution = tuple(input_resolution)
+            self.weight = nn.Parameter(
+                torch.empty(1, groups, kernel_size, kernel_size, *self.input_resolution))
+        self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+        nn.init.trunc_normal_(self.weight, std=0.02)
+
+    def forward(self, x):
+        if self.share_positions:
+            weight = self.weight.repeat_interleave(self.channels // self.groups, dim=0)
+            return F.conv2d(x, weight, self.bias, padding=self.kernel_size // 2,
+                            groups=self.channels)
+        if tuple(x.shape[-2:]) != self.input_resolution:
+            raise ValueError(f'this locally connected layer (share_positions=False) was built for '
+                             f'{self.input_resolution} inputs and cannot take {tuple(x.shape[-2:])}; '
+                             'rebuild it with a matching img_size')
+        out = local_aggregate(x, self.weight)
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+    def extra_repr(self):
+        return (f'channels={self.channels}, kernel_size={self.kernel_size}, groups={self.groups}, '
+                f'share_positions={self.share_positions}')
+
+
+class DynamicDWConv2d(nn.Module):
+    """Homogeneous dynamic depth-wise conv (D-DW): one k x k kernel per channel per image.
+
+    Kernel generator (official form): global average pool -> 1x1 conv C->C/r (no bias) -> BN ->
+    ReLU -> 1x1 conv C/r -> C*k*k (bias); plus a learnable bias of size C.  The whole batch runs
+    as one grouped convolution (batch folded into channels), no per-image loop.
+
+    Shape:
+        (N, C, H, W) -> (N, C, H, W).
+    """
+
+    def __init__(self, channels, kernel_size, reduction=4, norm_cfg=dict(type='BN')):
+        super().__init__()
+        self.channels, self.kernel_size = channels, kernel_size
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(channels, channels // reduction, 1, bias=False)
+        self.norm = build_norm_layer(norm_cfg, channels // reduction)[1]
+        self.act = nn.ReLU(inplace=True)
+        self.expand = nn.Conv2d(channels // reduction, channels * kernel_size**2, 1)
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def generate_weight(self, x):
+        """(N, C, H, W) -> kernels (N*C, 1, k, k)."""
+        k = self.kernel_size
+        return self.expand(self.act(self.norm(self.reduce(self.pool(x))))).view(-1, 1, k, k)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        out = F.conv2d(x.reshape(1, n * c, h, w), self.generate_weight(x), self.bias.repeat(n),
+                       padding=self.kernel_size // 2, groups=n * c)
+        return out.view(n, c, h, w)
+
+
+class IDynamicDWConv2d(nn.Module):
+    """Inhomogeneous dynamic depth-wise conv (I-D-DW): a k x k kernel per position and group.
+
+    Kernel generator (official form): 1x1 conv C->C/r (bias) -> BN -> ReLU -> 1x1 conv
+    C/r -> k*k*G; the aggregation is :func:`mmdwnet.ops.local_aggregate` (no bias).
+
+    Args:
+        channels (int): C.
+        kernel_size (int): odd k.
+        group_channels (int): channels sharing one weight (the official ``inhomo_heads``);
+            G = C / group_channels.
+
+    Shape:
+        (N, C, H, W) -> (N, C, H, W).
+    """
+
+    def __init__(self, channels, kernel_size, group_channels, reduction=4,
+                 norm_cfg=dict(type='BN')):
+        super().__init__()
+        self.channels, self.kernel_size = channels, kernel_size
+        self.groups = channels // group_channels
+        self.reduce = nn.Conv2d(channels, channels // reduction, 1)
+        self.norm = build_norm_layer(norm_cfg, channels // reduction)[1]
+        self.act = nn.ReLU()
+        self.expand = nn.Conv2d(channels // reduction, kernel_size**2 * self.groups, 1)
+
+    def generate_weight(self, x):
+        """(N, C, H, W) -> weights (N, G, k, k, H, W)."""
+        n, _, h, w = x.shape
+        k = self.kernel_size
+        return self.expand(self.act(self.norm(self.reduce(x)))).view(n, self.groups, k, k, h, w)
+
+    def forward(self, x):
+        return local_aggregate(x, self.generate_weight(x))
+
+
+class _PointwiseSpatialPointwise(nn.Module):
+    """Table 8 block around a spatial aggregation; subclasses build ``aggregate``.
+
+    Args:
+        embed_dims (int): C.
+        kernel_size (int): odd k of the aggregation (the official "window_size").
+        pad_to_window (bool): zero-pad the input at the bottom/right to a multiple of
+            ``kernel_size`` and crop after the block, as the official detection/segmentation
+            backbone does (this changes border outputs because BN/ReLU run before the
+            aggregation).  False is the official classification behaviour.
+        norm_cfg (dict): norm of the block (BN in the paper).
+        stage (int | None): stage index, used in error messages.
+
+    Shape:
+        (B, H, W, C) -> (B, H, W, C).
+    """
+
+    def __init__(self, embed_dims, kernel_size=7, pad_to_window=False, norm_cfg=dict(type='BN'),
+                 stage=None):
+        super().__init__()
+        _odd_kernel_or_raise(kernel_size, stage)
+        self.embed_dims, self.kernel_size = embed_dims, kernel_size
+        self.pad_to_window = pad_to_window
+        self.proj_in = nn.Conv2d(embed_dims, embed_dims, 1, bias=False)
+        self.norm_in = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.act = nn.ReLU(inplace=True)
+        self.aggregate = self.build_aggregate(embed_dims, kernel_size)
+        self.norm_mid = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.proj_out = nn.Conv2d(embed_dims, embed_dims, 1, bias=False)
+        self.norm_out = build_norm_layer(norm_cfg, embed_dims)[1]
+
+    def build_aggregate(self, channels, kernel_size):
+        raise NotImplementedError
+
+    def forward(self, x):
+        _, h, w, _ = x.shape
+        if self.pad_to_window:
+            k = self.kernel_size
+            x = F.pad(x, (0, 0, 0, (k - w % k) % k, 0, (k - h % k) % k))
+        x = x.permute(0, 3, 1, 2)  # channels-last memory, NCHW view
+        x = self.act(self.norm_in(self.proj_in(x)))
+        x = self.act(self.norm_mid(self.aggregate(x)))
+        x = self.norm_out(self.proj_out(x)).permute(0, 2, 3, 1)
+        return x[:, :h, :w, :] if self.pad_to_window else x
+
+    def extra_repr(self):
+        return f'embed_dims={self.embed_dims}, kernel_size={self.kernel_size}'
+
+
+@register_model()
+class DWConv(_PointwiseSpatialPointwise):
+    """Static depth-wise conv mixer (the paper's DW-Conv, Table 8).
+
+    Args:
+        embed_dims (int): C.
+        kernel_size (int): odd k. Default: 7.
+        share_channels (bool): share each kernel across the ``C / num_heads`` channels of a head
+            (Table 4 "SC"). Default: False (one kernel per channel).
+        share_positions (bool): False makes the aggregation locally connected, one kernel per
+            position (Table 4); needs ``input_resolution``. Default: True.
+        num_heads (int): heads (weight groups) used when ``share_channels``.
+        input_resolution (tuple[int, int] | None): (H, W), given by the backbone.
+        pad_to_window, norm_cfg, stage: see the base class.
+
+    Shape:
+        (B, H, W, C) -> (B, H, W, C).
+    """
+
+    def __init__(self, embed_dims, kernel_size=7, share_channels=False, share_positions=True,
+                 num_heads=1, input_resolution=None, pad_to_window=False,
+                 norm_cfg=dict(type='BN'), stage=None):
+        if share_channels:
+            divisible_or_raise('DWConv(share_channels=True): num_heads', embed_dims, num_heads,
+                               stage, hint=f'Choose num_heads dividing {embed_dims} channels.')
+        self.share_channels, self.share_positions = share_channels, share_positions
+        self.num_heads, self.input_resolution = num_heads, input_resolution
+        super().__init__(embed_dims, kernel_size, pad_to_window, norm_cfg, stage)
+
+    def build_aggregate(self, channels, kernel_size):
+        if not self.share_channels and self.share_positions:
+            return nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
+                             groups=channels)
+        if not self.share_positions and self.pad_to_window:
+            raise ValueError('DWConv(share_positions=False) has one kernel per position and '
+                             'cannot pad to window multiples; set pad_to_window=False')
+        groups = self.num_heads if self.share_channels else channels
+        return SharedDepthwiseConv2d(channels, kernel_size, groups, self.input_resolution,
+                                     self.share_positions)
+
+
+@register_model()
+class DynamicDWConv(_PointwiseSpatialPointwise):
+    """Homogeneous dynamic depth-wise conv mixer (D-DW-Conv): per-image kernels.
+
+    Args:
+        embed_dims (int): C (divisible by ``reduction``).
+        kernel_size (int): odd k. Default: 7.
+        reduction (int): channel reduction of the kernel generator. Default: 4.
+
+    Shape:
+        (B, H, W, C) -> (B, H, W, C).
+    """
+
+    def __init__(self, embed_dims, kernel_size=7, reduction=4, pad_to_window=False,
+                 norm_cfg=dict(type='BN'), stage=None):
+        divisible_or_raise('DynamicDWConv: reduction', embed_dims, reduction, stage)
+        self.reduction, self.gen_norm_cfg = reduction, norm_cfg
+        super().__init__(embed_dims, kernel_size, pad_to_window, norm_cfg, stage)
+
+    def build_aggregate(self, channels, kernel_size):
+        return DynamicDWConv2d(channels, kernel_size, self.reduction, self.gen_norm_cfg)
+
+
+@register_model()
+class IDynamicDWConv(_PointwiseSpatialPointwise):
+    """Inhomogeneous dynamic depth-wise conv mixer (I-D-DW-Conv): per-position kernels.
+
+    Args:
+        embed_dims (int): C.
+        kernel_size (int): odd k. Default: 7.
+        group_channels (int | None): channels that share one aggregation weight.  None takes
+            ``num_heads`` (the official convention: ``inhomo_heads=[3, 6, 12, 24]`` for the tiny
+            model, i.e. 32 weight groups in every stage).
+        num_heads (int): the stage's head count, given by the backbone.
+        reduction (int): channel reduction of the kernel generator. Default: 4.
+
+    Shape:
+        (B, H, W, C) -> (B, H, W, C).
+    """
+
+    def __init__(self, embed_dims, kernel_size=7, group_channels=None, num_heads=None,
+                 reduction=4, pad_to_window=False, norm_cfg=dict(type='BN'), stage=None):
+        group_channels = group_channels if group_channels is not None else num_heads
+        if group_channels is None:
+            raise ValueError('IDynamicDWConv needs group_channels (or the stage num_heads)')
+        divisible_or_raise('IDynamicDWConv: group_channels', embed_dims, group_channels, stage,
+                           hint='group_channels is the number of channels sharing one weight.')
+        divisible_or_raise('IDynamicDWConv: reduction', embed_dims, reduction, stage)
+        self.group_channels, self.reduction, self.gen_norm_cfg = group_channels, reduction, norm_cfg
+        super().__init__(embed_dims, kernel_size, pad_to_window, norm_cfg, stage)
+
+    def build_aggregate(self, channels, kernel_size):
+        return IDynamicDWConv2d(channels, kernel_size, self.group_channels, self.reduction,
+                                self.gen_norm_cfg)

@@ -1,0 +1,47 @@
+"""Registries of mmdwnet.
+
+mmdwnet is a plugin for three toolboxes at once (mmpretrain, mmdet, mmseg).  Its modules are
+registered twice:
+
+* into the ``mmdwnet`` scope registry (a child of mmengine's root ``MODELS``), so that scoped
+  names such as ``type='mmdwnet.DWNet'`` resolve from any default scope;
+* into mmengine's root ``MODELS`` registry -- where mmcv registers its layers (``BN``, ``GELU``,
+  ``SyncBN``...) for the same reason -- so that plain ``type='DWNet'`` resolves under the default
+  scope ``mmpretrain``, ``mmdet``, ``mmseg`` and with no default scope, since every toolbox
+  registry searches its parents.
+"""
+import difflib
+
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmdwnet', locations=['mmdwnet.models'])
+
+
+def register_model(cls=None, *, name=None):
+    """Register ``cls`` into the mmdwnet scope and into mmengine's root model registry."""
+
+    def _register(module_cls):
+        MODELS.register_module(name=name, module=module_cls)
+        MMENGINE_MODELS.register_module(name=name, module=module_cls)
+        return module_cls
+
+    return _register(cls) if cls is not None else _register
+
+
+def registered_names():
+    """Names this package registers (sorted)."""
+    return sorted(MODELS.module_dict)
+
+
+def build_model_checked(cfg, registry=MODELS, **default_args):
+    """Build ``cfg`` from ``registry``; an unknown ``type`` fails with the closest known names."""
+    type_name = cfg.get('type') if isinstance(cfg, dict) else None
+    if isinstance(type_name, str):
+        scope, _, key = type_name.rpartition('.')
+        if registry.get(type_name) is None:
+            known = registered_names()
+            close = difflib.get_close_matches(key, known, n=5, cutoff=0.4)
+            raise KeyError(f'{type_name!r} is not a registered mmdwnet module. '
+                           f'Close names: {close or "none"}; all mmdwnet names: {known}.')
+    return registry.build(cfg, default_args=default_args or None)

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# One-command install of the whole mmdwnet stack into a virtual environment.
+#
+#   bash tools/install.sh [VENV]        (default: .venv at the repo root; `make install` calls this)
+#
+# Steps: venv -> torch/torchvision -> build tools -> mmcv 2.1.0 with compiled ops (cached wheel,
+# else the matching prebuilt wheel in ../shared/wheels, else a source build) -> OpenMMLab stack ->
+# `pip install -e .`.  A second run on a ready machine only re-checks and finishes in seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${1:-${VENV:-$ROOT/.venv}}"
+PYTHON="${PYTHON:-python3.11}"
+CACHE="${MMDWNET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmdwnet}"
+SHARED_WHEELS="${MMDWNET_SHARED_WHEELS:-$ROOT/../shared/wheels}"
+MMCV_VERSION=2.1.0
+MAX_JOBS="${MAX_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+
+step() { printf '\n\033[1m[install %s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*"; }
+die() { printf '\n\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] >= (3, 9)' 2>/dev/null \
+  || die "$PYTHON is missing or older than 3.9; set PYTHON=/path/to/python3.11"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating virtual environment $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check)
+
+# ---- fast path: everything already there -------------------------------------------------------
+if "$PY" - <<'PYEOF' 2>/dev/null; then
+import importlib.metadata as md, sys
+want = {'torch': '2.14.1', 'torchvision': '0.29.1', 'mmcv': '2.1.0', 'mmengine': '0.10.7',
+        'mmpretrain': '1.2.0', 'mmdet': '3.3.0', 'mmsegmentation': '1.2.2'}
+for name, ver in want.items():
+    if md.version(name).split('+')[0] != ver:
+        sys.exit(1)
+import mmcv.ops  # compiled ops present
+for extra in ('ftfy', 'regex', 'mim', 'matplotlib', 'skimage', 'pycocotools', 'pytest'):
+    __import__(extra)
+PYEOF
+  step "stack already installed in $VENV; (re)installing mmdwnet in editable mode"
+  "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
+  "$PY" -c 'import mmdwnet; print("mmdwnet", mmdwnet.__version__, "ready in", __import__("sys").prefix)'
+  exit 0
+fi
+
+step "1/5 PyTorch + torchvision (requirements/torch.txt)"
+"${PIP[@]}" install --progress-bar on -r "$ROOT/requirements/torch.txt"
+
+step "2/5 build tools (requirements/build.txt)"
+"${PIP[@]}" install -q -r "$ROOT/requirements/build.txt"
+
+# ---- mmcv with compiled ops ------------------------------------------------------------------
+TORCH_VER=$("$PY" -c 'import torch; print(torch.__version__)')
+PY_TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+KEY="mmcv-${MMCV_VERSION}_${PY_TAG}_torch-${TORCH_VER//+/_}"
+WHEEL_DIR="$CACHE/wheels/$KEY"
+mkdir -p "$WHEEL_DIR"
+wheel=$(ls "$WHEEL_DIR"/mmcv-${MMCV_VERSION}-*.whl 2>/dev/null | head -n1 || true)
+
+if [ -z "$wheel" ] && [ "$TORCH_VER" = "2.14.1+cu130" ] && [ "$PY_TAG" = cp311 ] \
+   && [ -f "$SHARED_WHEELS/mmcv-${MMCV_VERSION}-cp311-cp311-linux_x86_64.whl" ] \
+   && [ "$(uname -m)" = x86_64 ]; then
+  step "3/5 mmcv ${MMCV_VERSION}: using the prebuilt wheel in $SHARED_WHEELS (same Python/torch)"
+  cp "$SHARED_WHEELS/mmcv-${MMCV_VERSION}-cp311-cp311-linux_x86_64.whl" "$WHEEL_DIR/"
+  wheel="$WHEEL_DIR/mmcv-${MMCV_VERSION}-cp311-cp311-linux_x86_64.whl"
+fi
+
+if [ -z "$wheel" ]; then
+  step "3/5 mmcv ${MMCV_VERSION}: building from source with compiled ops (about 20 min on 2 cores)"
+  BUILD="$(mktemp -d)"
+  trap 'rm -rf "$BUILD"' EXIT
+  (cd "$BUILD" && "${PIP[@]}" download -q --no-deps --no-binary :all: "mmcv==${MMCV_VERSION}") \
+    || die "could not download the mmcv ${MMCV_VERSION} source distribution from PyPI"
+  tar xzf "$BUILD"/mmcv-${MMCV_VERSION}.tar.gz -C "$BUILD"
+  SRC="$BUILD/mmcv-${MMCV_VERSION}"
+  # torch >= 2.6 headers need C++20; mmcv 2.1.0 hard-codes older standards.
+  sed -i 's/-std=c++17/-std=c++20/g; s/-std=c++14/-std=c++20/g' "$SRC/setup.py"
+  LOG="$CACHE/mmcv-build.log"
+  (cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS="$MAX_JOBS" "${PIP[@]}" wheel -v --no-deps \
+      --no-build-isolation -w "$WHEEL_DIR" . >"$LOG" 2>&1) &
+  pid=$!
+  start=$(date +%s)
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 30
+    n=$(grep -c '\.o$\|Building\|\[[0-9]*/[0-9]*\]' "$LOG" 2>/dev/null || true)
+    last=$(grep -o '\[[0-9]*/[0-9]*\]' "$LOG" 2>/dev/null | tail -n1 || true)
+    printf '  ... building mmcv: %ds elapsed, ninja step %s (log: %s)\n' $(( $(date +%s) - start )) "${last:-?}" "$LOG"
+  done
+  if ! wait "$pid"; then
+    first=$(grep -m1 -E 'error:|Error:|fatal error' "$LOG" || true)
+    die "the mmcv ${MMCV_VERSION} build failed.
+  first error: ${first:-(none found; see the log)}
+  full log:    $LOG
+  hint: the build needs gcc/g++ >= 10 with C++20, the Python headers (python3-dev) and torch
+        installed first; on a machine with little memory try MAX_JOBS=1 make install."
+  fi
+  wheel=$(ls "$WHEEL_DIR"/mmcv-${MMCV_VERSION}-*.whl | head -n1)
+else
+  step "3/5 mmcv ${MMCV_VERSION}: cached wheel $wheel"
+fi
+"${PIP[@]}" install -q --no-deps "$wheel"
+# mmcv's own runtime dependencies (addict, yapf, opencv, ...), resolved against the pinned stack.
+"${PIP[@]}" install -q "$wheel" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+
+step "4/5 check that the compiled mmcv ops load"
+"$PY" -c 'import mmcv, mmcv.ops; from mmcv.ops import nms, RoIAlign; print("mmcv", mmcv.__version__, "ops OK")' \
+  || die "mmcv imported without its compiled ops; remove $WHEEL_DIR and run make install again"
+
+step "5/5 mmdwnet (editable)"
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
+"$PY" -c 'import mmdwnet; print("mmdwnet", mmdwnet.__version__, "installed in", __import__("sys").prefix)'
