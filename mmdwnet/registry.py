@@ -10,7 +10,9 @@ registered twice:
   scope ``mmpretrain``, ``mmdet``, ``mmseg`` and with no default scope, since every toolbox
   registry searches its parents.
 """
+import contextlib
 import difflib
+import re
 
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
@@ -45,3 +47,41 @@ def build_model_checked(cfg, registry=MODELS, **default_args):
             raise KeyError(f'{type_name!r} is not a registered mmdwnet module. '
                            f'Close names: {close or "none"}; all mmdwnet names: {known}.')
     return registry.build(cfg, default_args=default_args or None)
+
+
+def close_names(name, scope=None, n=5):
+    """Registered model names close to ``name`` in the ``scope`` registry, its parents and mmdwnet."""
+    from mmengine.registry import DefaultScope
+    candidates = set(MODELS.module_dict) | set(MMENGINE_MODELS.module_dict)
+    scope = scope or (DefaultScope.get_current_instance().scope_name
+                      if DefaultScope.get_current_instance() else None)
+    if scope and scope in MMENGINE_MODELS.children:
+        candidates |= set(MMENGINE_MODELS.children[scope].module_dict)
+    key = name.rpartition('.')[2]
+    return difflib.get_close_matches(key, sorted(candidates), n=n, cutoff=0.5)
+
+
+_UNKNOWN = re.compile(r"^'?(?P<name>[\w.]+) is not in the (?P<scope>[\w]+)::(?P<reg>\w+) registry")
+
+
+class UnknownModuleError(KeyError):
+    """A config names a module type that no registry in scope knows."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+@contextlib.contextmanager
+def explain_unknown_types():
+    """Re-raise mmengine's "X is not in the registry" KeyError with the closest known names."""
+    try:
+        yield
+    except KeyError as e:
+        m = _UNKNOWN.match(str(e.args[0]) if e.args else '')
+        if m is None or m.group('reg') != 'model':
+            raise
+        close = close_names(m.group('name'), m.group('scope'))
+        raise UnknownModuleError(
+            f"unknown model type {m.group('name')!r} (default scope {m.group('scope')!r}). "
+            f"Close names: {close or 'none'}. mmdwnet registers: {registered_names()}; configs "
+            "need custom_imports=dict(imports=['mmdwnet'], allow_failed_imports=False).") from e

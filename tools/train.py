@@ -15,6 +15,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmdwnet  # noqa: F401  (registers modules, lets torch.load read mmengine checkpoints)
+from mmdwnet.registry import explain_unknown_types
 
 
 def parse_args(argv=None):
@@ -70,7 +71,8 @@ def main(argv=None):
     if not osp.isfile(args.config):
         sys.exit(f'error: config file {args.config} does not exist')
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    with explain_unknown_types():
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
 
 

@@ -8,6 +8,8 @@ from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner import load_checkpoint
 from mmengine.utils import import_modules_from_strings
 
+from mmdwnet.registry import explain_unknown_types
+
 
 def _drop_pretrained(cfg):
     """Remove ``init_cfg=dict(type='Pretrained')`` entries: the checkpoint replaces them."""
@@ -62,12 +64,13 @@ def init_model(config, checkpoint=None, device='cpu', cfg_options=None):
     if checkpoint is not None:
         _drop_pretrained(model_cfg)
     scope = cfg.get('default_scope', None)
-    if scope is not None:
-        init_default_scope(scope)
-        with DefaultScope.overwrite_default_scope(scope):
+    with explain_unknown_types():
+        if scope is not None:
+            init_default_scope(scope)
+            with DefaultScope.overwrite_default_scope(scope):
+                model = ROOT_MODELS.build(model_cfg)
+        else:
             model = ROOT_MODELS.build(model_cfg)
-    else:
-        model = ROOT_MODELS.build(model_cfg)
     model.cfg = cfg
     if checkpoint is not None:
         try:
