@@ -1,0 +1,362 @@
+"""Model zoo bookkeeping: measured Parameters/FLOPs in the metafiles, docs/model_zoo.md from them.
+
+    # measure every model of a metafile (all three when no --metafile) and write the numbers in
+    python tools/model_zoo.py update [--metafile FILE ...] [--only NAME ...] [--check]
+    # write docs/model_zoo.md: per task, our measured numbers next to the paper's
+    python tools/model_zoo.py render [--metafile FILE ...] [--paper-tables YAML] [--out FILE]
+
+``update`` builds each model's ``Config`` and counts it with
+``tools/analysis_tools/get_flops.py``'s ``model_complexity`` (classification at 224x224, detection
+at 1280x800, segmentation at 2048x512, chosen by the config's default scope), then stores
+``Metadata.Parameters`` and ``Metadata.FLOPs`` (multiply-accumulates) as integers.  These two
+fields are never typed by hand.  ``--check`` only compares and exits 1 on a difference.
+
+Metafile conventions (OpenMMLab / modelindex format, read by ``mim search``)::
+
+    Models:
+      - Name: dwnet-tiny_8xb128_in1k
+        In Collection: DWNet
+        Config: configs/classification/dwnet-tiny_8xb128_in1k.py   # relative to the repo root
+        Metadata: {Parameters: ..., FLOPs: ...}                    # written by `update`
+        Results:                                                    # the paper's numbers
+          - {Task: Image Classification, Dataset: ImageNet-1k, Metrics: {Top 1 Accuracy: 81.3}}
+        Results Source: reported by the paper (Table 2), not reproduced here
+        Paper Key: imagenet_table2.dwnet_tiny       # entry of paper_tables.yaml (section.key)
+        Converted From: {Weights: URL, Code: URL}   # official weights, when released
+
+``render`` takes the paper's params, FLOPs and metrics from ``--paper-tables`` (default
+``/work/shared/paper_tables.yaml``, or ``$MMDWNET_PAPER_TABLES``) through ``Paper Key``; without
+that file (or key) it falls back to the metafile's ``Results``.
+"""
+import argparse
+import importlib.util
+import os
+import os.path as osp
+import sys
+from collections import OrderedDict
+
+import yaml
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TASKS = ('classification', 'detection', 'segmentation')
+DEFAULT_METAFILES = [osp.join('configs', task, 'metafile.yml') for task in TASKS]
+DEFAULT_PAPER_TABLES = os.environ.get(
+    'MMDWNET_PAPER_TABLES', osp.join(osp.dirname(ROOT), 'shared', 'paper_tables.yaml'))
+DEFAULT_OUT = osp.join('docs', 'model_zoo.md')
+
+# paper_tables.yaml field -> column title (metrics the paper reports)
+PAPER_METRICS = OrderedDict([
+    ('top1', 'Top-1 (%)'),
+    ('real', 'ReaL (%)'),
+    ('ap_box', 'box AP'),
+    ('ap_mask', 'mask AP'),
+    ('miou', 'mIoU'),
+])
+# metafile ``Metrics`` name -> paper_tables.yaml field
+METAFILE_METRICS = {
+    'Top 1 Accuracy': 'top1',
+    'box AP': 'ap_box',
+    'mask AP': 'ap_mask',
+    'mIoU': 'miou',
+}
+TASK_TITLES = {
+    'classification': 'ImageNet-1k classification',
+    'detection': 'COCO object detection and instance segmentation',
+    'segmentation': 'ADE20K semantic segmentation',
+}
+
+
+class MetafileError(ValueError):
+    """A metafile entry cannot be processed (missing config, bad key, ...)."""
+
+
+# ---------------------------------------------------------------------------------- yaml i/o
+class _Dumper(yaml.SafeDumper):
+    """Block-style YAML with list items indented under their key (OpenMMLab metafile style)."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def _represent_ordered(dumper, data):
+    return dumper.represent_dict(data.items())
+
+
+_Dumper.add_representer(OrderedDict, _represent_ordered)
+
+
+def load_metafile(path):
+    """Return (header comment lines, data dict) of the metafile at ``path``."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'metafile {path} does not exist')
+    with open(path) as f:
+        text = f.read()
+    header = []
+    for line in text.splitlines():
+        if line.startswith('#'):
+            header.append(line)
+        else:
+            break
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict) or not isinstance(data.get('Models', []), list):
+        raise MetafileError(f'{path}: expected a mapping with a `Models` list (OpenMMLab metafile)')
+    return header, data
+
+
+def dump_metafile(path, header, data):
+    """Write ``data`` to ``path`` keeping the leading comment lines ``header``."""
+    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=100)
+    with open(path, 'w') as f:
+        if header:
+            f.write('\n'.join(header) + '\n')
+        f.write(body)
+
+
+# ---------------------------------------------------------------------------------- update
+def _load_get_flops():
+    path = osp.join(ROOT, 'tools', 'analysis_tools', 'get_flops.py')
+    spec = importlib.util.spec_from_file_location('mmdwnet_get_flops', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def config_path(model, metafile):
+    """Absolute path of a metafile model's ``Config`` (relative to the repo root)."""
+    name = model.get('Name', '<unnamed>')
+    config = model.get('Config')
+    if not config:
+        raise MetafileError(f'{metafile}: model {name} has no `Config`')
+    path = config if osp.isabs(config) else osp.join(ROOT, config)
+    if not osp.isfile(path):
+        raise MetafileError(f'{metafile}: model {name}: config {config} does not exist (paths '
+                            'are relative to the repository root)')
+    return path
+
+
+def measure(model, metafile, complexity_fn=None):
+    """Return dict(Parameters=int, FLOPs=int) of one metafile model."""
+    complexity_fn = complexity_fn or _load_get_flops().model_complexity
+    result = complexity_fn(config_path(model, metafile))
+    return dict(Parameters=int(result['params']), FLOPs=int(result['flops']))
+
+
+def update_metafile(path, only=None, check=False, complexity_fn=None, log=print):
+    """Measure the models of the metafile ``path``; write (or with ``check`` compare) them.
+
+    Returns:
+        tuple[list[str], list[str]]: names whose stored numbers differ from the measured ones,
+        names measured.
+    """
+    header, data = load_metafile(path)
+    models = data.get('Models') or []
+    complexity_fn = complexity_fn or _load_get_flops().model_complexity
+    changed, measured = [], []
+    for model in models:
+        if only and model.get('Name') not in only:
+            continue
+        measured.append(model.get('Name'))
+        numbers = measure(model, path, complexity_fn)
+        metadata = model.setdefault('Metadata', {}) or {}
+        model['Metadata'] = metadata
+        old = {k: metadata.get(k) for k in numbers}
+        if old != numbers:
+            changed.append(model['Name'])
+        log(f"{model['Name']}: params {numbers['Parameters'] / 1e6:.2f} M, "
+            f"FLOPs {numbers['FLOPs'] / 1e9:.2f} G" + ('' if old == numbers else
+                                                       f' (stored: {old})'))
+        if not check:
+            metadata.update(numbers)
+    if not check and measured:
+        dump_metafile(path, header, data)
+    return changed, measured
+
+
+# ---------------------------------------------------------------------------------- render
+def load_paper_tables(path):
+    """The paper tables as a dict, or None when ``path`` is empty or absent."""
+    if not path or not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def paper_entry(model, tables, metafile):
+    """The paper_tables.yaml entry named by the model's ``Paper Key``, or None."""
+    key = model.get('Paper Key')
+    if not key or tables is None:
+        return None
+    section, _, name = key.partition('.')
+    entry = (tables.get(section) or {}).get(name)
+    if entry is None:
+        raise MetafileError(f"{metafile}: model {model.get('Name')}: Paper Key {key!r} is not "
+                            f'in the paper tables (sections: {sorted(tables)})')
+    return entry
+
+
+def metafile_metrics(model):
+    """{paper field: value} from the metafile's ``Results``."""
+    out = {}
+    for result in model.get('Results') or []:
+        for name, value in (result.get('Metrics') or {}).items():
+            out[METAFILE_METRICS.get(name, name)] = value
+    return out
+
+
+def _fmt(value, scale=1., digits=2):
+    if value is None or value == '':
+        return '-'
+    if isinstance(value, (int, float)):
+        return f'{value / scale:.{digits}f}'
+    return str(value)
+
+
+def _link(text, url):
+    return f'[{text}]({url})' if url else text
+
+
+def render_task(task, metafile, tables, relto):
+    """Markdown section for one task's metafile."""
+    _, data = load_metafile(metafile)
+    models = data.get('Models') or []
+    rows, metric_fields = [], []
+    for model in models:
+        entry = paper_entry(model, tables, metafile)
+        metrics = dict(metafile_metrics(model))
+        if entry is not None:
+            for field in PAPER_METRICS:
+                if field in entry:
+                    if field in metrics and metrics[field] != entry[field]:
+                        raise MetafileError(
+                            f"{metafile}: model {model['Name']}: Results give {field}="
+                            f"{metrics[field]} but the paper table {model['Paper Key']} has "
+                            f'{entry[field]}')
+                    metrics[field] = entry[field]
+        for field in metrics:
+            if field not in metric_fields:
+                metric_fields.append(field)
+        rows.append((model, entry or {}, metrics))
+    order = list(PAPER_METRICS)
+    metric_fields.sort(key=lambda f: order.index(f) if f in order else len(order))
+
+    title = TASK_TITLES.get(task, task)
+    lines = [f'## {title}', '']
+    if not rows:
+        return lines + [f'No models in `{osp.relpath(metafile, relto)}` yet.', '']
+    head = ['Model', 'Params (M)', 'FLOPs (G)', 'Paper params (M)', 'Paper FLOPs (G)']
+    head += [f'{PAPER_METRICS.get(f, f)} †' for f in metric_fields]
+    head += ['Config', 'Official weights']
+    lines += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for model, entry, metrics in rows:
+        meta = model.get('Metadata') or {}
+        config = model.get('Config', '')
+        converted = (model.get('Converted From') or {}).get('Weights')
+        cells = [
+            f"`{model['Name']}`",
+            _fmt(meta.get('Parameters'), 1e6),
+            _fmt(meta.get('FLOPs'), 1e9),
+            _fmt(entry.get('params'), digits=1 if isinstance(entry.get('params'), float) else 0),
+            _fmt(entry.get('flops'), digits=1),
+        ]
+        cells += [_fmt(metrics.get(f), digits=1) for f in metric_fields]
+        cells += [_link('config', osp.relpath(osp.join(ROOT, config), relto)) if config else '-',
+                  _link('official', converted) if converted else '-']
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines + ['']
+
+
+def render(metafiles, tables_path, out):
+    tables = load_paper_tables(tables_path)
+    relto = osp.dirname(osp.abspath(out))
+    shapes = {'classification': '224x224', 'detection': '1280x800', 'segmentation': '2048x512'}
+    lines = [
+        '# Model zoo',
+        '',
+        '<!-- Written by `python tools/model_zoo.py render`; edit the metafiles, not this file. -->',
+        '',
+        'Where the numbers come from:',
+        '',
+        '* **Params (M), FLOPs (G)**: measured on the mmdwnet models by '
+        '`python tools/model_zoo.py update` (`tools/analysis_tools/get_flops.py`, mmengine\'s '
+        'FlopAnalyzer with mmdwnet\'s op handles; FLOPs are multiply-accumulates as in the paper) '
+        'and stored in the metafiles (`configs/*/metafile.yml`). Input: '
+        + ', '.join(f'{t} {s}' for t, s in shapes.items()) + '.',
+        '* **Paper params / FLOPs** and every column marked **†**: **reported by the paper** '
+        '(ICLR 2022, "On the Connection between Local Attention and Dynamic Depth-wise '
+        'Convolution"), ' + (f'read from `{tables_path}`' if tables is not None else
+                              'read from the metafiles\' `Results` (paper tables file not found)')
+        + '. They were not reproduced by training with mmdwnet.',
+        '* **Official weights**: checkpoints released by the authors; convert them with '
+        '`tools/model_converters/official2mmdwnet.py`.',
+        '',
+    ]
+    for metafile in metafiles:
+        task = osp.basename(osp.dirname(osp.abspath(metafile)))
+        lines += render_task(task, metafile, tables, relto)
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        f.write('\n'.join(lines).rstrip('\n') + '\n')
+    return out
+
+
+# ---------------------------------------------------------------------------------- cli
+def _metafiles(args_metafiles, required=False):
+    if args_metafiles:
+        missing = [m for m in args_metafiles if not osp.isfile(m)]
+        if missing:
+            raise FileNotFoundError(f'metafile(s) not found: {missing}')
+        return args_metafiles
+    found = [osp.join(ROOT, m) for m in DEFAULT_METAFILES if osp.isfile(osp.join(ROOT, m))]
+    if required and not found:
+        raise FileNotFoundError(f'none of {DEFAULT_METAFILES} exists under {ROOT}')
+    return found
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    up = sub.add_parser('update', help='measure Parameters/FLOPs into the metafiles')
+    up.add_argument('--metafile', nargs='+', help='metafile(s); default: all of '
+                    + ', '.join(DEFAULT_METAFILES) + ' that exist')
+    up.add_argument('--only', nargs='+', metavar='NAME', help='only these model names')
+    up.add_argument('--check', action='store_true',
+                    help='do not write; exit 1 when stored numbers differ from measured ones')
+    rd = sub.add_parser('render', help='write the model zoo page')
+    rd.add_argument('--metafile', nargs='+', help='metafile(s); default: all that exist')
+    rd.add_argument('--paper-tables', default=DEFAULT_PAPER_TABLES,
+                    help='paper_tables.yaml (default: %(default)s); skipped when absent')
+    rd.add_argument('--out', default=osp.join(ROOT, DEFAULT_OUT), help='default: %(default)s')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.command == 'update':
+            changed, measured = [], []
+            for metafile in _metafiles(args.metafile, required=True):
+                print(f'== {metafile}')
+                c, m = update_metafile(metafile, args.only, args.check)
+                changed, measured = changed + c, measured + m
+            unknown = sorted(set(args.only or []) - set(measured))
+            if unknown:
+                raise MetafileError(f'--only: no model named {unknown} in the metafile(s)')
+            if args.check and changed:
+                print(f'stored Parameters/FLOPs differ for {changed}; run '
+                      '`python tools/model_zoo.py update`', file=sys.stderr)
+                return 1
+            return 0
+        out = render(_metafiles(args.metafile, required=True), args.paper_tables, args.out)
+        print(f'wrote {out}')
+        return 0
+    except (MetafileError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
