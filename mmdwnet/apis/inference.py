@@ -5,7 +5,7 @@ from pathlib import Path
 from mmengine.config import Config
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import DefaultScope, init_default_scope
-from mmengine.runner import load_checkpoint
+from mmengine.runner.checkpoint import _load_checkpoint
 from mmengine.utils import import_modules_from_strings
 
 from mmdwnet.registry import explain_unknown_types
@@ -22,6 +22,23 @@ def _drop_pretrained(cfg):
     elif isinstance(cfg, (list, tuple)):
         for value in cfg:
             _drop_pretrained(value)
+
+
+def describe_mismatch(model_state, ckpt_state, show=8):
+    """A short description of missing/unexpected/mis-shaped keys, or '' when they match."""
+    missing = [k for k in model_state if k not in ckpt_state]
+    unexpected = [k for k in ckpt_state if k not in model_state]
+    shapes = [f'{k}: checkpoint {tuple(ckpt_state[k].shape)} vs model {tuple(v.shape)}'
+              for k, v in model_state.items()
+              if k in ckpt_state and hasattr(ckpt_state[k], 'shape')
+              and tuple(ckpt_state[k].shape) != tuple(v.shape)]
+    parts = []
+    for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                       ('shape mismatches', shapes)):
+        if keys:
+            more = f' ... (+{len(keys) - show} more)' if len(keys) > show else ''
+            parts.append(f'{len(keys)} {what}: ' + ', '.join(keys[:show]) + more)
+    return '; '.join(parts)
 
 
 class CheckpointMismatch(RuntimeError):
@@ -73,14 +90,18 @@ def init_model(config, checkpoint=None, device='cpu', cfg_options=None):
             model = ROOT_MODELS.build(model_cfg)
     model.cfg = cfg
     if checkpoint is not None:
-        try:
-            ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                                   logger='silent')
-        except RuntimeError as e:
+        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+        state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+        problem = describe_mismatch(model.state_dict(), state)
+        if problem:
+            name = config if isinstance(config, (str, Path)) else 'the given config'
             raise CheckpointMismatch(
-                f'checkpoint {checkpoint} does not match the model of {config}:\n{e}\n'
+                f'checkpoint {checkpoint} does not match the model of {name}: {problem}. '
                 'Official DemystifyLocalViT/Swin checkpoints must first be converted with '
-                'tools/model_converters/official2mmdwnet.py.') from e
+                'tools/model_converters/official2mmdwnet.py; a checkpoint of another architecture '
+                'needs its own config (the converter writes one with --config-out).')
+        model.load_state_dict(state, strict=True)
         meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
         if 'dataset_meta' in meta:
             model.dataset_meta = meta['dataset_meta']
