@@ -7,7 +7,8 @@
 
 ``update`` builds each model's ``Config`` and counts it with
 ``tools/analysis_tools/get_flops.py``'s ``model_complexity`` (classification at 224x224, detection
-at 1280x800, segmentation at 2048x512, chosen by the config's default scope), then stores
+at 1280x800, segmentation at 2048x512, chosen by the config's default scope; classifiers at
+their backbone's ``img_size``, e.g. 384 for fine-tuned models), then stores
 ``Metadata.Parameters`` and ``Metadata.FLOPs`` (multiply-accumulates) as integers.  These two
 fields are never typed by hand.  ``--check`` only compares and exits 1 on a difference.
 
@@ -21,7 +22,8 @@ Metafile conventions (OpenMMLab / modelindex format, read by ``mim search``)::
         Results:                                                    # the paper's numbers
           - {Task: Image Classification, Dataset: ImageNet-1k, Metrics: {Top 1 Accuracy: 81.3}}
         Results Source: reported by the paper (Table 2), not reproduced here
-        Paper Key: imagenet_table2.dwnet_tiny       # entry of paper_tables.yaml (section.key)
+        Paper Key: imagenet_table2.dwnet_tiny       # entry of paper_tables.yaml: section.name
+                                                    # (or section.name.field: field is top-1)
         Converted From: {Weights: URL, Code: URL}   # official weights, when released
 
 ``render`` takes the paper's params, FLOPs and metrics from ``--paper-tables`` (default
@@ -58,6 +60,18 @@ METAFILE_METRICS = {
     'box AP': 'ap_box',
     'mask AP': 'ap_mask',
     'mIoU': 'miou',
+}
+# paper_tables.yaml section -> sub-heading of the model zoo page
+SECTION_TITLES = {
+    'imagenet_table2': 'Table 2: the main comparison (224x224)',
+    'weight_sharing_table4': 'Table 4: sharing across channels (SC) and positions (SP)',
+    'dynamic_manner_table5': 'Table 5: window sampling and dynamic weights',
+    'table6': 'Table 6: I-D-DW plus a depth-wise conv before the FFN',
+    'normalization_table12': 'Table 12: BatchNorm vs LayerNorm',
+    'retrain_384_table14': 'Table 14: fine-tuning at 384x384',
+    'se_table15': 'Table 15: squeeze-and-excitation',
+    'coco_cascade_mask_rcnn_3x': 'Table 3: Cascade Mask R-CNN, 3x schedule',
+    'ade20k_upernet_160k': 'Table 3: UPerNet, 160k iterations',
 }
 TASK_TITLES = {
     'classification': 'ImageNet-1k classification',
@@ -138,10 +152,25 @@ def config_path(model, metafile):
     return path
 
 
+def input_shape(config):
+    """(H, W) to count a model at: a classifier's backbone ``img_size`` (its training
+    resolution, e.g. 384 for fine-tuned models); None (the toolbox default of get_flops.py:
+    224x224, 1280x800 for detectors, 2048x512 for segmentors) otherwise."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    if cfg.get('default_scope') != 'mmpretrain':
+        return None
+    size = (cfg.model.get('backbone') or {}).get('img_size')
+    if size is None:
+        return None
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
 def measure(model, metafile, complexity_fn=None):
     """Return dict(Parameters=int, FLOPs=int) of one metafile model."""
     complexity_fn = complexity_fn or _load_get_flops().model_complexity
-    result = complexity_fn(config_path(model, metafile))
+    config = config_path(model, metafile)
+    result = complexity_fn(config, input_shape(config))
     return dict(Parameters=int(result['params']), FLOPs=int(result['flops']))
 
 
@@ -191,7 +220,10 @@ def paper_entry(model, tables, metafile):
     if not key or tables is None:
         return None
     section, _, name = key.partition('.')
+    name, _, field = name.partition('.')
     entry = (tables.get(section) or {}).get(name)
+    if entry is not None and field:  # section.name.field: that value is the top-1 accuracy
+        entry = {'top1': entry[field]} if field in entry else None
     if entry is None:
         raise MetafileError(f"{metafile}: model {model.get('Name')}: Paper Key {key!r} is not "
                             f'in the paper tables (sections: {sorted(tables)})')
@@ -247,26 +279,40 @@ def render_task(task, metafile, tables, relto):
     lines = [f'## {title}', '']
     if not rows:
         return lines + [f'No models in `{osp.relpath(metafile, relto)}` yet.', '']
+    groups = OrderedDict()
+    for row in rows:
+        section = (row[0].get('Paper Key') or '').partition('.')[0]
+        groups.setdefault(section, []).append(row)
+    for section, group in groups.items():
+        if len(groups) > 1:
+            lines += [f'### {SECTION_TITLES.get(section, section or "Other models")}', '']
+        lines += _table(group, metric_fields, relto) + ['']
+    return lines
+
+
+def _table(rows, metric_fields, relto):
+    fields = [f for f in metric_fields if any(f in metrics for _, _, metrics in rows)]
     head = ['Model', 'Params (M)', 'FLOPs (G)', 'Paper params (M)', 'Paper FLOPs (G)']
-    head += [f'{PAPER_METRICS.get(f, f)} †' for f in metric_fields]
+    head += [f'{PAPER_METRICS.get(f, f)} †' for f in fields]
     head += ['Config', 'Official weights']
-    lines += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for model, entry, metrics in rows:
         meta = model.get('Metadata') or {}
         config = model.get('Config', '')
         converted = (model.get('Converted From') or {}).get('Weights')
+        params = entry.get('params')
         cells = [
             f"`{model['Name']}`",
             _fmt(meta.get('Parameters'), 1e6),
             _fmt(meta.get('FLOPs'), 1e9),
-            _fmt(entry.get('params'), digits=1 if isinstance(entry.get('params'), float) else 0),
+            _fmt(params, digits=0 if isinstance(params, int) else 1),
             _fmt(entry.get('flops'), digits=1),
         ]
-        cells += [_fmt(metrics.get(f), digits=1) for f in metric_fields]
+        cells += [_fmt(metrics.get(f), digits=1) for f in fields]
         cells += [_link('config', osp.relpath(osp.join(ROOT, config), relto)) if config else '-',
                   _link('official', converted) if converted else '-']
         lines.append('| ' + ' | '.join(cells) + ' |')
-    return lines + ['']
+    return lines
 
 
 def render(metafiles, tables_path, out):
