@@ -88,7 +88,7 @@ def test_unknown_keys_are_not_silently_dropped():
 
 def test_cli_refuses_a_pickle_that_needs_unsafe_loading(tmp_path, repo_root):
     """The converter loads with weights_only=True: arbitrary objects are refused."""
-    import collections
+    import argparse
     torch.save({'model': argparse.Namespace(a=1)}, tmp_path / 'evil.pth')
     proc = subprocess.run([sys.executable, str(repo_root / CONVERTER), str(tmp_path / 'evil.pth'),
                            str(tmp_path / 'out.pth')], capture_output=True, text=True)
