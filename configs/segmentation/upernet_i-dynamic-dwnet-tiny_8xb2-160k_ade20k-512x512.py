@@ -1,0 +1,7 @@
+# UPerNet + I-D-DWNet-T (inhomogeneous dynamic depth-wise conv, 32 weight groups per stage),
+# ADE20K 512x512, 160k iterations.
+_base_ = './upernet_dwnet-tiny_8xb2-160k_ade20k-512x512.py'
+model = dict(
+    backbone=dict(
+        type='IDynamicDWNet',
+        init_cfg=dict(checkpoint='checkpoints/i-dynamic-dwnet-tiny_in1k.pth')))
