@@ -101,3 +101,22 @@ def test_init_model_api(tmp_path):
         init_model(cfg, str(tmp_path / 'bad.pth'))
     with pytest.raises(FileNotFoundError, match='does not exist'):
         init_model(str(tmp_path / 'nope.py'))
+
+
+def test_failed_mmcv_build_stops_with_the_first_compiler_error(tmp_path):
+    """tools/build_mmcv.sh on a source tree whose C++ does not compile: first error + hint."""
+    src = tmp_path / 'broken'
+    src.mkdir()
+    (src / 'broken.cpp').write_text('int main() { return undefined_symbol_here; }\n')
+    (src / 'setup.py').write_text(
+        'from setuptools import setup, Extension\n'
+        "setup(name='broken', version='0.0', ext_modules=[Extension('broken', ['broken.cpp'])])\n")
+    log = tmp_path / 'build.log'
+    proc = subprocess.run(['bash', str(ROOT / 'tools/build_mmcv.sh'), sys.executable, str(src),
+                           str(tmp_path / 'wheels'), str(log)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert re.search(r"first error: .*error: .undefined_symbol_here. was not declared", proc.stderr)
+    assert 'hint:' in proc.stderr and str(log) in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert log.is_file() and not list((tmp_path / 'wheels').glob('*.whl'))

@@ -14,7 +14,6 @@ PYTHON="${PYTHON:-python3.11}"
 CACHE="${MMDWNET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmdwnet}"
 SHARED_WHEELS="${MMDWNET_SHARED_WHEELS:-$ROOT/../shared/wheels}"
 MMCV_VERSION=2.1.0
-MAX_JOBS="${MAX_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
 step() { printf '\n\033[1m[install %s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '\n\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -80,25 +79,7 @@ if [ -z "$wheel" ]; then
   SRC="$BUILD/mmcv-${MMCV_VERSION}"
   # torch >= 2.6 headers need C++20; mmcv 2.1.0 hard-codes older standards.
   sed -i 's/-std=c++17/-std=c++20/g; s/-std=c++14/-std=c++20/g' "$SRC/setup.py"
-  LOG="$CACHE/mmcv-build.log"
-  (cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS="$MAX_JOBS" "${PIP[@]}" wheel -v --no-deps \
-      --no-build-isolation -w "$WHEEL_DIR" . >"$LOG" 2>&1) &
-  pid=$!
-  start=$(date +%s)
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 30
-    n=$(grep -c '\.o$\|Building\|\[[0-9]*/[0-9]*\]' "$LOG" 2>/dev/null || true)
-    last=$(grep -o '\[[0-9]*/[0-9]*\]' "$LOG" 2>/dev/null | tail -n1 || true)
-    printf '  ... building mmcv: %ds elapsed, ninja step %s (log: %s)\n' $(( $(date +%s) - start )) "${last:-?}" "$LOG"
-  done
-  if ! wait "$pid"; then
-    first=$(grep -m1 -E 'error:|Error:|fatal error' "$LOG" || true)
-    die "the mmcv ${MMCV_VERSION} build failed.
-  first error: ${first:-(none found; see the log)}
-  full log:    $LOG
-  hint: the build needs gcc/g++ >= 10 with C++20, the Python headers (python3-dev) and torch
-        installed first; on a machine with little memory try MAX_JOBS=1 make install."
-  fi
+  bash "$ROOT/tools/build_mmcv.sh" "$PY" "$SRC" "$WHEEL_DIR" "$CACHE/mmcv-build.log" || exit 1
   wheel=$(ls "$WHEEL_DIR"/mmcv-${MMCV_VERSION}-*.whl | head -n1)
 else
   step "3/5 mmcv ${MMCV_VERSION}: cached wheel $wheel"
