@@ -10,6 +10,7 @@ import os
 import os.path as osp
 import sys
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -63,7 +64,18 @@ def merge_args(cfg, args):
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint')
         cfg.resume, cfg.load_from = True, args.resume
+    if cfg.launcher != 'none' and not torch.cuda.is_available():
+        use_cpu_ddp(cfg)
     return cfg
+
+
+def use_cpu_ddp(cfg):
+    """Distributed training without GPUs (gloo): mmengine 0.10 calls ``torch.cuda.set_device``
+    in ``init_dist`` and gives DDP ``device_ids=[LOCAL_RANK]``; neither works on CPU."""
+    torch.cuda.set_device = lambda device: None
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+    wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper
 
 
 def main(argv=None):
