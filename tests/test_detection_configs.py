@@ -304,3 +304,32 @@ def test_official_cascade_checkpoint_converts_and_loads_strictly(repo_root, det_
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('backbone', ['dwnet', 'swin'])
+def test_no_weight_decay_on_norms_and_position_tables(det_dir, backbone):
+    """AdamW param groups built from the config: decay 0.05 except norms / bias tables."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    cfg = tiny_detector_cfg(det_dir, backbone)
+    model = init_model(cfg)
+    init_default_scope('mmdet')
+    optim = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    assert type(optim).__name__ == 'AdamW' and optim.defaults['lr'] == 1e-4
+    decay = {}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in optim.param_groups:
+        for p in group['params']:
+            decay[names[id(p)]] = group['weight_decay']
+    norm_params = [f'{n}.{k}' for n, m in model.named_modules()
+                   if isinstance(m, (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm))
+                   for k, _ in m.named_parameters(recurse=False)]
+    assert len(norm_params) > 20
+    assert 'roi_head.bbox_head.0.shared_convs.0.bn.weight' in norm_params
+    for name in norm_params:
+        assert decay[name] == 0., name
+    tables = [n for n in decay if n.endswith('relative_position_bias_table')]
+    assert bool(tables) == (backbone == 'swin')
+    assert all(decay[n] == 0. for n in tables)
+    assert decay['backbone.patch_embed.projection.weight'] == 0.05
+    assert decay['roi_head.bbox_head.0.shared_convs.0.conv.weight'] == 0.05

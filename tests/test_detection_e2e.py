@@ -187,3 +187,31 @@ def test_bad_data_root_fails_with_path(det_dir, tmp_path):
     init_default_scope('mmdet')
     with pytest.raises(FileNotFoundError, match='instances_train2017.json'):
         Runner.build_dataloader(cfg.train_dataloader)
+
+
+def _load_demo(repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('det_demo', repo_root / 'demo' / 'det_demo.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_demo_script_on_photo_file(repo_root, trained, tmp_path, capsys):
+    """demo/det_demo.py (mmdwnet.apis.init_model + inference_detector + DetLocalVisualizer)."""
+    from skimage import data
+    demo = _load_demo(repo_root)
+    photo = data.coffee()[:301, :399]  # odd size
+    img_path = tmp_path / 'coffee.png'
+    Image.fromarray(photo).save(img_path)
+    out_file = tmp_path / 'out' / 'coffee_det.jpg'
+    assert demo.main([str(img_path), str(trained['cfg']), str(trained['ckpt']),
+                      '--out-file', str(out_file), '--score-thr', '0']) == 0
+    assert 'predictions drawn' in capsys.readouterr().out
+    drawn = np.asarray(Image.open(out_file).convert('RGB')).astype(np.int16)
+    assert drawn.shape == photo.shape and np.abs(drawn - photo).mean() > 2
+    with pytest.raises(SystemExit, match='image .*missing.png does not exist'):
+        demo.main([str(tmp_path / 'missing.png'), str(trained['cfg']), str(trained['ckpt'])])
+    with pytest.raises(SystemExit, match='--score-thr must be in'):
+        demo.main([str(img_path), str(trained['cfg']), str(trained['ckpt']), '--score-thr', '2'])
