@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
-from mmdwnet.ops import local_aggregate
+from mmdwnet.ops import local_aggregate, local_aggregate_pointwise
 from mmdwnet.registry import register_model
 from .builder import divisible_or_raise
 
@@ -141,7 +141,18 @@ class IDynamicDWConv2d(nn.Module):
         return self.expand(self.act(self.norm(self.reduce(x)))).view(n, self.groups, k, k, h, w)
 
     def forward(self, x):
-        return local_aggregate(x, self.generate_weight(x))
+        if torch.jit.is_tracing():  # FLOP counting / export: the plain two-step form
+            return local_aggregate(x, self.generate_weight(x))
+        # Same result; the (N, G*k*k, H, W) kernels are made a few images at a time.
+        return local_aggregate_pointwise(x, self.act(self.norm(self.reduce(x))),
+                                         self.expand.weight, self.expand.bias, self.groups,
+                                         self.kernel_size)
+
+    def frozen(self, x):
+        """Analysis hook: this aggregation with the weights generated from one image ``x``
+        (1, C, H, W) held fixed, as a function (N, C, H, W) -> (N, C, H, W)."""
+        weight = self.generate_weight(x).detach()
+        return lambda v: local_aggregate(v, weight)
 
 
 class _PointwiseSpatialPointwise(nn.Module):
