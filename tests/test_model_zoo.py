@@ -1,0 +1,182 @@
+"""tools/model_zoo.py (metafile numbers, docs/model_zoo.md) and the classification metafile."""
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmdwnet.analysis import count_params
+from mmdwnet.apis import init_model
+
+ROOT = Path(__file__).resolve().parents[1]
+METAFILE = ROOT / 'configs' / 'classification' / 'metafile.yml'
+TABLE2 = [f'{p}-{s}_8xb128_in1k' for p in
+          ('swin', 'local-mlp', 'dwnet', 'dynamic-dwnet', 'i-dynamic-dwnet') for s in ('tiny', 'base')]
+RELEASED = {
+    'swin-tiny_8xb128_in1k': 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/'
+    'swin_tiny_patch4_window7_224.pth',
+    'swin-base_8xb128_in1k': 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/'
+    'swin_base_patch4_window7_224.pth',
+    'dwnet-tiny_8xb128_in1k': 'dwnet_tiny_224.pth',
+    'dwnet-base_8xb128_in1k': 'dwnet_base_224.pth',
+    'dynamic-dwnet-tiny_8xb128_in1k': 'dynamic_dwnet_tiny_224.pth',
+    'dynamic-dwnet-base_8xb128_in1k': 'dynamic_dwnet_base_224.pth',
+}
+OFFICIAL = 'https://github.com/Atten4Vis/DemystifyLocalViT/releases/download/prerelease/'
+
+
+@pytest.fixture(scope='module')
+def mz():
+    spec = importlib.util.spec_from_file_location('model_zoo', ROOT / 'tools' / 'model_zoo.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def models():
+    return {m['Name']: m for m in yaml.safe_load(METAFILE.read_text())['Models']}
+
+
+def tiny_config(tmp_path, name='tiny.py'):
+    path = tmp_path / name
+    leaf = ROOT / 'configs' / 'classification' / 'dwnet-tiny_8xb128_in1k.py'
+    path.write_text(f'_base_ = [{str(leaf)!r}]\nmodel = dict(backbone=dict(arch=dict('
+                    '_delete_=True, embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8]), '
+                    'img_size=64), head=dict(in_channels=128))\n')
+    return path
+
+
+def test_metafile_lists_the_table2_models_in_openmmlab_format(models, paper_tables):
+    from modelindex.models.ModelList import ModelList
+    assert set(TABLE2) <= set(models)
+    loaded = {m.name: m for m in ModelList.from_file(str(METAFILE))}  # modelindex (mim) reads it
+    for name, model in models.items():
+        assert (ROOT / model['Config']).is_file(), name
+        assert isinstance(model['Metadata']['Parameters'], int)
+        assert isinstance(model['Metadata']['FLOPs'], int)
+        result, = model['Results']
+        assert (result['Task'], result['Dataset']) == ('Image Classification', 'ImageNet-1k')
+        assert 'reported by the paper' in model['Results Source']
+        assert loaded[name].results[0].metrics['Top 1 Accuracy'] == \
+            result['Metrics']['Top 1 Accuracy']
+    for name in TABLE2:
+        key = models[name]['Paper Key'].split('.')[1]
+        assert models[name]['Results'][0]['Metrics']['Top 1 Accuracy'] == \
+            paper_tables['imagenet_table2'][key]['top1']
+        url = (models[name].get('Converted From') or {}).get('Weights')
+        expected = RELEASED.get(name)
+        if expected is None:
+            assert url is None, name  # no released weights for Local MLP / I-D-DWNet
+        else:
+            assert url == (expected if expected.startswith('http') else OFFICIAL + expected)
+
+
+def test_metafile_numbers_are_measured(models):
+    for name in ('dwnet-tiny_8xb128_in1k', 'i-dynamic-dwnet-tiny_8xb128_in1k'):
+        model = init_model(str(ROOT / models[name]['Config']))
+        assert models[name]['Metadata']['Parameters'] == count_params(model)
+    assert models['dwnet-tiny_8xb128_in1k']['Metadata']['FLOPs'] == pytest.approx(3.74e9, 0.01)
+    # the 384 fine-tuned model is counted at 384x384 (Table 14: 11.1G)
+    assert models['dwnet-tiny-k7_8xb128-ft30e_in1k-384px']['Metadata']['FLOPs'] == \
+        pytest.approx(11.0e9, 0.01)
+
+
+def test_update_writes_measured_numbers_and_check_detects_stale_ones(mz, tmp_path):
+    config = tiny_config(tmp_path)
+    metafile = tmp_path / 'metafile.yml'
+    metafile.write_text('# header kept\nModels:\n  - Name: tiny\n    Config: ' + str(config)
+                        + '\n    Metadata:\n      Parameters: 1\n      Epochs: 300\n')
+    changed, measured = mz.update_metafile(str(metafile), check=True, log=lambda *a: None)
+    assert changed == measured == ['tiny']
+    assert 'Parameters: 1\n' in metafile.read_text()  # --check does not write
+    mz.update_metafile(str(metafile), log=lambda *a: None)
+    text = metafile.read_text()
+    assert text.startswith('# header kept\n')
+    meta = yaml.safe_load(text)['Models'][0]['Metadata']
+    assert meta['Parameters'] == count_params(init_model(str(config)))
+    assert meta['Epochs'] == 300 and meta['FLOPs'] > 0
+    assert mz.input_shape(str(config)) == (64, 64)
+    changed, _ = mz.update_metafile(str(metafile), check=True, log=lambda *a: None)
+    assert changed == []
+
+
+def test_update_cli_errors_name_the_problem(mz, tmp_path, capsys):
+    metafile = tmp_path / 'metafile.yml'
+    metafile.write_text('Models:\n  - Name: ghost\n    Config: configs/classification/nope.py\n')
+    assert mz.main(['update', '--metafile', str(metafile)]) == 2
+    assert 'configs/classification/nope.py does not exist' in capsys.readouterr().err
+    assert mz.main(['update', '--metafile', str(metafile), '--only', 'other']) == 2
+    assert "no model named ['other']" in capsys.readouterr().err
+    assert mz.main(['update', '--metafile', str(tmp_path / 'missing.yml')]) == 2
+    assert 'missing.yml' in capsys.readouterr().err
+
+
+def test_render_puts_ours_next_to_the_paper(mz, tmp_path):
+    out = tmp_path / 'model_zoo.md'
+    tables = ROOT.parent / 'shared' / 'paper_tables.yaml'
+    if not tables.is_file():
+        pytest.skip(f'paper tables not found at {tables}')
+    assert mz.main(['render', '--metafile', str(METAFILE), '--paper-tables', str(tables),
+                    '--out', str(out)]) == 0
+    text = out.read_text()
+    assert 'reported by the paper' in text and str(tables) in text
+    row = next(line for line in text.splitlines() if '`dwnet-tiny_8xb128_in1k`' in line)
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[1:7] == ['24.17', '3.74', '24', '3.8', '81.3', '86.8']
+    assert '### Table 4' in text and '### Table 14' in text
+
+    # without the paper tables: the metafile's Results, and the page says so
+    out2 = tmp_path / 'no_tables.md'
+    assert mz.main(['render', '--metafile', str(METAFILE), '--paper-tables',
+                    str(tmp_path / 'absent.yaml'), '--out', str(out2)]) == 0
+    text = out2.read_text()
+    assert 'paper tables file not found' in text
+    row = next(line for line in text.splitlines() if '`dwnet-tiny_8xb128_in1k`' in line)
+    assert [c.strip() for c in row.strip('|').split('|')][1:6] == ['24.17', '3.74', '-', '-',
+                                                                    '81.3']
+
+
+def test_render_refuses_results_that_contradict_the_paper(mz, tmp_path):
+    tables = tmp_path / 'tables.yaml'
+    tables.write_text('imagenet_table2:\n  dwnet_tiny: {params: 24, flops: 3.8, top1: 81.3}\n')
+    metafile = tmp_path / 'classification' / 'metafile.yml'
+    metafile.parent.mkdir()
+    metafile.write_text('Models:\n  - Name: x\n    Config: c.py\n    Paper Key: '
+                        'imagenet_table2.dwnet_tiny\n    Results:\n      - Task: Image '
+                        'Classification\n        Dataset: ImageNet-1k\n        Metrics:\n'
+                        '          Top 1 Accuracy: 99.9\n')
+    with pytest.raises(mz.MetafileError, match='99.9 but the paper table'):
+        mz.render([str(metafile)], str(tables), str(tmp_path / 'out.md'))
+
+
+def _section(text, title='## ImageNet-1k classification'):
+    """The lines of one task's section, relative link targets removed."""
+    lines = [re.sub(r'\]\(\.\.?/[^)]*\)', '](...)', line) for line in text.splitlines()]
+    start = lines.index(title)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith('## ')), len(lines))
+    return [line for line in lines[start:end] if line]
+
+
+def test_committed_model_zoo_page_is_up_to_date(mz, tmp_path):
+    committed = ROOT / 'docs' / 'model_zoo.md'
+    if not (ROOT.parent / 'shared' / 'paper_tables.yaml').is_file():
+        pytest.skip('paper tables absent: the page cannot be regenerated identically')
+    fresh = tmp_path / 'model_zoo.md'
+    mz.render([str(METAFILE)], mz.DEFAULT_PAPER_TABLES, str(fresh))
+    assert _section(fresh.read_text()) == _section(committed.read_text()), \
+        'docs/model_zoo.md is stale: run `python tools/model_zoo.py render`'
+
+
+def test_mim_search_lists_the_models():
+    mim = Path(sys.executable).with_name('mim')
+    if not (ROOT / 'mmdwnet' / '.mim' / 'model-index.yml').exists() or not mim.exists():
+        pytest.skip('mmdwnet/.mim/model-index.yml missing: run `pip install -e .`')
+    proc = subprocess.run([str(mim), 'search', 'mmdwnet'], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in TABLE2:
+        assert f'config id: {name}' in proc.stdout, name
