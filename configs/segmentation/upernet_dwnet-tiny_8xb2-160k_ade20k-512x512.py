@@ -1,21 +1,20 @@
 # UPerNet with a DWNet-T backbone on ADE20K, 512x512 crops, 160k iterations: the official
 # DemystifyLocalViT recipe (downstreams/segmentation/configs/dwnet) in mmseg 1.x syntax.
-# Model, data, runtime and schedule come from mmseg's Swin UPerNet bases; only what differs is
+# Model (UPerNet channels 512, pool scales 1,2,3,6 + FCN auxiliary head on stage 3 with loss
+# weight 0.4), ADE20K data pipeline, runtime, AdamW and the 1500-iteration warm-up + poly schedule
+# all come from mmseg's Swin-T UPerNet config, which follows the same recipe; only what differs is
 # overridden here.  The other seven models inherit this file and change the backbone alone.
-_base_ = [
-    'mmseg::_base_/models/upernet_swin.py', 'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
-]
+_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
 default_scope = 'mmseg'
 custom_imports = dict(imports=['mmdwnet'], allow_failed_imports=False)
 
-crop_size = (512, 512)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
-# ImageNet-1K weights: an official classification checkpoint (e.g. dwnet_tiny_224.pth) converted
-# with `tools/model_converters/official2mmdwnet.py dwnet_tiny_224.pth <pretrained>`.
-pretrained = 'checkpoints/dwnet-tiny_in1k.pth'
+# ImageNet-1K weights: the official classification checkpoint (dwnet_tiny_224.pth) converted with
+# `python tools/model_converters/official2mmdwnet.py dwnet_tiny_224.pth <checkpoint_file>`.
+checkpoint_file = 'checkpoints/dwnet-tiny_in1k.pth'
+# The heads (UPerHead in_channels [96, 192, 384, 768], FCNHead in_index=2, 150 classes, SyncBN)
+# and the 512x512 data preprocessor are the base's.
 model = dict(
-    data_preprocessor=dict(size=crop_size),
     backbone=dict(
         _delete_=True,
         type='DWNet',
@@ -28,12 +27,10 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         out_norm_cfg=norm_cfg,
         pad_to_window=True,  # zero-pad each block's input to a multiple of the 7x7 window
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
-    decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150, norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=384, in_index=2, num_classes=150, norm_cfg=norm_cfg))
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file, prefix='backbone.')))
 
-# AdamW, no weight decay on normalisation layers (any type, backbone and heads) nor on position
-# tables (Swin's relative position bias).
+# AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.01, none on normalisation layers (every type,
+# backbone and heads, by layer type rather than by the name 'norm') nor on position tables.
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
@@ -45,20 +42,13 @@ optim_wrapper = dict(
             'relative_position_bias_table': dict(decay_mult=0.),
         }))
 
-# 1500 iterations of linear warm-up from 1e-6 x lr, then poly (power 1) decay to 0 at 160k.
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000, by_epoch=False)
-]
-
-# 8 GPUs x 2 images = batch 16.
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader
+# The schedule (LinearLR warm-up over 1500 iterations from 1e-6 x lr, then PolyLR power 1.0 to 0
+# at 160k) and the batch (8 GPUs x 2 images = 16) are the base's.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
 # Multi-scale + flip test-time augmentation, mmseg style (used by *_ms-flip-tta.py configs or
-# mmseg's `tools/test.py --tta`): the single-scale test size (2048, 512) times these ratios.
+# mmseg's `tools/test.py --tta`, with the base's tta_model): the single-scale test size
+# (2048, 512) times these ratios, as the mmseg 0.x multi-scale test of the official code.
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
@@ -73,4 +63,3 @@ tta_pipeline = [
             [dict(type='PackSegInputs')],
         ])
 ]
-tta_model = dict(type='SegTTAModel')
