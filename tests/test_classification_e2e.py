@@ -64,7 +64,8 @@ def write_imagenet(root, classes=CLASSES, n_train=4, n_val=2, size=48):
             folder = root / split / wnid
             folder.mkdir(parents=True)
             for j in range(n):
-                img = rng.integers(0, 60, (size, size + 8, 3)) + np.array([80 * c, 40, 160 - 80 * c])
+                colour = np.array([80 * c, 40, 160 - 80 * c])
+                img = rng.integers(0, 60, (size, size + 8, 3)) + colour
                 Image.fromarray(img.astype(np.uint8)).save(folder / f'{wnid}_{j}.JPEG', quality=90)
     return root
 

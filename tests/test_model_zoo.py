@@ -13,8 +13,9 @@ from mmdwnet.apis import init_model
 
 ROOT = Path(__file__).resolve().parents[1]
 METAFILE = ROOT / 'configs' / 'classification' / 'metafile.yml'
-TABLE2 = [f'{p}-{s}_8xb128_in1k' for p in
-          ('swin', 'local-mlp', 'dwnet', 'dynamic-dwnet', 'i-dynamic-dwnet') for s in ('tiny', 'base')]
+TABLE2 = [f'{p}-{s}_8xb128_in1k'
+          for p in ('swin', 'local-mlp', 'dwnet', 'dynamic-dwnet', 'i-dynamic-dwnet')
+          for s in ('tiny', 'base')]
 RELEASED = {
     'swin-tiny_8xb128_in1k': 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/'
     'swin_tiny_patch4_window7_224.pth',

@@ -322,7 +322,8 @@ def render(metafiles, tables_path, out):
     lines = [
         '# Model zoo',
         '',
-        '<!-- Written by `python tools/model_zoo.py render`; edit the metafiles, not this file. -->',
+        '<!-- Written by `python tools/model_zoo.py render`; edit the metafiles, not this '
+        'file. -->',
         '',
         'Where the numbers come from:',
         '',
