@@ -10,4 +10,10 @@ from .utils.torch_load import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
 
+try:  # the classification dataset needs mmpretrain; without it the rest still works
+    from . import datasets  # noqa: F401
+except ModuleNotFoundError as e:
+    if (e.name or '').split('.')[0] != 'mmpretrain':
+        raise
+
 __all__ = ['__version__']
