@@ -34,18 +34,41 @@ generator's last 1x1 conv into the aggregation so that the (N, G*k*k, H, W) kern
 held for the whole batch (they are recomputed chunk by chunk in the backward pass).
 Everything is plain PyTorch, so CUDA tensors take the same code path.
 """
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     'local_aggregate', 'local_correlate', 'local_aggregate_pointwise', 'local_aggregate_unfold',
     'local_aggregate_loop', 'check_weight_shape'
 ]
 
-# Bytes of per-chunk working set (flattened input, its k masked copies, output).  About the
-# size of a CPU's L2/L3 share; on CUDA the whole batch is one chunk.
-CHUNK_BYTES = 4 << 20
+# Per-chunk budgets (bytes) on CPU: the input working set (flattened input, its k masked
+# copies, output) and the generated kernels of :func:`local_aggregate_pointwise`.  Chunks trade
+# cache locality against the number of (parallel) ops; on a busy machine every op costs a
+# thread hand-over, so chunks are large.  On CUDA the whole batch is one chunk.
+CHUNK_BYTES = 64 << 20
+KERNEL_CHUNK_BYTES = 64 << 20
+
+_workspace = threading.local()
+
+
+def _kernel_buffer(shape, ref):
+    """A reusable CPU buffer for generated kernels: fresh 100 MB allocations cost more in page
+    faults than the aggregation itself.  Other devices allocate normally (caching allocator)."""
+    if ref.device.type != 'cpu':
+        return ref.new_empty(shape)
+    numel = 1
+    for s in shape:
+        numel *= s
+    buf = getattr(_workspace, 'buf', None)
+    if buf is None or buf.dtype != ref.dtype or buf.numel() < numel:
+        buf = ref.new_empty(numel)
+        _workspace.buf = buf
+    return buf[:numel].view(shape)
 
 
 def check_weight_shape(x, weight):
@@ -96,12 +119,14 @@ class _Flat:
         """k tensors: ``xf`` with the wrapped columns of column offset j zeroed."""
         return [xf if j == self.p else xf * masks[j] for j in range(self.k)]
 
-    def chunk(self, n, channels, itemsize, device):
-        """Samples per chunk that keep the working set near CHUNK_BYTES (CPU only)."""
+    def chunk(self, n, channels, itemsize, device, kernels=0):
+        """Samples per chunk within the budgets (CPU only); ``kernels`` per sample if made."""
         if device.type != 'cpu':
             return n
-        per_sample = channels * self.length * itemsize * (self.k + 3)
-        return max(1, min(n, CHUNK_BYTES // max(per_sample, 1)))
+        step = CHUNK_BYTES // max(channels * self.length * itemsize * (self.k + 3), 1)
+        if kernels:
+            step = min(step, KERNEL_CHUNK_BYTES // (kernels * self.hw * itemsize))
+        return max(1, min(n, step))
 
 
 def _aggregate(out, xs, wv, flat):
@@ -175,6 +200,7 @@ class _LocalAggregate(Function):
         return out.view(n, c, h, w)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         groups, k = weight.shape[1], weight.shape[2]
@@ -220,6 +246,7 @@ class _LocalCorrelate(Function):
         return out.view(n, groups, kernel_size, kernel_size, h, w)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_logits):
         q, k_map = ctx.saved_tensors
         groups = ctx.groups
@@ -256,7 +283,7 @@ class _LocalAggregatePointwise(Function):
         w2d = weight.reshape(weight.shape[0], -1)
         fv = feat.reshape(n, feat.shape[1], flat.hw)
         out = x.new_zeros(n, groups, c // groups, flat.hw)
-        step = flat.chunk(n, c, x.element_size(), x.device)
+        step = flat.chunk(n, c, x.element_size(), x.device, weight.shape[0])
         for sl in _batch_slices(n, step):
             kern = _pointwise(w2d, bias, fv[sl]).view(-1, groups, k * k, flat.hw)
             xs = flat.shifted(flat.pad(x[sl], groups), masks)
@@ -266,6 +293,7 @@ class _LocalAggregatePointwise(Function):
         return out.view(n, c, h, w)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         x, feat, weight, bias = ctx.saved_tensors
         groups, k = ctx.groups, ctx.k
@@ -280,7 +308,7 @@ class _LocalAggregatePointwise(Function):
         grad_f = x.new_empty(n, feat.shape[1], flat.hw) if need_f else None
         grad_w2d = torch.zeros_like(w2d) if need_w else None
         grad_b = torch.zeros_like(bias) if (need_b and bias is not None) else None
-        step = flat.chunk(n, c, x.element_size(), x.device)
+        step = flat.chunk(n, c, x.element_size(), x.device, weight.shape[0])
         for sl in _batch_slices(n, step):
             gs = g[sl].contiguous()
             kern = _pointwise(w2d, bias, fv[sl]).view(-1, groups, k * k, flat.hw)
@@ -302,10 +330,11 @@ class _LocalAggregatePointwise(Function):
 
 
 def _pointwise(w2d, bias, fv):
-    """1x1 conv as a matmul: (O, R) x (B, R, HW) -> (B, O, HW) contiguous."""
+    """1x1 conv as a matmul: (O, R) x (B, R, HW) -> (B, O, HW) in the kernel buffer."""
+    out = _kernel_buffer((fv.shape[0], w2d.shape[0], fv.shape[2]), fv)
     if bias is None:
-        return torch.matmul(w2d, fv)
-    return torch.baddbmm(bias.view(1, -1, 1), w2d.expand(fv.shape[0], -1, -1), fv)
+        return torch.matmul(w2d, fv, out=out)
+    return torch.baddbmm(bias.view(1, -1, 1), w2d.expand(fv.shape[0], -1, -1), fv, out=out)
 
 
 # ---------------------------------------------------------------------------- public API
