@@ -106,7 +106,7 @@ import sys, importlib.abc
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name == {missing!r} or name.startswith({missing!r} + '.'):
-            raise ModuleNotFoundError('No module named ' + repr(name))
+            raise ModuleNotFoundError('No module named ' + repr(name), name=name)
 sys.meta_path.insert(0, Block())
 import mmdwnet, torch
 from mmengine.registry import MODELS
