@@ -333,3 +333,30 @@ def test_no_weight_decay_on_norms_and_position_tables(det_dir, backbone):
     assert all(decay[n] == 0. for n in tables)
     assert decay['backbone.patch_embed.projection.weight'] == 0.05
     assert decay['roi_head.bbox_head.0.shared_convs.0.conv.weight'] == 0.05
+
+
+def test_metafile_lists_the_eight_models_with_measured_numbers(repo_root, det_dir, paper_tables):
+    import yaml
+    meta = yaml.safe_load((det_dir / 'metafile.yml').read_text())
+    models = {m['Name']: m for m in meta['Models']}
+    assert sorted(f'{n}.py' for n in models) == sorted(
+        config_name(b, s) for b in BACKBONES for s in SIZES)
+    index = yaml.safe_load((repo_root / 'model-index.yml').read_text())
+    assert 'configs/detection/metafile.yml' in index['Import']
+    collections = {c['Name'] for c in meta['Collections']}
+    table = paper_tables['coco_cascade_mask_rcnn_3x']
+    for name, model in models.items():
+        assert (repo_root / model['Config']).is_file()
+        assert model['In Collection'] in collections
+        section, key = model['Paper Key'].split('.')
+        assert section == 'coco_cascade_mask_rcnn_3x'
+        results = {r['Task']: r for r in model['Results']}
+        assert set(results) == {'Object Detection', 'Instance Segmentation'}
+        assert all(r['Dataset'] == 'COCO' for r in results.values())
+        assert results['Object Detection']['Metrics']['box AP'] == table[key]['ap_box']
+        assert results['Instance Segmentation']['Metrics']['mask AP'] == table[key]['ap_mask']
+        assert 'reported by the paper' in model['Results Source']
+        # written by tools/model_zoo.py update (1280x800): close to Table 3
+        params, flops = model['Metadata']['Parameters'], model['Metadata']['FLOPs']
+        assert round(params / 1e6) == table[key]['params'], name
+        assert abs(flops / 1e9 - table[key]['flops']) / table[key]['flops'] < 0.01, name
