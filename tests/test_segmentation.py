@@ -325,3 +325,32 @@ def test_metafile_lists_the_eight_models_with_paper_results(paper_tables):
         assert abs(meta['FLOPs'] / 1e9 / paper['flops'] - 1) < 0.015, name
     root_index = yaml.safe_load((ROOT / 'model-index.yml').read_text())
     assert 'configs/segmentation/metafile.yml' in root_index['Import']
+
+
+@pytest.mark.parametrize('name', ['dwnet-tiny', 'swin-tiny'])
+def test_backbone_loads_imagenet_classifier_checkpoint(name, tmp_path):
+    """init_cfg Pretrained(prefix='backbone.') takes the backbone of a (converted) classifier."""
+    from mmdwnet.registry import MODELS as DW_MODELS
+    btype = MODELS[name][1]
+    arch = {k: v for k, v in NARROW.items() if k != '_delete_'}
+    classifier_backbone = DW_MODELS.build(dict(type=btype, arch=arch))
+    torch.manual_seed(1)
+    for p in classifier_backbone.parameters():
+        p.data.normal_()
+    state = {'backbone.' + k: v for k, v in classifier_backbone.state_dict().items()}
+    state['head.fc.weight'] = torch.zeros(10, 128)
+    torch.save(dict(state_dict=state), tmp_path / 'in1k.pth')
+
+    cfg = narrow_cfg(name)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(tmp_path / 'in1k.pth'),
+                                       prefix='backbone.')
+    model = build(cfg)
+    model.init_weights()
+    seg = model.backbone.state_dict()
+    for key, value in classifier_backbone.state_dict().items():
+        if key.startswith('stages.') or key.startswith('patch_embed.'):
+            torch.testing.assert_close(seg[key], value, rtol=0, atol=0, msg=key)
+
+    cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'missing.pth')
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        build(cfg).init_weights()
