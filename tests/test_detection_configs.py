@@ -360,3 +360,27 @@ def test_metafile_lists_the_eight_models_with_measured_numbers(repo_root, det_di
         params, flops = model['Metadata']['Parameters'], model['Metadata']['FLOPs']
         assert round(params / 1e6) == table[key]['params'], name
         assert abs(flops / 1e9 - table[key]['flops']) / table[key]['flops'] < 0.01, name
+
+
+@pytest.mark.parametrize('case,backbone', [('det_dwnet_narrow', 'dwnet'),
+                                           ('det_dynamic_dwnet_narrow', 'dynamic-dwnet')])
+def test_config_backbone_reproduces_official_detection_backbone(reference_dir, det_dir, case,
+                                                                backbone):
+    """The backbone as these configs build it (SyncBN output norms, pad_to_window) loads the
+    official downstream DWNet weights strictly and returns the official outputs (100x131)."""
+    from mmdwnet.converters import convert_official, load_official
+    state, info = convert_official(load_official(reference_dir / f'{case}.pth'))
+    assert info['kind'] == 'backbone' and info['out_norm'] == 'BN'
+    io = torch.load(reference_dir / f'{case}.io.pth', weights_only=True)
+    cfg = tiny_detector_cfg(det_dir, backbone)
+    cfg.model.backbone.arch = dict(embed_dims=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 8])
+    cfg.model.backbone.drop_path_rate = 0.
+    detector = init_model(cfg)
+    detector.backbone.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        outs = detector.backbone(io['input'])
+        feats = detector.extract_feat(io['input'])
+    assert len(outs) == 4
+    for got, expected in zip(outs, io['output']):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert len(feats) == 5 and feats[0].shape[-2:] == (25, 33)
