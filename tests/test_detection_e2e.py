@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-from mmengine.config import Config
 from PIL import Image, ImageDraw
 
 from test_detection_configs import tiny_detector_cfg
