@@ -41,6 +41,8 @@ import torch.nn.functional as F
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
+from . import cpu_kernels
+
 __all__ = [
     'local_aggregate', 'local_correlate', 'local_aggregate_pointwise', 'local_aggregate_unfold',
     'local_aggregate_loop', 'check_weight_shape'
@@ -119,11 +121,13 @@ class _Flat:
         """k tensors: ``xf`` with the wrapped columns of column offset j zeroed."""
         return [xf if j == self.p else xf * masks[j] for j in range(self.k)]
 
-    def chunk(self, n, channels, itemsize, device, kernels=0):
-        """Samples per chunk within the budgets (CPU only); ``kernels`` per sample if made."""
+    def chunk(self, n, channels, itemsize, device, kernels=0, compiled=False):
+        """Samples per chunk within the budgets (CPU only); ``kernels`` per sample if made.
+        The compiled kernels (``compiled``) need no input working set."""
         if device.type != 'cpu':
             return n
-        step = CHUNK_BYTES // max(channels * self.length * itemsize * (self.k + 3), 1)
+        step = n if compiled else CHUNK_BYTES // max(
+            channels * self.length * itemsize * (self.k + 3), 1)
         if kernels:
             step = min(step, KERNEL_CHUNK_BYTES // (kernels * self.hw * itemsize))
         return max(1, min(n, step))
@@ -188,6 +192,9 @@ class _LocalAggregate(Function):
     @staticmethod
     def forward(ctx, x, weight):
         groups, k = check_weight_shape(x, weight)
+        ctx.save_for_backward(x, weight)
+        if cpu_kernels.use_for(x, weight):
+            return cpu_kernels.aggregate(x, weight, groups, k)
         n, c, h, w = x.shape
         flat = _Flat(h, w, k)
         wv = weight.reshape(weight.shape[0], groups, k * k, flat.hw)
@@ -196,7 +203,6 @@ class _LocalAggregate(Function):
         for sl in _batch_slices(n, flat.chunk(n, c, x.element_size(), x.device)):
             xs = flat.shifted(flat.pad(x[sl], groups), masks)
             _aggregate(out[sl], xs, _weight_rows(wv, sl), flat)
-        ctx.save_for_backward(x, weight)
         return out.view(n, c, h, w)
 
     @staticmethod
@@ -205,6 +211,16 @@ class _LocalAggregate(Function):
         x, weight = ctx.saved_tensors
         groups, k = weight.shape[1], weight.shape[2]
         n, c, h, w = x.shape
+        if cpu_kernels.use_for(x, weight, grad_out):
+            grad_x = grad_w = None
+            if ctx.needs_input_grad[0]:
+                grad_x = cpu_kernels.scatter(grad_out, weight, groups, k)
+            if ctx.needs_input_grad[1]:
+                grad_w = cpu_kernels.correlate(grad_out, x, groups, k).view(
+                    n, groups, k, k, h, w)
+                if weight.shape[0] == 1 and n > 1:
+                    grad_w = grad_w.sum(0, keepdim=True)
+            return grad_x, grad_w
         flat = _Flat(h, w, k)
         wv = weight.reshape(weight.shape[0], groups, k * k, flat.hw)
         g = grad_out.reshape(n, groups, c // groups, flat.hw)
@@ -234,6 +250,11 @@ class _LocalCorrelate(Function):
     @staticmethod
     def forward(ctx, q, k_map, kernel_size, groups):
         n, c, h, w = q.shape
+        ctx.save_for_backward(q, k_map)
+        ctx.groups = groups
+        if cpu_kernels.use_for(q, k_map):
+            return cpu_kernels.correlate(q, k_map, groups, kernel_size).view(
+                n, groups, kernel_size, kernel_size, h, w)
         flat = _Flat(h, w, kernel_size)
         masks = flat.column_masks(q)
         out = q.new_empty(n, groups, kernel_size**2, flat.hw)
@@ -241,8 +262,6 @@ class _LocalCorrelate(Function):
         for sl in _batch_slices(n, flat.chunk(n, c, q.element_size(), q.device)):
             ks = flat.shifted(flat.pad(k_map[sl], groups), masks)
             _correlate(out[sl], qv[sl].contiguous(), ks, flat)
-        ctx.save_for_backward(q, k_map)
-        ctx.groups = groups
         return out.view(n, groups, kernel_size, kernel_size, h, w)
 
     @staticmethod
@@ -252,6 +271,12 @@ class _LocalCorrelate(Function):
         groups = ctx.groups
         n, c, h, w = q.shape
         k = grad_logits.shape[2]
+        if cpu_kernels.use_for(q, k_map, grad_logits):
+            gl = grad_logits.reshape(n, groups, k * k, h, w)
+            grad_q = cpu_kernels.aggregate(k_map, gl, groups, k) \
+                if ctx.needs_input_grad[0] else None
+            grad_k = cpu_kernels.scatter(q, gl, groups, k) if ctx.needs_input_grad[1] else None
+            return grad_q, grad_k, None, None
         flat = _Flat(h, w, k)
         masks = flat.column_masks(q)
         gl = grad_logits.reshape(n, groups, k * k, flat.hw)
@@ -283,9 +308,15 @@ class _LocalAggregatePointwise(Function):
         w2d = weight.reshape(weight.shape[0], -1)
         fv = feat.reshape(n, feat.shape[1], flat.hw)
         out = x.new_zeros(n, groups, c // groups, flat.hw)
-        step = flat.chunk(n, c, x.element_size(), x.device, weight.shape[0])
+        fast = cpu_kernels.use_for(x, feat, weight)
+        step = flat.chunk(n, c, x.element_size(), x.device, weight.shape[0], fast)
+        if fast:
+            out = out.view(n, c, h, w)
         for sl in _batch_slices(n, step):
             kern = _pointwise(w2d, bias, fv[sl]).view(-1, groups, k * k, flat.hw)
+            if fast:
+                cpu_kernels.aggregate(x[sl], kern, groups, k, out=out[sl])
+                continue
             xs = flat.shifted(flat.pad(x[sl], groups), masks)
             _aggregate(out[sl], xs, kern, flat)
         ctx.save_for_backward(x, feat, weight, bias)
@@ -308,16 +339,26 @@ class _LocalAggregatePointwise(Function):
         grad_f = x.new_empty(n, feat.shape[1], flat.hw) if need_f else None
         grad_w2d = torch.zeros_like(w2d) if need_w else None
         grad_b = torch.zeros_like(bias) if (need_b and bias is not None) else None
-        step = flat.chunk(n, c, x.element_size(), x.device, weight.shape[0])
+        fast = cpu_kernels.use_for(x, feat, weight, grad_out)
+        step = flat.chunk(n, c, x.element_size(), x.device, weight.shape[0], fast)
         for sl in _batch_slices(n, step):
             gs = g[sl].contiguous()
             kern = _pointwise(w2d, bias, fv[sl]).view(-1, groups, k * k, flat.hw)
+            if fast:
+                gs4, xs4 = gs.view(-1, c, h, w), x[sl]
             if need_x:
-                gx = _scatter(gs, kern, flat, masks)
-                grad_x[sl] = gx[..., flat.margin:flat.margin + flat.hw]
+                if fast:
+                    cpu_kernels.scatter(gs4, kern, groups, k, out=grad_x[sl].view(-1, c, h, w))
+                else:
+                    gx = _scatter(gs, kern, flat, masks)
+                    grad_x[sl] = gx[..., flat.margin:flat.margin + flat.hw]
             if need_f or need_w or grad_b is not None:
-                xs = flat.shifted(flat.pad(x[sl], groups), masks)
-                gk = _correlate(kern, gs, xs, flat).view(kern.shape[0], -1, flat.hw)
+                if fast:
+                    cpu_kernels.correlate(gs4, xs4, groups, k, out=kern)
+                    gk = kern.view(kern.shape[0], -1, flat.hw)
+                else:
+                    xs = flat.shifted(flat.pad(x[sl], groups), masks)
+                    gk = _correlate(kern, gs, xs, flat).view(kern.shape[0], -1, flat.hw)
                 if need_w:
                     grad_w2d += (gk @ fv[sl].transpose(1, 2)).sum(0)
                 if grad_b is not None:
