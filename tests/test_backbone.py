@@ -159,3 +159,28 @@ def test_position_specific_weights_reject_other_sizes():
     bb(torch.randn(1, 3, 224, 224))
     with pytest.raises(ValueError, match=r'built for \(56, 56\) maps and cannot take \(64, 64\)'):
         bb(torch.randn(1, 3, 256, 256))
+
+
+def test_classifier_layer_norm_does_not_load_into_batch_norm_outputs(tmp_path):
+    """ImageNet weights into a detection backbone: blocks load, the BN output norms do not
+    take the classifier's final LN (official downstream behaviour)."""
+    cls = MODELS.build(dict(type='DWNet', arch=TINY))
+    with torch.no_grad():
+        cls.norm3.weight.fill_(3.)
+    torch.save(dict(state_dict={'backbone.' + k: v for k, v in cls.state_dict().items()}),
+               tmp_path / 'cls.pth')
+    det = MODELS.build(dict(type='DWNet', arch=TINY, out_indices=(0, 1, 2, 3),
+                            out_norm_cfg=dict(type='BN'), init_cfg=dict(
+                                type='Pretrained', checkpoint=str(tmp_path / 'cls.pth'),
+                                prefix='backbone.')))
+    det.init_weights()
+    assert torch.equal(det.norm3.weight, torch.ones(128))
+    assert torch.equal(det.stages[0].blocks[0].mixer.proj_in.weight,
+                       cls.stages[0].blocks[0].mixer.proj_in.weight)
+    # a detection checkpoint (BN output norms) still loads strictly
+    det2 = MODELS.build(dict(type='DWNet', arch=TINY, out_indices=(0, 1, 2, 3),
+                             out_norm_cfg=dict(type='BN')))
+    with torch.no_grad():
+        det.norm3.weight.fill_(2.)
+    det2.load_state_dict(det.state_dict(), strict=True)
+    assert torch.equal(det2.norm3.weight, det.norm3.weight)

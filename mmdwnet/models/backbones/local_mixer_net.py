@@ -140,7 +140,23 @@ class LocalMixerNet(BaseModule):
             layer = build_norm_layer(out_norm_cfg, self.num_features[i])[1]
             self._out_norm_cf = isinstance(layer, (_BatchNorm, torch.nn.SyncBatchNorm))
             self.add_module(f'norm{i}', layer)
+        self._register_load_state_dict_pre_hook(self._skip_layer_norm_into_batch_norm)
         self._freeze_stages()
+
+    def _skip_layer_norm_into_batch_norm(self, state_dict, prefix, *args):
+        """Do not load a classifier's LayerNorm ``norm{i}`` into a BatchNorm output norm.
+
+        An ImageNet checkpoint's final LN is ``norm3``, while detection/segmentation backbones
+        have BN output norms of the same size; as in the official downstream code, those start
+        from their initialisation (the entries are dropped, so a strict load reports them).
+        """
+        if not self._out_norm_cf:
+            return
+        for i in self.out_indices:
+            key = f'{prefix}norm{i}.'
+            if key + 'weight' in state_dict and key + 'running_mean' not in state_dict:
+                for name in ('weight', 'bias'):
+                    state_dict.pop(key + name, None)
 
     # ------------------------------------------------------------------ argument parsing
     def _parse_arch(self, arch):
