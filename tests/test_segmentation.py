@@ -108,7 +108,8 @@ def test_config_recipe(name):
 
     opt = cfg.optim_wrapper
     assert opt.type == 'OptimWrapper'
-    assert plain(opt.optimizer) == dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01)
+    assert plain(opt.optimizer) == dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999),
+                                        weight_decay=0.01)
     warmup, poly = map(plain, cfg.param_scheduler)
     assert warmup == dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500)
     assert poly == dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000,
@@ -171,7 +172,8 @@ def test_no_weight_decay_on_norms_and_position_tables(name):
     for k in no_decay:
         assert _decay(wrapper, model, k) == 0, k
     for k in ('backbone.patch_embed.projection.weight', 'decode_head.conv_seg.weight',
-              'backbone.stages.1.blocks.0.ffn.layers.0.0.weight', 'auxiliary_head.convs.0.conv.weight'):
+              'backbone.stages.1.blocks.0.ffn.layers.0.0.weight',
+              'auxiliary_head.convs.0.conv.weight'):
         assert _decay(wrapper, model, k) == 0.01, k
     assert wrapper.optimizer.defaults['lr'] == 6e-5
 

@@ -130,6 +130,7 @@ def test_test_tool_prints_miou_table(trained, tmp_path, capfd):
     test = runpy.run_path(str(ROOT / 'tools' / 'test.py'))
     metrics = test['main']([str(cfg_path), str(ckpt), '--work-dir', str(tmp_path)])
     out = ''.join(capfd.readouterr())
+    assert 'do not match exactly' not in out
     assert 'per class results' in out
     assert re.search(r'\|\s+Class\s+\|\s+IoU\s+\|\s+Acc\s+\|', out), out[-3000:]
     assert re.search(r'\|\s+wall\s+\|\s+[0-9.]+\s+\|\s+[0-9.]+\s+\|', out), out[-3000:]
@@ -139,22 +140,26 @@ def test_test_tool_prints_miou_table(trained, tmp_path, capfd):
 
 
 @pytest.mark.slow
-def test_ms_flip_tta_config(trained, tmp_path):
+def test_ms_flip_tta_config(trained, tmp_path, capfd):
     """The *_ms-flip-tta.py pattern: SegTTAModel around the model, the TTA pipeline as test set."""
-    real = Config.fromfile(str(CONFIGS / 'upernet_dwnet-tiny_8xb2-160k_ade20k-512x512_ms-flip-tta.py'))
+    tta_path = CONFIGS / 'upernet_dwnet-tiny_8xb2-160k_ade20k-512x512_ms-flip-tta.py'
+    real = Config.fromfile(str(tta_path))
     assert real.model.type == 'SegTTAModel' and real.model.module.backbone.type == 'DWNet'
     tta = real.test_dataloader.dataset.pipeline[1]
     assert tta['type'] == 'TestTimeAug' and len(tta['transforms'][0]) == 6
     assert [t['prob'] for t in tta['transforms'][1]] == [0., 1.]
 
     cfg_path, ckpt = trained
-    text = (CONFIGS / 'upernet_dwnet-tiny_8xb2-160k_ade20k-512x512_ms-flip-tta.py').read_text()
+    text = tta_path.read_text()
     tta_cfg = tmp_path / 'narrow_tta.py'
     tta_cfg.write_text(text.replace("'./upernet_dwnet-tiny_8xb2-160k_ade20k-512x512.py'",
                                     repr(str(cfg_path))))
     test = runpy.run_path(str(ROOT / 'tools' / 'test.py'))
     metrics = test['main']([str(tta_cfg), str(ckpt), '--work-dir', str(tmp_path)])
     assert 0 <= metrics['mIoU'] <= 100 and 'mAcc' in metrics
+    out = ''.join(capfd.readouterr())
+    assert 'Load checkpoint from' in out
+    assert 'do not match exactly' not in out  # the wrapped model took every weight
 
 
 @pytest.mark.slow
@@ -186,3 +191,22 @@ def test_demo_bad_input(tmp_path, capsys):
         demo['main']([str(cfg), str(cfg), str(cfg), '--opacity', '0'])
     with pytest.raises(ValueError, match=r'expected an \(H, W, 3\) RGB image'):
         demo['segment_image'](np.zeros((8, 8)), cfg, None, tmp_path / 'x.png')
+
+
+def test_synthetic_ade20k_read_with_zero_label_ignored(ade20k, tmp_path):
+    """The config's ADE20KDataset + test pipeline read the files: label 0 -> 255 (ignored),
+    1..5 -> classes 0..4, images at their odd native size."""
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+
+    import mmdwnet  # noqa: F401
+    init_default_scope('mmseg')
+    cfg = narrow_config(ade20k, tmp_path)
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    assert len(dataset) == 3 and dataset.metainfo['classes'][:2] == ('wall', 'building')
+    sample = dataset[0]
+    assert tuple(sample['inputs'].shape) == (3, 97, 131)
+    labels = set(sample['data_samples'].gt_sem_seg.data.unique().tolist())
+    raw = np.asarray(Image.open(ade20k / 'annotations' / 'validation' / 'ADE_valid_00000000.png'))
+    assert labels == {v - 1 for v in np.unique(raw) if v} | ({255} if (raw == 0).any() else set())
+    assert 255 in labels and max(labels - {255}) <= NUM_LABELS - 1
