@@ -352,6 +352,11 @@ def test_backbone_loads_imagenet_classifier_checkpoint(name, tmp_path):
     for key, value in classifier_backbone.state_dict().items():
         if key.startswith('stages.') or key.startswith('patch_embed.'):
             torch.testing.assert_close(seg[key], value, rtol=0, atol=0, msg=key)
+    # the classifier's final LN: into Swin's LN norm3, not into the DW family's BN norm3
+    loaded = torch.equal(seg['norm3.weight'], classifier_backbone.state_dict()['norm3.weight'])
+    assert loaded == (name == 'swin-tiny')
+    if name != 'swin-tiny':
+        assert torch.equal(seg['norm3.weight'], torch.ones(128))
 
     cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'missing.pth')
     with pytest.raises(FileNotFoundError, match='missing.pth'):
