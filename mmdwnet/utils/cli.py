@@ -1,0 +1,65 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: common options, config, runner."""
+import os
+import os.path as osp
+import sys
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from mmdwnet.registry import explain_unknown_types
+
+
+def add_runner_args(parser, work_dir_help):
+    """``--work-dir``, ``--cfg-options``, ``--launcher`` and ``--local_rank``."""
+    parser.add_argument('--work-dir', help=work_dir_help)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings, e.g. train_cfg.max_epochs=1')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def parse_with_local_rank(parser, argv=None):
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def load_config(args, *required_files):
+    """Read ``args.config`` and apply the common options.
+
+    Exits with a message when the config or one of ``required_files`` (label, path) is missing.
+    """
+    for label, path in (('config file', args.config), ) + required_files:
+        if not osp.isfile(path):
+            sys.exit(f'error: {label} {path} does not exist')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if cfg.launcher != 'none' and not torch.cuda.is_available():
+        use_cpu_ddp(cfg)
+    return cfg
+
+
+def use_cpu_ddp(cfg):
+    """Distributed runs without GPUs (gloo): mmengine 0.10 calls ``torch.cuda.set_device``
+    in ``init_dist`` and gives DDP ``device_ids=[LOCAL_RANK]``; neither works on CPU."""
+    torch.cuda.set_device = lambda device: None
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+    wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper
+
+
+def build_runner(cfg):
+    """``Runner.from_cfg`` (or the config's ``runner_type``), unknown types explained."""
+    with explain_unknown_types():
+        return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
