@@ -99,7 +99,11 @@ class DynamicDWConv2d(nn.Module):
     def generate_weight(self, x):
         """(N, C, H, W) -> kernels (N*C, 1, k, k)."""
         k = self.kernel_size
-        return self.expand(self.act(self.norm(self.reduce(self.pool(x))))).view(-1, 1, k, k)
+        # The 1x1 convs on the pooled (N, C, 1, 1) vector run as matrix products (a CPU conv
+        # would re-pack the large expand weight on every call); same result.
+        z = F.linear(self.pool(x).flatten(1), self.reduce.weight.flatten(1), self.reduce.bias)
+        z = self.act(self.norm(z[:, :, None, None])).flatten(1)
+        return F.linear(z, self.expand.weight.flatten(1), self.expand.bias).view(-1, 1, k, k)
 
     def forward(self, x):
         n, c, h, w = x.shape
