@@ -206,6 +206,12 @@ def update_metafile(path, only=None, check=False, complexity_fn=None, log=print)
 
 
 # ---------------------------------------------------------------------------------- render
+def _shown_path(path):
+    """``path`` relative to the repository root when possible (no machine-specific prefix)."""
+    rel = osp.relpath(osp.abspath(path), ROOT)
+    return rel if not osp.isabs(rel) else path
+
+
 def load_paper_tables(path):
     """The paper tables as a dict, or None when ``path`` is empty or absent."""
     if not path or not osp.isfile(path):
@@ -334,7 +340,7 @@ def render(metafiles, tables_path, out):
         + ', '.join(f'{t} {s}' for t, s in shapes.items()) + '.',
         '* **Paper params / FLOPs** and every column marked **†**: **reported by the paper** '
         '(ICLR 2022, "On the Connection between Local Attention and Dynamic Depth-wise '
-        'Convolution"), ' + (f'read from `{tables_path}`' if tables is not None else
+        'Convolution"), ' + (f'read from `{_shown_path(tables_path)}`' if tables is not None else
                               'read from the metafiles\' `Results` (paper tables file not found)')
         + '. They were not reproduced by training with mmdwnet.',
         '* **Official weights**: checkpoints released by the authors; convert them with '
