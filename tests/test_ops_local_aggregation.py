@@ -1,0 +1,168 @@
+"""The fast local aggregation ops equal straightforward references, forward and backward."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmdwnet.ops import (cpu_kernels, local_aggregate, local_aggregate_loop,
+                         local_aggregate_pointwise, local_aggregate_unfold, local_correlate)
+
+# (N, C, H, W, k, G, shared weights)
+CASES = [(2, 12, 9, 7, 3, 4, False), (2, 12, 5, 6, 7, 3, False), (3, 8, 6, 6, 5, 2, True),
+         (1, 4, 3, 3, 7, 4, False), (2, 6, 8, 5, 1, 2, False), (2, 16, 14, 14, 7, 8, False)]
+BACKENDS = ['auto', 'torch']
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    """'auto': compiled CPU kernels where they build; 'torch': the pure-PyTorch path."""
+    if request.param == 'auto' and not cpu_kernels.available():
+        pytest.skip('compiled CPU kernels unavailable (no C compiler); torch path tested')
+    monkeypatch.setenv('MMDWNET_OPS_BACKEND', request.param)
+    return request.param
+
+
+def _inputs(n, c, h, w, k, g, shared, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=gen, dtype=dtype)
+    wt = torch.randn(1 if shared else n, g, k, k, h, w, generator=gen, dtype=dtype)
+    grad = torch.randn(n, c, h, w, generator=gen, dtype=dtype)
+    return x, wt, grad
+
+
+def _value_and_grads(fn, x, wt, grad):
+    x, wt = x.clone().requires_grad_(), wt.clone().requires_grad_()
+    out = fn(x, wt)
+    return (out, ) + torch.autograd.grad(out, (x, wt), grad)
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_local_aggregate_matches_references(case, backend):
+    x, wt, grad = _inputs(*case)
+    ours = _value_and_grads(local_aggregate, x, wt, grad)
+    ref64 = _value_and_grads(local_aggregate_loop, x.double(), wt.double(), grad.double())
+    unfold = _value_and_grads(local_aggregate_unfold, x, wt, grad)
+    for a, b, u in zip(ours, ref64, unfold):
+        assert a.dtype == torch.float32 and a.shape == b.shape
+        assert (a.double() - b).abs().max().item() <= 1e-5
+        assert (a - u).abs().max().item() <= 1e-5
+
+
+def test_local_aggregate_float64_exact(backend):
+    x, wt, grad = _inputs(2, 12, 9, 7, 5, 4, False, dtype=torch.float64)
+    for a, b in zip(_value_and_grads(local_aggregate, x, wt, grad),
+                    _value_and_grads(local_aggregate_unfold, x, wt, grad)):
+        assert (a - b).abs().max().item() <= 1e-12
+
+
+def test_local_aggregate_channels_last_input(backend):
+    x, wt, grad = _inputs(2, 8, 7, 9, 3, 4, False)
+    x_cl = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # NCHW view, NHWC memory
+    a = local_aggregate(x_cl, wt)
+    assert (a - local_aggregate_unfold(x, wt)).abs().max().item() <= 1e-5
+
+
+def test_local_aggregate_stage1_shape(backend):
+    """The tiny model's first stage: 8x96x56x56, k=7, 32 groups (float32, 1e-5).
+
+    Kernels are scaled to keep outputs at unit scale (as generated kernels are); with 2.4M
+    outputs of raw randn products two float32 summation orders differ by a few 1e-5.
+    """
+    x, wt, _ = _inputs(8, 96, 56, 56, 7, 32, False)
+    wt /= 7
+    with torch.no_grad():
+        diff = (local_aggregate(x, wt) - local_aggregate_unfold(x, wt)).abs().max().item()
+    assert diff <= 1e-5
+
+
+def test_local_aggregate_detects_a_wrong_reference(backend):
+    """The comparison can fail: a shifted weight gives a different output."""
+    x, wt, _ = _inputs(2, 8, 7, 7, 3, 4, False)
+    assert (local_aggregate(x, wt) - local_aggregate_unfold(x, wt.roll(1, 2))).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize('case', CASES[:4])
+def test_local_correlate_matches_unfold(case, backend):
+    n, c, h, w, k, g, _ = case
+    gen = torch.Generator().manual_seed(1)
+    q = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
+    km = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
+    cols = F.unfold(km, k, padding=k // 2).view(n, g, c // g, k, k, h, w)
+    ref = (q.view(n, g, c // g, 1, 1, h, w) * cols).sum(2)
+    gl = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        qd, kd = q.detach().to(dtype).requires_grad_(), km.detach().to(dtype).requires_grad_()
+        out = local_correlate(qd, kd, k, g)
+        grads = torch.autograd.grad(out, (qd, kd), gl.to(dtype))
+        assert (out.double() - ref).abs().max().item() <= tol
+        for a, b in zip(grads, torch.autograd.grad(ref, (q, km), gl, retain_graph=True)):
+            assert (a.double() - b).abs().max().item() <= tol
+
+
+@pytest.mark.parametrize('bias', [True, False])
+def test_local_aggregate_pointwise_matches_two_step_form(bias, backend):
+    n, c, h, w, k, g, r = 3, 12, 9, 8, 5, 4, 6
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(n, c, h, w, generator=gen, requires_grad=True)
+    feat = torch.randn(n, r, h, w, generator=gen, requires_grad=True)
+    weight = torch.randn(g * k * k, r, 1, 1, generator=gen, requires_grad=True)
+    b = torch.randn(g * k * k, generator=gen, requires_grad=True) if bias else None
+    grad = torch.randn(n, c, h, w, generator=gen)
+    params = [t for t in (x, feat, weight, b) if t is not None]
+    ours = local_aggregate_pointwise(x, feat, weight, b, g, k)
+    ref = local_aggregate_loop(x, F.conv2d(feat, weight, b).view(n, g, k, k, h, w))
+    assert (ours - ref).abs().max().item() <= 1e-5
+    for a, e in zip(torch.autograd.grad(ours, params, grad), torch.autograd.grad(ref, params, grad)):
+        assert (a - e).abs().max().item() <= 1e-4 * max(1., e.abs().max().item())
+
+
+def test_bad_inputs_raise_clear_errors():
+    x = torch.zeros(2, 6, 5, 5)
+    with pytest.raises(ValueError, match='odd square kernel'):
+        local_aggregate(x, torch.zeros(2, 3, 4, 4, 5, 5))
+    with pytest.raises(ValueError, match='does not match input'):
+        local_aggregate(x, torch.zeros(2, 3, 3, 3, 4, 5))
+    with pytest.raises(ValueError, match='cannot be split into 4 weight groups'):
+        local_aggregate(x, torch.zeros(2, 4, 3, 3, 5, 5))
+    with pytest.raises(ValueError, match=r'\(N, G, k, k, H, W\)'):
+        local_aggregate(x, torch.zeros(2, 3, 3, 3, 5))
+    with pytest.raises(ValueError, match='must be \\(G\\*k\\*k, R, 1, 1\\)'):
+        local_aggregate_pointwise(x, torch.zeros(2, 4, 5, 5), torch.zeros(26, 4, 1, 1), None, 3, 3)
+    with pytest.raises(ValueError, match='must be \\(N, R, H, W\\)'):
+        local_aggregate_pointwise(x, torch.zeros(2, 4, 4, 5), torch.zeros(27, 4, 1, 1), None, 3, 3)
+    with pytest.raises(ValueError, match='odd'):
+        local_correlate(x, x, 4, 3)
+
+
+def test_backend_switch(monkeypatch):
+    x = torch.zeros(1, 2, 3, 3)
+    monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'torch')
+    assert not cpu_kernels.use_for(x)
+    monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'auto')
+    assert not cpu_kernels.use_for(x.double())  # float32 only
+    assert cpu_kernels.use_for(x) == cpu_kernels.available()
+
+
+def test_kernel_library_is_cached(tmp_path, monkeypatch):
+    import shutil
+    if shutil.which('gcc') is None and shutil.which('cc') is None:
+        pytest.skip('no C compiler on this machine')
+    monkeypatch.setenv('MMDWNET_OPS_CACHE', str(tmp_path))
+    path = cpu_kernels.build()
+    assert path is not None and path.startswith(str(tmp_path))
+    mtime = (tmp_path / path.rsplit('/', 1)[1]).stat().st_mtime_ns
+    assert cpu_kernels.build() == path
+    assert (tmp_path / path.rsplit('/', 1)[1]).stat().st_mtime_ns == mtime
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='no CUDA device on this machine: the CUDA dispatch (the same pure '
+                    'PyTorch code on CUDA tensors) is tested only where a GPU exists')
+def test_cuda_matches_cpu():
+    x, wt, grad = _inputs(2, 16, 14, 14, 7, 8, False)
+    cpu = _value_and_grads(local_aggregate, x, wt, grad)
+    cuda = _value_and_grads(local_aggregate, x.cuda(), wt.cuda(), grad.cuda())
+    for a, b in zip(cpu, cuda):
+        assert b.is_cuda and (a - b.cpu()).abs().max().item() <= 1e-5
+    q, km = x.clone(), torch.randn_like(x)
+    assert (local_correlate(q, km, 7, 8) -
+            local_correlate(q.cuda(), km.cuda(), 7, 8).cpu()).abs().max().item() <= 1e-5
