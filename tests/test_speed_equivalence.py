@@ -1,0 +1,168 @@
+"""Speed work changes no outputs: conv-BN fusion, fast mixer paths, and the benchmark tool."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+from mmcv.cnn import fuse_conv_bn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import mmdwnet  # noqa: F401
+from mmdwnet.models.mixers.dwconv import DynamicDWConv2d, IDynamicDWConv2d
+from mmdwnet.ops import local_aggregate, local_aggregate_unfold
+from mmdwnet.registry import MODELS
+
+TINY = dict(embed_dims=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 8])
+VARIANTS = {
+    'DWNet': dict(type='DWNet'),
+    'DWNet-share-channels': dict(type='DWNet', mixer=dict(share_channels=True)),
+    'DWNet-ffn-dwconv': dict(type='DWNet', ffn_dwconv_kernel=3),
+    'DynamicDWNet': dict(type='DynamicDWNet'),
+    'IDynamicDWNet': dict(type='IDynamicDWNet'),
+}
+
+
+def _build(cfg, seed=0):
+    torch.manual_seed(seed)
+    model = MODELS.build(dict(cfg, arch=TINY, img_size=64, drop_path_rate=0.))
+    for m in model.modules():  # non-trivial BN statistics and affine parameters
+        if isinstance(m, _BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.2, 0.2)
+    model.eval()
+    return model
+
+
+def _remaining_bn(model):
+    return sorted(name for name, m in model.named_modules() if isinstance(m, _BatchNorm))
+
+
+@pytest.mark.parametrize('variant', list(VARIANTS))
+def test_fuse_conv_bn_folds_every_conv_bn_pair(variant):
+    model = fuse_conv_bn(_build(VARIANTS[variant]))
+    left = _remaining_bn(model)
+    # Left: the pre-FFN norm (no conv before it) and the norm after a non-conv aggregation
+    # (dynamic, or channel-shared); nothing that follows a conv.
+    for name in left:
+        leaf = name.rsplit('.', 1)[-1]
+        assert leaf in ('norm2', 'norm_mid'), name
+        if leaf == 'norm_mid':
+            agg = model.get_submodule(name.rsplit('.', 1)[0] + '.aggregate')
+            assert not isinstance(agg, nn.Conv2d), name
+    for name, m in model.named_modules():
+        for leaf in ('norm_in', 'norm_out'):
+            if hasattr(m, 'proj_in'):
+                assert isinstance(getattr(m, leaf), nn.Identity), f'{name}.{leaf}'
+        if isinstance(m, (DynamicDWConv2d, IDynamicDWConv2d)):
+            assert isinstance(m.norm, nn.Identity), f'{name}.norm (kernel generator)'
+        if hasattr(m, 'ffn_dwconv') and m.ffn_dwconv is not None:
+            assert isinstance(m.ffn_dwconv.norm, nn.Identity), name
+    if variant == 'DWNet':
+        assert all(n.endswith('norm2') for n in left)  # static DW conv folds its norm_mid too
+    assert len(left) < len(_remaining_bn(_build(VARIANTS[variant])))
+
+
+@pytest.mark.parametrize('variant', list(VARIANTS))
+def test_fused_and_unfused_outputs_agree(variant):
+    model = _build(VARIANTS[variant])
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)[-1]
+        fused = fuse_conv_bn(model)(x)[-1]
+    assert (ref - fused).abs().max().item() <= 1e-4
+    assert ref.abs().max().item() > 1e-2  # not a trivially zero output
+
+
+def test_dynamic_dw_is_one_grouped_conv_for_the_batch(monkeypatch):
+    mod = DynamicDWConv2d(8, 7).eval()
+    calls = []
+    conv2d = torch.nn.functional.conv2d
+
+    def counting(inp, weight, *args, **kwargs):
+        calls.append((tuple(inp.shape), kwargs.get('groups', args[-1] if len(args) >= 4 else 1)))
+        return conv2d(inp, weight, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, 'conv2d', counting)
+    x = torch.randn(4, 8, 9, 9)
+    with torch.no_grad():
+        out = mod(x)
+    assert calls == [((1, 32, 9, 9), 32)]  # batch folded into channels, no per-image loop
+    monkeypatch.setattr(torch.nn.functional, 'conv2d', conv2d)
+    with torch.no_grad():
+        per_image = torch.cat([mod(x[i:i + 1]) for i in range(4)])
+    assert (out - per_image).abs().max().item() <= 1e-5
+
+
+def test_dynamic_dw_kernel_generator_equals_conv_form():
+    mod = DynamicDWConv2d(16, 5).eval()
+    for p in mod.parameters():
+        nn.init.normal_(p, std=0.2)
+    x = torch.randn(3, 16, 7, 7)
+    with torch.no_grad():
+        conv_form = mod.expand(mod.act(mod.norm(mod.reduce(mod.pool(x))))).view(-1, 1, 5, 5)
+        assert (mod.generate_weight(x) - conv_form).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_i_dynamic_dw_fused_path_equals_plain_form(dtype):
+    """Fused kernel generation + aggregation == conv kernels + unfold aggregation (training mode,
+    BN batch statistics): outputs and every gradient.  float64 runs the pure-PyTorch path,
+    float32 the compiled CPU kernels where available."""
+    torch.manual_seed(0)
+    mod = IDynamicDWConv2d(24, 7, group_channels=3).train().to(dtype)
+    x = torch.randn(2, 24, 10, 9, requires_grad=True, dtype=dtype)
+    out = mod(x)
+    grads = torch.autograd.grad(out.square().sum(), [x] + list(mod.parameters()))
+    plain = local_aggregate_unfold(x, mod.generate_weight(x))
+    plain_grads = torch.autograd.grad(plain.square().sum(), [x] + list(mod.parameters()))
+    assert (out - plain).abs().max().item() <= 1e-5
+    # float32: gradients are sums of thousands of terms (BN's cancel to ~0); compare at the scale
+    # of the largest gradient.
+    scale = max(g.abs().max().item() for g in plain_grads)
+    tol = 1e-10 if dtype == torch.float64 else 1e-6
+    for a, b in zip(grads, plain_grads):
+        assert (a - b).abs().max().item() <= tol * scale
+    mod.eval()
+    with torch.no_grad():
+        assert (mod(x) - local_aggregate(x, mod.generate_weight(x))).abs().max().item() <= 1e-5
+
+
+@pytest.mark.slow
+def test_benchmark_tool_writes_report_and_chart(tmp_path, repo_root):
+    out = tmp_path / 'bench.md'
+    cmd = [sys.executable, str(repo_root / 'tools/analysis_tools/benchmark.py'), '--out', str(out),
+           '--rounds', '1', '--warmup', '0', '--arch', json.dumps(TINY), '--no-batch1',
+           '--op-shape', '2', '16', '14', '14', '--op-groups', '4', '--op-rounds', '1']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    png = tmp_path / 'bench.png'
+    assert png.is_file() and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    bench = _load_benchmark(repo_root)
+    for label, _ in bench.MODELS.values():  # every model has a row in both tables
+        assert text.count(f'| {label} |') >= 2, label
+    assert '## Targets' in text and '## I-D-DW aggregation op' in text
+    assert 'torch intra-op threads' in text and 'Not measured: GPU' in text
+    info = json.loads((tmp_path / 'bench.json').read_text())
+    assert set(info['models']) == set(bench.MODELS)
+    assert all(len(m['throughput']['infer']) == 1 for m in info['models'].values())
+    assert info['ops']['max_abs_diff'] <= 1e-5
+
+
+def _load_benchmark(repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'mmdwnet_benchmark', repo_root / 'tools/analysis_tools/benchmark.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_rejects_bad_arguments(repo_root):
+    proc = subprocess.run([sys.executable, str(repo_root / 'tools/analysis_tools/benchmark.py'),
+                           '--rounds', '0'], capture_output=True, text=True)
+    assert proc.returncode != 0 and '--rounds must be >= 1' in proc.stderr
