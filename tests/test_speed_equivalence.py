@@ -77,24 +77,42 @@ def test_fused_and_unfused_outputs_agree(variant):
     assert ref.abs().max().item() > 1e-2  # not a trivially zero output
 
 
-def test_dynamic_dw_is_one_grouped_conv_for_the_batch(monkeypatch):
+def test_dynamic_dw_is_one_op_for_the_batch(monkeypatch):
+    """D-DW runs the batch as one grouped conv (batch folded into channels) when gradients are
+    needed, and as one call of the compiled channels-last kernel in CPU inference; never a
+    per-image loop.  Both equal per-image convolutions."""
+    from mmdwnet.ops import cpu_kernels
     mod = DynamicDWConv2d(8, 7).eval()
     calls = []
-    conv2d = torch.nn.functional.conv2d
+    conv2d, ddw = torch.nn.functional.conv2d, cpu_kernels.dynamic_depthwise
 
     def counting(inp, weight, *args, **kwargs):
-        calls.append((tuple(inp.shape), kwargs.get('groups', args[-1] if len(args) >= 4 else 1)))
+        calls.append(('conv2d', tuple(inp.shape), kwargs.get('groups')))
         return conv2d(inp, weight, *args, **kwargs)
 
+    def counting_ddw(inp, *args):
+        calls.append(('kernel', tuple(inp.shape)))
+        return ddw(inp, *args)
+
     monkeypatch.setattr(torch.nn.functional, 'conv2d', counting)
-    x = torch.randn(4, 8, 9, 9)
+    monkeypatch.setattr(cpu_kernels, 'dynamic_depthwise', counting_ddw)
+    x = torch.randn(4, 8, 9, 9, requires_grad=True)
+    out_train = mod(x)
+    assert calls == [('conv2d', (1, 32, 9, 9), 32)]
+    calls.clear()
     with torch.no_grad():
-        out = mod(x)
-    assert calls == [((1, 32, 9, 9), 32)]  # batch folded into channels, no per-image loop
-    monkeypatch.setattr(torch.nn.functional, 'conv2d', conv2d)
+        out_infer = mod(x)
+    expected = [('kernel', (4, 8, 9, 9))] if cpu_kernels.available() else \
+        [('conv2d', (1, 32, 9, 9), 32)]
+    assert calls == expected
+    monkeypatch.undo()
     with torch.no_grad():
-        per_image = torch.cat([mod(x[i:i + 1]) for i in range(4)])
-    assert (out - per_image).abs().max().item() <= 1e-5
+        k = mod.generate_weight(x).view(4, 8, 1, 7, 7)
+        per_image = torch.cat([
+            torch.nn.functional.conv2d(x[i:i + 1], k[i], mod.bias, padding=3, groups=8)
+            for i in range(4)])
+    assert (out_train - per_image).abs().max().item() <= 1e-5
+    assert (out_infer - per_image).abs().max().item() <= 1e-5
 
 
 def test_dynamic_dw_kernel_generator_equals_conv_form():

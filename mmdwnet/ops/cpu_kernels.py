@@ -23,7 +23,9 @@ import threading
 
 import torch
 
-__all__ = ['available', 'build', 'aggregate', 'scatter', 'correlate', 'use_for']
+__all__ = [
+    'available', 'build', 'aggregate', 'scatter', 'correlate', 'dynamic_depthwise', 'use_for'
+]
 
 _SOURCE = r'''
 #include <string.h>
@@ -118,6 +120,34 @@ void mmdw_correlate(const float *go, const float *x, float *gw, long N, long C, 
         }
     }
 }
+
+/* Dynamic depth-wise conv on channels-last memory: x, out (N, H, W, C); wt (N, K*K, C) per-image
+   kernels; bias (C) or NULL.  out[n,h,v,c] = bias[c] + sum_{i,j} wt[n,i*K+j,c] x[n,h+i-p,v+j-p,c] */
+void mmdw_ddw_nhwc(const float *x, const float *wt, const float *bias, float *out, long N,
+                   long C, long H, long W, long K, int nthreads) {
+    const long p = K / 2;
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (long t = 0; t < N * H; ++t) {
+        const long n = t / H, h = t % H;
+        float *orow = out + t * W * C;
+        for (long v = 0; v < W; ++v)
+            for (long c = 0; c < C; ++c) orow[v * C + c] = bias ? bias[c] : 0.f;
+        for (long i = 0; i < K; ++i) {
+            const long hs = h + i - p;
+            if (hs < 0 || hs >= H) continue;
+            const float *xrow = x + (n * H + hs) * W * C;
+            for (long j = 0; j < K; ++j) {
+                const long dx = j - p, v0 = MAX(0, -dx), v1 = MIN(W, W - dx);
+                const float *w = wt + (n * K * K + i * K + j) * C;
+                for (long v = v0; v < v1; ++v) {
+                    float *o = orow + v * C;
+                    const float *xi = xrow + (v + dx) * C;
+                    for (long c = 0; c < C; ++c) o[c] += w[c] * xi[c];
+                }
+            }
+        }
+    }
+}
 '''
 
 _lock = threading.Lock()
@@ -198,6 +228,7 @@ def _library():
                             lib.mmdw_aggregate.argtypes = [f, f, f] + [l] * 7 + [i]
                             lib.mmdw_scatter.argtypes = [f, f, f] + [l] * 7 + [i]
                             lib.mmdw_correlate.argtypes = [f, f, f] + [l] * 6 + [i]
+                            lib.mmdw_ddw_nhwc.argtypes = [f, f, f, f] + [l] * 5 + [i]
                         except OSError:
                             lib = None
                 _state['lib'] = lib
@@ -251,3 +282,20 @@ def correlate(g, x, groups, k, out=None):
     _library().mmdw_correlate(_ptr(g), _ptr(x), _ptr(out), n, c, groups, h, wd, k,
                               torch.get_num_threads())
     return out
+
+
+def dynamic_depthwise(x, kernels, bias=None):
+    """Per-image depth-wise conv: x (N, C, H, W), kernels (N, C, k, k), bias (C, ) or None.
+
+    Runs on channels-last memory; returns (N, C, H, W) with channels-last strides (what a
+    channels-last conv returns).  Inference only (no autograd).
+    """
+    n, c, h, w = x.shape
+    k = kernels.shape[-1]
+    xl = x.permute(0, 2, 3, 1).contiguous()
+    wt = kernels.reshape(n, c, k * k).transpose(1, 2).contiguous()
+    out = x.new_empty(n, h, w, c)
+    b = bias.contiguous() if bias is not None else None
+    _library().mmdw_ddw_nhwc(_ptr(xl), _ptr(wt), None if b is None else _ptr(b), _ptr(out), n,
+                             c, h, w, k, torch.get_num_threads())
+    return out.permute(0, 3, 1, 2)

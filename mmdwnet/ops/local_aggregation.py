@@ -45,7 +45,7 @@ from . import cpu_kernels
 
 __all__ = [
     'local_aggregate', 'local_correlate', 'local_aggregate_pointwise', 'local_aggregate_unfold',
-    'local_aggregate_loop', 'check_weight_shape'
+    'local_aggregate_loop', 'dynamic_depthwise_conv2d', 'check_weight_shape'
 ]
 
 # Per-chunk budgets (bytes) on CPU: the input working set (flattened input, its k masked
@@ -453,6 +453,35 @@ def local_correlate(q, k_map, kernel_size, groups):
     if kernel_size % 2 == 0:
         raise ValueError(f'kernel_size must be odd, got {kernel_size}')
     return _LocalCorrelate.apply(q, k_map, kernel_size, groups)
+
+
+def dynamic_depthwise_conv2d(x, kernels, bias=None):
+    """Depth-wise conv with one k x k kernel per image and channel (D-DW), zero padding.
+
+    The batch runs as one op: a grouped conv over the batch folded into channels, or, on CPU
+    float32 when no gradient is needed, one call of the compiled channels-last kernel.
+
+    Args:
+        x (Tensor): (N, C, H, W).
+        kernels (Tensor): (N, C, k, k), k odd.
+        bias (Tensor | None): (C, ).
+
+    Returns:
+        Tensor: (N, C, H, W).
+    """
+    n, c, h, w = x.shape
+    k = kernels.shape[-1]
+    if kernels.shape != (n, c, k, k) or k % 2 == 0:
+        raise ValueError(f'kernels {tuple(kernels.shape)} must be (N, C, k, k) = ({n}, {c}, k, k) '
+                         'with an odd k')
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, kernels, bias))
+    tensors = (x, kernels) if bias is None else (x, kernels, bias)
+    if not needs_grad and not torch.jit.is_tracing() and cpu_kernels.use_for(*tensors):
+        return cpu_kernels.dynamic_depthwise(x, kernels, bias)
+    out = F.conv2d(x.reshape(1, n * c, h, w), kernels.reshape(n * c, 1, k, k),
+                   None if bias is None else bias.repeat(n), padding=k // 2, groups=n * c)
+    return out.view(n, c, h, w)
 
 
 def local_aggregate_unfold(x, weight):

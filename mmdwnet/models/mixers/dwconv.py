@@ -13,7 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
-from mmdwnet.ops import local_aggregate, local_aggregate_pointwise
+from mmdwnet.ops import (dynamic_depthwise_conv2d, local_aggregate,
+                         local_aggregate_pointwise)
 from mmdwnet.registry import register_model
 from .builder import divisible_or_raise
 
@@ -107,9 +108,15 @@ class DynamicDWConv2d(nn.Module):
 
     def forward(self, x):
         n, c, h, w = x.shape
-        out = F.conv2d(x.reshape(1, n * c, h, w), self.generate_weight(x), self.bias.repeat(n),
-                       padding=self.kernel_size // 2, groups=n * c)
-        return out.view(n, c, h, w)
+        k = self.kernel_size
+        return dynamic_depthwise_conv2d(x, self.generate_weight(x).view(n, c, k, k), self.bias)
+
+    def frozen(self, x):
+        """Analysis hook: this aggregation with the kernels generated from one image ``x``
+        (1, C, H, W) held fixed, as a function (N, C, H, W) -> (N, C, H, W)."""
+        weight = self.generate_weight(x).detach()
+        return lambda v: F.conv2d(v, weight, self.bias, padding=self.kernel_size // 2,
+                                  groups=self.channels)
 
 
 class IDynamicDWConv2d(nn.Module):
