@@ -121,6 +121,46 @@ void mmdw_correlate(const float *go, const float *x, float *gw, long N, long C, 
     }
 }
 
+/* Zero the weights whose neighbour column falls outside the map (w: (T, K*K, H, W)); after this
+   the aggregation can run over whole flattened maps (mmdw_aggregate_flat). */
+void mmdw_mask_columns(float *w, long T, long H, long W, long K, int nthreads) {
+    const long p = K / 2, hw = H * W;
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (long t = 0; t < T; ++t)
+        for (long ij = 0; ij < K * K; ++ij) {
+            const long dx = ij % K - p;
+            if (dx == 0) continue;
+            float *wr = w + (t * K * K + ij) * hw;
+            for (long h = 0; h < H; ++h)
+                for (long v = (dx < 0 ? 0 : W - dx); v < (dx < 0 ? -dx : W); ++v)
+                    wr[h * W + v] = 0.f;
+        }
+}
+
+/* mmdw_aggregate for column-masked weights: one long contiguous loop per offset and channel. */
+void mmdw_aggregate_flat(const float *x, const float *w, float *out, long N, long Nw, long C,
+                         long G, long H, long W, long K, int nthreads) {
+    const long cg = C / G, hw = H * W, p = K / 2;
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (long t = 0; t < N * G; ++t) {
+        const long n = t / G, g = t % G;
+        const float *wg = w + ((Nw == 1 ? 0 : n) * G + g) * K * K * hw;
+        float *og = out + (n * C + g * cg) * hw;
+        const float *xg = x + (n * C + g * cg) * hw;
+        memset(og, 0, sizeof(float) * cg * hw);
+        for (long ij = 0; ij < K * K; ++ij) {
+            const long dy = ij / K - p, dx = ij % K - p, off = dy * W + dx;
+            const long qa = MAX(MAX(0, -dy) * W, -off), qb = MIN(MIN(H, H - dy) * W, hw - off);
+            const float *wr = wg + ij * hw;
+            for (long c = 0; c < cg; ++c) {
+                float *o = og + c * hw;
+                const float *xr = xg + c * hw + off;
+                for (long q = qa; q < qb; ++q) o[q] += wr[q] * xr[q];
+            }
+        }
+    }
+}
+
 /* Dynamic depth-wise conv on channels-last memory: x, out (N, H, W, C); wt (N, K*K, C) per-image
    kernels; bias (C) or NULL.  out[n,h,v,c] = bias[c] + sum_{i,j} wt[n,i*K+j,c] x[n,h+i-p,v+j-p,c] */
 void mmdw_ddw_nhwc(const float *x, const float *wt, const float *bias, float *out, long N,
@@ -229,6 +269,8 @@ def _library():
                             lib.mmdw_scatter.argtypes = [f, f, f] + [l] * 7 + [i]
                             lib.mmdw_correlate.argtypes = [f, f, f] + [l] * 6 + [i]
                             lib.mmdw_ddw_nhwc.argtypes = [f, f, f, f] + [l] * 5 + [i]
+                            lib.mmdw_mask_columns.argtypes = [f] + [l] * 4 + [i]
+                            lib.mmdw_aggregate_flat.argtypes = [f, f, f] + [l] * 7 + [i]
                         except OSError:
                             lib = None
                 _state['lib'] = lib
@@ -260,6 +302,19 @@ def aggregate(x, w, groups, k, out=None):
     out = torch.empty_like(x) if out is None else out
     _library().mmdw_aggregate(_ptr(x), _ptr(w), _ptr(out), n, w.shape[0], c, groups, h, wd, k,
                               torch.get_num_threads())
+    return out
+
+
+def aggregate_masking(x, w, groups, k, out=None):
+    """:func:`aggregate` that first zeroes, in place, the entries of ``w`` (contiguous, ours to
+    change) whose neighbour column is outside the map; those never contribute, so the result is
+    the same, and the kernel runs over whole flattened maps (fast for small maps)."""
+    x = x.contiguous()
+    n, c, h, wd = x.shape
+    out = torch.empty_like(x) if out is None else out
+    lib, nt = _library(), torch.get_num_threads()
+    lib.mmdw_mask_columns(_ptr(w), w.shape[0] * groups, h, wd, k, nt)
+    lib.mmdw_aggregate_flat(_ptr(x), _ptr(w), _ptr(out), n, w.shape[0], c, groups, h, wd, k, nt)
     return out
 
 

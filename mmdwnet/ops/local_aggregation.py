@@ -315,7 +315,7 @@ class _LocalAggregatePointwise(Function):
         for sl in _batch_slices(n, step):
             kern = _pointwise(w2d, bias, fv[sl]).view(-1, groups, k * k, flat.hw)
             if fast:
-                cpu_kernels.aggregate(x[sl], kern, groups, k, out=out[sl])
+                cpu_kernels.aggregate_masking(x[sl], kern, groups, k, out=out[sl])
                 continue
             xs = flat.shifted(flat.pad(x[sl], groups), masks)
             _aggregate(out[sl], xs, kern, flat)
