@@ -46,8 +46,11 @@ MODELS = {
     'i-dynamic-dwnet': ('I-D-DWNet-T (I-D-DW-Conv)', 'i-dynamic-dwnet-tiny_8xb128_in1k.py'),
     'swin': ('Swin-T (mmdwnet SwinNet)', 'swin-tiny_8xb128_in1k.py'),
     'local-mlp': ('Local MLP-T (mmdwnet LocalMLPNet)', 'local-mlp-tiny_8xb128_in1k.py'),
+    'i-dynamic-dwnet-torch': ('I-D-DWNet-T, pure-PyTorch ops', 'i-dynamic-dwnet-tiny_8xb128_in1k.py'),
     'mmpretrain-swin': ('Swin-T (mmpretrain SwinTransformer, reference)', None),
 }
+# Variants run with the compiled CPU kernels switched off (MMDWNET_OPS_BACKEND=torch).
+TORCH_BACKEND = {'i-dynamic-dwnet-torch'}
 REFERENCE = 'mmpretrain-swin'
 # Targets of issue 7: inference ratio (batch 8, fused) to the reference.
 TARGETS = {'dwnet': 1.5, 'dynamic-dwnet': 1.4, 'i-dynamic-dwnet': 1.0, 'swin': 1.0}
@@ -185,6 +188,26 @@ class Runner:
     def settings(self):
         """setting name -> (callable, images per call)."""
         s = {'infer': (lambda: self.infer(self.fused, self.x), self.args.batch)}
+        s = self._all(s)
+        return {k: (self._backend(f), n) for k, (f, n) in s.items()}
+
+    def _backend(self, fn):
+        if self.name not in TORCH_BACKEND:
+            return fn
+
+        def wrapped():
+            old = os.environ.get('MMDWNET_OPS_BACKEND')
+            os.environ['MMDWNET_OPS_BACKEND'] = 'torch'
+            try:
+                return fn()
+            finally:
+                if old is None:
+                    os.environ.pop('MMDWNET_OPS_BACKEND')
+                else:
+                    os.environ['MMDWNET_OPS_BACKEND'] = old
+        return wrapped
+
+    def _all(self, s):
         if self.unfused is not None:
             s['infer_unfused'] = (lambda: self.infer(self.unfused, self.x), self.args.batch)
         if not self.args.no_batch1:
@@ -213,7 +236,16 @@ def op_benchmark(args, progress=None):
     x = torch.randn(n, c, h, w, requires_grad=True)
     weight = torch.randn(n, g, k, k, h, w, requires_grad=True)
     grad = torch.randn(n, c, h, w)
-    impls = {'local_aggregate': local_aggregate, 'local_aggregate_unfold': local_aggregate_unfold}
+    def torch_backend(x, w):
+        os.environ['MMDWNET_OPS_BACKEND'] = 'torch'
+        try:
+            return local_aggregate(x, w)
+        finally:
+            os.environ.pop('MMDWNET_OPS_BACKEND')
+
+    impls = {'local_aggregate': local_aggregate,
+             'local_aggregate (pure PyTorch)': torch_backend,
+             'local_aggregate_unfold': local_aggregate_unfold}
 
     def fwd(f):
         with torch.no_grad():
@@ -255,7 +287,7 @@ def run(args):
     settings = {name: r.settings() for name, r in runners.items()}
     per_round = sum(len(s) for s in settings.values())
     total = per_round * (args.rounds + args.warmup) + (0 if args.no_ops else
-                                                       args.op_rounds * 2)
+                                                       args.op_rounds * 3)
     progress = ProgressBar(total)
     times = {name: {s: [] for s in settings[name]} for name in names}
     t0 = time.perf_counter()
@@ -394,10 +426,37 @@ def write_report(info, args):
     ops = info.get('ops')
     if ops:
         lines += op_lines(ops)
+    lines += NOTES
     with open(out, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     plot(info, settings, titles, png)
     return out, png
+
+
+NOTES = [
+    '', '## How the speed is obtained (and switches)', '',
+    '- I-D-DW: `mmdwnet.ops.local_aggregate_pointwise` fuses the kernel generator\'s last 1x1 '
+    'conv with the aggregation: the (N, G*k*k, H, W) kernels (16x the input at stage 1) are made '
+    'a few images at a time into a reused buffer (recomputed in the backward pass) instead of '
+    'being allocated for the whole batch.',
+    '- The aggregation primitives (`local_aggregate`, its two transposes, `local_correlate`) run, '
+    'on CPU float32, as small C/OpenMP kernels (`mmdwnet/ops/cpu_kernels.py`: plain C, no '
+    'PyTorch headers, built once with the system C compiler in about a second into '
+    '`~/.cache/mmdwnet/ops`, also by `make install`); otherwise (other dtypes, CUDA, no compiler, '
+    'or `MMDWNET_OPS_BACKEND=torch`) a pure-PyTorch path with the same results runs: a flat, '
+    'zero-extended layout in which every one of the k*k offsets is one contiguous multiply-add, '
+    'wrapped columns cancelled by masked input copies. Rows "pure PyTorch" above use it.',
+    '- D-DW: the kernel generator\'s 1x1 convs on the pooled vector run as matrix products; the '
+    'per-image depth-wise conv is one grouped conv over the batch (batch folded into channels) '
+    'when gradients are needed and one compiled channels-last kernel call in CPU inference.',
+    '- `mmcv.cnn.fuse_conv_bn` folds every conv->BN pair of the blocks (1x1 convs, the static '
+    '7x7 depth-wise conv, the kernel generators); the BN after a dynamic aggregation and the '
+    'pre-FFN BN have no conv before them and stay (tests/test_speed_equivalence.py).',
+    '- Flags: `--channels-last` (channels-last input) and `--compile` (`torch.compile`) add '
+    'rows; they are off in `make bench` (compiling the six models takes many minutes on this '
+    'CPU). No optimisation changes outputs by more than 1e-5 (tests/test_ops_local_aggregation.py, '
+    'tests/test_reference.py).',
+]
 
 
 def op_lines(ops):
@@ -417,15 +476,20 @@ def op_lines(ops):
         mb = f'{r["mem_fwd_bwd"]:.0f}' if r['mem_fwd_bwd'] is not None else 'n/a'
         lines.append(f'| `{name}` | {fmt_ms(r["fwd"])} | {fmt_ms(r["fwd_bwd"])} | {mf} | '
                      f'{mb} |')
-    sp_f = statistics.median(ref['fwd']) / statistics.median(new['fwd'])
-    sp_b = statistics.median(ref['fwd_bwd']) / statistics.median(new['fwd_bwd'])
-    lines += ['', f'Speed-up over unfold: forward **{sp_f:.1f}x**, forward+backward '
-              f'**{sp_b:.1f}x** (target >= 2x).']
-    if new['mem_fwd_bwd'] and ref['mem_fwd_bwd']:
-        lines.append(f'Peak memory, forward+backward: **{new["mem_fwd_bwd"] / ref["mem_fwd_bwd"]:.2f}'
-                     f'** of unfold (target <= 0.25); forward: '
-                     f'{new["mem_fwd"] / max(ref["mem_fwd"], 1e-9):.2f}. The forward+backward '
-                     'figure includes the input and weight gradients every implementation returns.')
+    lines.append('')
+    for name in [k for k in res if k != 'local_aggregate_unfold']:
+        r = res[name]
+        sp_f = statistics.median(ref['fwd']) / statistics.median(r['fwd'])
+        sp_b = statistics.median(ref['fwd_bwd']) / statistics.median(r['fwd_bwd'])
+        line = (f'- `{name}`: speed-up over unfold: forward **{sp_f:.1f}x**, forward+backward '
+                f'**{sp_b:.1f}x** (target >= 2x)')
+        if r['mem_fwd_bwd'] is not None and ref['mem_fwd_bwd']:
+            line += (f'; peak memory forward+backward **{r["mem_fwd_bwd"] / ref["mem_fwd_bwd"]:.2f}'
+                     f'** of unfold (target <= 0.25), forward '
+                     f'{r["mem_fwd"] / max(ref["mem_fwd"], 1e-9):.2f}')
+        lines.append(line + '.')
+    lines += ['', 'The forward+backward memory includes the input and weight gradients that every '
+              'implementation returns (the weight gradient alone is k*k/(C/G) = 16x the input).']
     return lines
 
 
