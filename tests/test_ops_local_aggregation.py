@@ -166,3 +166,25 @@ def test_cuda_matches_cpu():
     q, km = x.clone(), torch.randn_like(x)
     assert (local_correlate(q, km, 7, 8) -
             local_correlate(q.cuda(), km.cuda(), 7, 8).cpu()).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize('with_bias', [True, False])
+def test_dynamic_depthwise_conv2d_matches_per_image_conv(with_bias, backend):
+    from mmdwnet.ops import dynamic_depthwise_conv2d
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 6, 9, 8, generator=gen, requires_grad=True)
+    kernels = torch.randn(3, 6, 5, 5, generator=gen, requires_grad=True)
+    bias = torch.randn(6, generator=gen, requires_grad=True) if with_bias else None
+    ref = torch.cat([F.conv2d(x[i:i + 1], kernels[i].unsqueeze(1), bias, padding=2, groups=6)
+                     for i in range(3)])
+    out = dynamic_depthwise_conv2d(x, kernels, bias)  # grad path: one grouped conv
+    assert (out - ref).abs().max().item() <= 1e-5
+    params = [t for t in (x, kernels, bias) if t is not None]
+    g = torch.randn(ref.shape, generator=gen)
+    for a, b in zip(torch.autograd.grad(out, params, g), torch.autograd.grad(ref, params, g)):
+        assert (a - b).abs().max().item() <= 1e-4
+    with torch.no_grad():  # inference path (compiled kernel on CPU float32 with 'auto')
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        assert (dynamic_depthwise_conv2d(x_cl, kernels, bias) - ref).abs().max().item() <= 1e-5
+    with pytest.raises(ValueError, match=r'must be \(N, C, k, k\)'):
+        dynamic_depthwise_conv2d(x, kernels[:, :, :4, :4], bias)

@@ -154,7 +154,8 @@ def test_benchmark_tool_writes_report_and_chart(tmp_path, repo_root):
     out = tmp_path / 'bench.md'
     cmd = [sys.executable, str(repo_root / 'tools/analysis_tools/benchmark.py'), '--out', str(out),
            '--rounds', '1', '--warmup', '0', '--arch', json.dumps(TINY), '--no-batch1',
-           '--op-shape', '2', '16', '14', '14', '--op-groups', '4', '--op-rounds', '1']
+           '--op-shape', '2', '16', '14', '14', '--op-groups', '4', '--op-rounds', '1',
+           '--json', str(tmp_path / 'bench.json')]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()

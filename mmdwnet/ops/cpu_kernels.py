@@ -137,53 +137,84 @@ void mmdw_mask_columns(float *w, long T, long H, long W, long K, int nthreads) {
         }
 }
 
-/* mmdw_aggregate for column-masked weights: one long contiguous loop per offset and channel. */
-void mmdw_aggregate_flat(const float *x, const float *w, float *out, long N, long Nw, long C,
+/* mmdw_aggregate for column-masked weights and a zero-extended input xp (N, C, HW + 2*m),
+   m = p*W + p: every neighbour read is in bounds, so blocks of 16 outputs accumulate the K*K
+   products in registers. */
+#define BLK 16
+void mmdw_aggregate_flat(const float *xp, const float *w, float *out, long N, long Nw, long C,
                          long G, long H, long W, long K, int nthreads) {
-    const long cg = C / G, hw = H * W, p = K / 2;
+    const long cg = C / G, hw = H * W, p = K / 2, m = p * W + p, L = hw + 2 * m, kk = K * K;
     #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (long t = 0; t < N * G; ++t) {
         const long n = t / G, g = t % G;
-        const float *wg = w + ((Nw == 1 ? 0 : n) * G + g) * K * K * hw;
-        float *og = out + (n * C + g * cg) * hw;
-        const float *xg = x + (n * C + g * cg) * hw;
-        memset(og, 0, sizeof(float) * cg * hw);
-        for (long ij = 0; ij < K * K; ++ij) {
-            const long dy = ij / K - p, dx = ij % K - p, off = dy * W + dx;
-            const long qa = MAX(MAX(0, -dy) * W, -off), qb = MIN(MIN(H, H - dy) * W, hw - off);
-            const float *wr = wg + ij * hw;
-            for (long c = 0; c < cg; ++c) {
-                float *o = og + c * hw;
-                const float *xr = xg + c * hw + off;
-                for (long q = qa; q < qb; ++q) o[q] += wr[q] * xr[q];
+        const float *wg = w + ((Nw == 1 ? 0 : n) * G + g) * kk * hw;
+        long offs[kk];
+        for (long ij = 0; ij < kk; ++ij) offs[ij] = (ij / K - p) * W + (ij % K - p);
+        for (long q0 = 0; q0 < hw; q0 += BLK) {
+            const long nb = MIN(BLK, hw - q0);
+            for (long c = g * cg; c < (g + 1) * cg; ++c) {
+                const float *xc = xp + (n * C + c) * L + m + q0;
+                float *o = out + (n * C + c) * hw + q0;
+                if (nb == BLK) {
+                    float acc[BLK] = {0};
+                    for (long ij = 0; ij < kk; ++ij) {
+                        const float *wr = wg + ij * hw + q0, *xr = xc + offs[ij];
+                        for (int b = 0; b < BLK; ++b) acc[b] += wr[b] * xr[b];
+                    }
+                    for (int b = 0; b < BLK; ++b) o[b] = acc[b];
+                } else {
+                    for (long b = 0; b < nb; ++b) {
+                        float a = 0.f;
+                        for (long ij = 0; ij < kk; ++ij) a += wg[ij * hw + q0 + b] * xc[offs[ij] + b];
+                        o[b] = a;
+                    }
+                }
             }
         }
     }
 }
 
 /* Dynamic depth-wise conv on channels-last memory: x, out (N, H, W, C); wt (N, K*K, C) per-image
-   kernels; bias (C) or NULL.  out[n,h,v,c] = bias[c] + sum_{i,j} wt[n,i*K+j,c] x[n,h+i-p,v+j-p,c] */
+   kernels; bias (C) or NULL.  out[n,h,v,c] = bias[c] + sum_{i,j} wt[n,i*K+j,c] x[n,h+i-p,v+j-p,c]
+   Blocks of 16 channels accumulate the K*K taps in registers. */
 void mmdw_ddw_nhwc(const float *x, const float *wt, const float *bias, float *out, long N,
                    long C, long H, long W, long K, int nthreads) {
-    const long p = K / 2;
+    const long p = K / 2, kk = K * K;
     #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (long t = 0; t < N * H; ++t) {
         const long n = t / H, h = t % H;
-        float *orow = out + t * W * C;
-        for (long v = 0; v < W; ++v)
-            for (long c = 0; c < C; ++c) orow[v * C + c] = bias ? bias[c] : 0.f;
-        for (long i = 0; i < K; ++i) {
-            const long hs = h + i - p;
-            if (hs < 0 || hs >= H) continue;
-            const float *xrow = x + (n * H + hs) * W * C;
-            for (long j = 0; j < K; ++j) {
-                const long dx = j - p, v0 = MAX(0, -dx), v1 = MIN(W, W - dx);
-                const float *w = wt + (n * K * K + i * K + j) * C;
-                for (long v = v0; v < v1; ++v) {
-                    float *o = orow + v * C;
-                    const float *xi = xrow + (v + dx) * C;
-                    for (long c = 0; c < C; ++c) o[c] += w[c] * xi[c];
+        const float *wn = wt + n * kk * C;
+        for (long v = 0; v < W; ++v) {
+            float *o = out + (t * W + v) * C;
+            long c0 = 0;
+            for (; c0 + BLK <= C; c0 += BLK) {
+                float acc[BLK];
+                for (int b = 0; b < BLK; ++b) acc[b] = bias ? bias[c0 + b] : 0.f;
+                for (long i = 0; i < K; ++i) {
+                    const long hs = h + i - p;
+                    if (hs < 0 || hs >= H) continue;
+                    for (long j = 0; j < K; ++j) {
+                        const long vs = v + j - p;
+                        if (vs < 0 || vs >= W) continue;
+                        const float *xi = x + ((n * H + hs) * W + vs) * C + c0;
+                        const float *wi = wn + (i * K + j) * C + c0;
+                        for (int b = 0; b < BLK; ++b) acc[b] += wi[b] * xi[b];
+                    }
                 }
+                for (int b = 0; b < BLK; ++b) o[c0 + b] = acc[b];
+            }
+            for (long c = c0; c < C; ++c) {
+                float a = bias ? bias[c] : 0.f;
+                for (long i = 0; i < K; ++i) {
+                    const long hs = h + i - p;
+                    if (hs < 0 || hs >= H) continue;
+                    for (long j = 0; j < K; ++j) {
+                        const long vs = v + j - p;
+                        if (vs < 0 || vs >= W) continue;
+                        a += wn[(i * K + j) * C + c] * x[((n * H + hs) * W + vs) * C + c];
+                    }
+                }
+                o[c] = a;
             }
         }
     }
@@ -309,12 +340,13 @@ def aggregate_masking(x, w, groups, k, out=None):
     """:func:`aggregate` that first zeroes, in place, the entries of ``w`` (contiguous, ours to
     change) whose neighbour column is outside the map; those never contribute, so the result is
     the same, and the kernel runs over whole flattened maps (fast for small maps)."""
-    x = x.contiguous()
     n, c, h, wd = x.shape
-    out = torch.empty_like(x) if out is None else out
+    m = (k // 2) * (wd + 1)
+    xp = torch.nn.functional.pad(x.reshape(n, c, h * wd), (m, m))  # zero-extended, contiguous
+    out = x.new_empty(n, c, h, wd) if out is None else out
     lib, nt = _library(), torch.get_num_threads()
     lib.mmdw_mask_columns(_ptr(w), w.shape[0] * groups, h, wd, k, nt)
-    lib.mmdw_aggregate_flat(_ptr(x), _ptr(w), _ptr(out), n, w.shape[0], c, groups, h, wd, k, nt)
+    lib.mmdw_aggregate_flat(_ptr(xp), _ptr(w), _ptr(out), n, w.shape[0], c, groups, h, wd, k, nt)
     return out
 
 

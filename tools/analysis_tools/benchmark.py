@@ -82,6 +82,7 @@ def parse_args(argv=None):
     parser.add_argument('--compile', action='store_true',
                         help='also time torch.compile(model) inference (extra rows; compiling '
                         'takes minutes on a small CPU)')
+    parser.add_argument('--json', default=None, help='also dump the raw measurements here')
     parser.add_argument('--op-shape', type=int, nargs=4, default=[8, 96, 56, 56],
                         metavar=('N', 'C', 'H', 'W'), help='aggregation op input shape')
     parser.add_argument('--op-groups', type=int, default=32)
@@ -522,8 +523,9 @@ def main(argv=None):
     args = parse_args(argv)
     info = run(args)
     out, png = write_report(info, args)
-    with open(osp.splitext(out)[0] + '.json', 'w') as f:
-        json.dump(info, f, indent=1)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(info, f, indent=1)
     print(f'wrote {out} and {png}')
     for n in info['models']:
         stats = ratio_stats(info, n, 'infer')
