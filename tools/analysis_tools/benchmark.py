@@ -14,9 +14,8 @@ What is measured, in one process (CPU, ``--threads`` intra-op threads):
 * models are interleaved: each round runs every model once per setting, after a warm-up round;
   the headline is the median over rounds of the per-round ratio to the reference (robust to a
   shared machine's load swings), with min-max spreads;
-* peak memory: increase of the process' peak resident set size (VmHWM, reset through
-  ``/proc/self/clear_refs``) over the resident size before one inference / training step;
-  torch's CPU allocator returns large blocks to the OS, so this follows live tensors;
+* peak memory: the peak of bytes allocated through torch's CPU allocator during one inference
+  / training step above the level at its start (``torch.profiler`` with ``profile_memory``);
 * FLOPs: :func:`mmdwnet.analysis.count_flops` (multiply-accumulates, one 224x224 image);
 * the I-D-DW aggregation op (``mmdwnet.ops.local_aggregate``) against its ``F.unfold``
   formulation at the tiny model's stage-1 shape, forward and forward+backward.
@@ -141,21 +140,18 @@ def make_samples(batch):
 
 
 # ---------------------------------------------------------------------------- measuring
-def rss_kib(field):
-    with open('/proc/self/status') as f:
-        return int(re.search(rf'{field}:\s+(\d+)', f.read()).group(1))
-
-
-def peak_rss_delta(fn):
-    """MiB the peak RSS rises over the current RSS while ``fn()`` runs (None if unsupported)."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        before = rss_kib('VmRSS')
+def peak_alloc_mib(fn):
+    """Peak MiB allocated through torch's CPU allocator while ``fn()`` runs, above the level
+    at its start (``torch.profiler`` memory events, summed in time order)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-        return max(rss_kib('VmHWM') - before, 0) / 1024
-    except OSError:
-        return None
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
+    cur = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        cur += e.nbytes()
+        peak = max(peak, cur)
+    return peak / 2**20
 
 
 def timed(fn):
@@ -235,7 +231,8 @@ def op_benchmark(args, progress=None):
     k, g = args.op_kernel, args.op_groups
     torch.manual_seed(0)
     x = torch.randn(n, c, h, w, requires_grad=True)
-    weight = torch.randn(n, g, k, k, h, w, requires_grad=True)
+    # kernels at the scale of generated ones (outputs of unit scale)
+    weight = (torch.randn(n, g, k, k, h, w) / k).requires_grad_()
     grad = torch.randn(n, c, h, w)
     def torch_backend(x, w):
         os.environ['MMDWNET_OPS_BACKEND'] = 'torch'
@@ -271,8 +268,8 @@ def op_benchmark(args, progress=None):
             if progress is not None:
                 progress.update()
     for name, f in impls.items():
-        res[name]['mem_fwd'] = None if args.no_memory else peak_rss_delta(lambda: fwd(f))
-        res[name]['mem_fwd_bwd'] = None if args.no_memory else peak_rss_delta(
+        res[name]['mem_fwd'] = None if args.no_memory else peak_alloc_mib(lambda: fwd(f))
+        res[name]['mem_fwd_bwd'] = None if args.no_memory else peak_alloc_mib(
             lambda: fwd_bwd(f))
     return dict(shape=[n, c, h, w], kernel=k, groups=g, max_abs_diff=err, results=res)
 
@@ -309,11 +306,14 @@ def run(args):
             entry['flops'] = count_flops(runner.unfused or build(name, args, False),
                                          (3, args.img_size, args.img_size)) / 1e9
         if not args.no_memory:
-            entry['mem_infer'] = peak_rss_delta(settings[name]['infer'][0])
+            entry['mem_infer'] = peak_alloc_mib(settings[name]['infer'][0])
             if 'train' in settings[name]:
-                entry['mem_train'] = peak_rss_delta(settings[name]['train'][0])
+                entry['mem_train'] = peak_alloc_mib(settings[name]['train'][0])
         info['models'][name] = entry
     info['ops'] = ops
+    from mmdwnet.ops import local_aggregation
+    buf = getattr(local_aggregation._workspace, 'buf', None)
+    info['workspace_mib'] = 0 if buf is None else buf.numel() * buf.element_size() / 2**20
     return info
 
 
@@ -389,9 +389,11 @@ def write_report(info, args):
         '`mmcv.cnn.fuse_conv_bn` (the deploy step; the reference has no conv-BN pair).',
         '- Ratios are the median over rounds of (model images/s) / (reference images/s) '
         'measured in the same round; parentheses give min-max over rounds.',
-        '- Peak memory: rise of the process peak RSS (VmHWM after a reset through '
-        '`/proc/self/clear_refs`) over the RSS before one inference / training step; includes '
-        'activations, workspaces and (training) gradients and AdamW state created in the step.',
+        '- Peak memory: peak of the bytes allocated through torch\'s CPU allocator during one '
+        'call above the level at its start (`torch.profiler`, `profile_memory=True`); includes '
+        'activations and (training) gradients, not parameters or AdamW state that exist before '
+        f'the step. I-D-DW also keeps a reused kernel workspace of {info.get("workspace_mib", 0):.0f}'
+        ' MiB per thread (allocated once, not counted per call).',
         '- Not measured: GPU throughput and memory (no GPU on this machine); the paper\'s '
         'numbers are V100 GPU throughputs and are quoted for comparison only.', '',
         f'![throughput ratios]({osp.basename(png)})', '',
@@ -467,8 +469,10 @@ def op_lines(ops):
     lines = ['', '## I-D-DW aggregation op', '',
              f'`mmdwnet.ops.local_aggregate` vs the `F.unfold` formulation '
              f'(`local_aggregate_unfold`), input {n}x{c}x{h}x{w}, k={ops["kernel"]}, '
-             f'{ops["groups"]} weight groups, float32, weights requiring grad. Milliseconds: median '
-             f'(min-max); memory: peak RSS rise (MiB). Max abs output difference: '
+             f'{ops["groups"]} weight groups, float32, x ~ N(0, 1), kernels ~ N(0, 1/k^2) '
+             '(unit-scale outputs, as generated kernels give), both requiring grad. '
+             'Milliseconds: median (min-max); memory: peak MiB allocated during the call. '
+             'Max abs output difference to unfold: '
              f'{ops["max_abs_diff"]:.2e}.', '',
              '| implementation | forward (ms) | forward+backward (ms) | peak mem forward | '
              'peak mem forward+backward |', '| --- | --- | --- | --- | --- |']
