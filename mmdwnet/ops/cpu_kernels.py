@@ -152,7 +152,21 @@ void mmdw_aggregate_flat(const float *xp, const float *w, float *out, long N, lo
         for (long ij = 0; ij < kk; ++ij) offs[ij] = (ij / K - p) * W + (ij % K - p);
         for (long q0 = 0; q0 < hw; q0 += BLK) {
             const long nb = MIN(BLK, hw - q0);
-            for (long c = g * cg; c < (g + 1) * cg; ++c) {
+            long c = g * cg;
+            if (nb == BLK) {  /* 4 channels at a time share each weight load */
+                for (; c + 4 <= (g + 1) * cg; c += 4) {
+                    const float *x0 = xp + (n * C + c) * L + m + q0;
+                    float acc[4][BLK] = {{0}};
+                    for (long ij = 0; ij < kk; ++ij) {
+                        const float *wr = wg + ij * hw + q0, *xr = x0 + offs[ij];
+                        for (int u = 0; u < 4; ++u)
+                            for (int b = 0; b < BLK; ++b) acc[u][b] += wr[b] * xr[u * L + b];
+                    }
+                    for (int u = 0; u < 4; ++u)
+                        for (int b = 0; b < BLK; ++b) out[(n * C + c + u) * hw + q0 + b] = acc[u][b];
+                }
+            }
+            for (; c < (g + 1) * cg; ++c) {
                 const float *xc = xp + (n * C + c) * L + m + q0;
                 float *o = out + (n * C + c) * hw + q0;
                 if (nb == BLK) {
@@ -187,6 +201,27 @@ void mmdw_ddw_nhwc(const float *x, const float *wt, const float *bias, float *ou
         for (long v = 0; v < W; ++v) {
             float *o = out + (t * W + v) * C;
             long c0 = 0;
+            if (C % BLK == 0 && v >= p && v + 3 + p < W) {  /* 4 pixels share each weight load */
+                for (; c0 < C; c0 += BLK) {
+                    float acc[4][BLK];
+                    for (int u = 0; u < 4; ++u)
+                        for (int b = 0; b < BLK; ++b) acc[u][b] = bias ? bias[c0 + b] : 0.f;
+                    for (long i = 0; i < K; ++i) {
+                        const long hs = h + i - p;
+                        if (hs < 0 || hs >= H) continue;
+                        for (long j = 0; j < K; ++j) {
+                            const float *xi = x + ((n * H + hs) * W + v + j - p) * C + c0;
+                            const float *wi = wn + (i * K + j) * C + c0;
+                            for (int u = 0; u < 4; ++u)
+                                for (int b = 0; b < BLK; ++b) acc[u][b] += wi[b] * xi[u * C + b];
+                        }
+                    }
+                    for (int u = 0; u < 4; ++u)
+                        for (int b = 0; b < BLK; ++b) o[u * C + c0 + b] = acc[u][b];
+                }
+                v += 3;
+                continue;
+            }
             for (; c0 + BLK <= C; c0 += BLK) {
                 float acc[BLK];
                 for (int b = 0; b < BLK; ++b) acc[b] = bias ? bias[c0 + b] : 0.f;
@@ -241,6 +276,8 @@ def _compile_flags():
     cpu = _cpu_flags()
     if {'avx2', 'fma'} <= cpu:
         flags += ['-mavx2', '-mfma']
+    if {'avx512f', 'avx512vl'} <= cpu:
+        flags += ['-mavx512f', '-mavx512vl', '-mprefer-vector-width=512']
     return flags
 
 
@@ -273,6 +310,9 @@ def build(verbose=False):
                 f.write(_SOURCE)
             out = osp.join(tmp, 'lib.so')
             proc = subprocess.run([cc, *flags, src, '-o', out], capture_output=True, text=True)
+            if proc.returncode != 0:  # e.g. an old compiler without the ISA flags: portable build
+                proc = subprocess.run([cc, *flags[:5], src, '-o', out], capture_output=True,
+                                      text=True)
             if proc.returncode != 0:
                 if verbose:
                     print(f'mmdwnet.ops: building the CPU kernels failed:\n{proc.stderr}')
