@@ -62,7 +62,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='docs/benchmark.md', help='markdown report to write')
     parser.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS),
                         help='models to measure (the reference is always added)')
-    parser.add_argument('--rounds', type=int, default=5, help='interleaved timed rounds')
+    parser.add_argument('--rounds', type=int, default=7, help='interleaved timed rounds')
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
     parser.add_argument('--batch', type=int, default=8, help='batch size')
     parser.add_argument('--img-size', type=int, default=224)
