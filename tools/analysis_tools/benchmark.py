@@ -459,6 +459,10 @@ NOTES = [
     'rows; they are off in `make bench` (compiling the six models takes many minutes on this '
     'CPU). No optimisation changes outputs by more than 1e-5 (tests/test_ops_local_aggregation.py, '
     'tests/test_reference.py).',
+    '- Noise: this 2-core machine is shared. Over four full runs of `make bench` while the '
+    'kernels were tuned, the unchanged mmdwnet Swin-T measured 0.95x-1.09x and D-DWNet-T '
+    '1.26x-1.41x (three runs at 1.40x-1.41x): single medians move by about +-0.1x. Compare '
+    'ratios within one run.',
 ]
 
 
