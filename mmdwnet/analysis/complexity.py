@@ -31,7 +31,15 @@ def _correlate_flops(inputs, outputs):
     return _numel(q_shape) * k * k
 
 
+def _matmul_flops(inputs, outputs):
+    """``aten::matmul`` with broadcasting: output elements x inner size.  (mmengine's handle
+    counts ``prod(a.shape) * b.shape[-1]`` and misses batch dims that only ``b`` has, e.g. one
+    static window weight applied to every window of ``LocalMLP(share_positions=True)``.)"""
+    return _numel(get_shape(outputs[0])) * get_shape(inputs[0])[-1]
+
+
 OP_HANDLES = {
+    'aten::matmul': _matmul_flops,
     'prim::PythonOp._LocalAggregate': _aggregate_flops,
     'prim::PythonOp._LocalCorrelate': _correlate_flops,
 }

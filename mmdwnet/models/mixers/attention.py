@@ -42,6 +42,17 @@ class _WindowMixerBase(nn.Module):
         return WindowGeometry(x.shape[1], x.shape[2], self.window_size, self.shift_size,
                               self.pad_to_window, self.stage)
 
+    def window_aggregation(self, geo, weight, values, pad_value):
+        """Analysis hook helper: (N, C, H, W) values -> (N, C, H, W) aggregated with the fixed
+        per-window ``weight`` (nW or 1, groups, w*w, w*w); padded tokens take ``pad_value`` (C,),
+        the value a zero token gets, as in ``forward``."""
+        win = geo.partition(values.permute(0, 2, 3, 1) - pad_value) + pad_value
+        bw, n, c = win.shape
+        groups = weight.shape[1]
+        win = win.view(-1, geo.num_windows, n, groups, c // groups).permute(0, 1, 3, 2, 4)
+        out = (weight @ win).permute(0, 1, 3, 2, 4).reshape(bw, n, c)
+        return geo.reverse(out).permute(0, 3, 1, 2)
+
     def relative_bias(self, table):
         """Table ((2w-1)^2, heads) -> (heads, w*w, w*w)."""
         n = self.window_size**2
@@ -100,6 +111,25 @@ class ShiftedWindowAttention(_WindowMixerBase):
         attn, v = self.attention_weights(windows, geo.mask(x.device))
         out = (attn @ v).transpose(1, 2).reshape(windows.shape)
         return geo.reverse(self.proj_drop(self.proj(out)))
+
+    def aggregation(self, x):
+        """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the value aggregation alone.
+
+        Args:
+            x (Tensor): one mixer input (1, H, W, C).
+
+        Returns:
+            tuple[Tensor, Callable]: the values (1, C, H, W) and the aggregation
+            (N, C, H, W) -> (N, C, H, W) with the attention weights of ``x`` held fixed
+            (``self.proj(out.permute(0, 2, 3, 1))`` is ``forward(x)``).
+        """
+        geo = self.geometry(x)
+        attn, _ = self.attention_weights(geo.partition(x), geo.mask(x.device))
+        c = self.embed_dims
+        bias = self.qkv.bias[2 * c:] if self.qkv.bias is not None else x.new_zeros(c)
+        values = F.linear(x, self.qkv.weight[2 * c:], bias).permute(0, 3, 1, 2)
+        attn = attn.detach()
+        return values, lambda v: self.window_aggregation(geo, attn, v, bias.detach())
 
 
 @register_model()
@@ -172,6 +202,22 @@ class LocalMLP(_WindowMixerBase):
         out = (weight @ v).permute(0, 1, 3, 2, 4).reshape(bw, n, c)
         return geo.reverse(self.proj_drop(self.proj(out)))
 
+    def aggregation(self, x):
+        """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the window aggregation alone.
+
+        Args:
+            x (Tensor): one mixer input (1, H, W, C).
+
+        Returns:
+            tuple[Tensor, Callable]: the values ``self.v(x)`` as (1, C, H, W) and the static
+            aggregation (N, C, H, W) -> (N, C, H, W).
+        """
+        geo = self.geometry(x)
+        weight = self.aggregation_weights(geo, x.device).detach()
+        bias = self.v.bias.detach() if self.v.bias is not None else x.new_zeros(x.shape[-1])
+        values = self.v(x).permute(0, 3, 1, 2)
+        return values, lambda v: self.window_aggregation(geo, weight, v, bias)
+
 
 @register_model()
 class SlidingWindowAttention(nn.Module):
@@ -225,6 +271,20 @@ class SlidingWindowAttention(nn.Module):
         attn, v = self.attention_weights(x)
         out = local_aggregate(v, attn).permute(0, 2, 3, 1)
         return self.proj_drop(self.proj(out))
+
+    def aggregation(self, x):
+        """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the value aggregation alone.
+
+        Args:
+            x (Tensor): one mixer input (1, H, W, C).
+
+        Returns:
+            tuple[Tensor, Callable]: the values (1, C, H, W) and the aggregation
+            (N, C, H, W) -> (N, C, H, W) with the attention weights of ``x`` held fixed.
+        """
+        attn, v = self.attention_weights(x)
+        attn = attn.detach()
+        return v, lambda values: local_aggregate(values, attn)
 
     def extra_repr(self):
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '

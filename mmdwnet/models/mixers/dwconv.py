@@ -211,6 +211,21 @@ class _PointwiseSpatialPointwise(nn.Module):
         x = self.norm_out(self.proj_out(x)).permute(0, 2, 3, 1)
         return x[:, :h, :w, :] if self.pad_to_window else x
 
+    def aggregation(self, x):
+        """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the k x k aggregation alone.
+
+        Args:
+            x (Tensor): one mixer input (1, H, W, C); ``pad_to_window`` padding is not applied.
+
+        Returns:
+            tuple[Tensor, Callable]: the values (1, C, H, W) that reach the aggregation and
+            the aggregation (N, C, H, W) -> (N, C, H, W) with the connection weights that ``x``
+            induces held fixed (static kernels are the parameters themselves).
+        """
+        values = self.act(self.norm_in(self.proj_in(x.permute(0, 3, 1, 2))))
+        frozen = getattr(self.aggregate, 'frozen', None)
+        return values, (frozen(values) if frozen is not None else self.aggregate)
+
     def extra_repr(self):
         return f'embed_dims={self.embed_dims}, kernel_size={self.kernel_size}'
 

@@ -1,0 +1,591 @@
+"""Measure the paper's Table 1 properties of a spatial mixer by probing it numerically.
+
+Every mixer of :mod:`mmdwnet.models.mixers` exposes an analysis hook
+``aggregation(x) -> (values, aggregate)``: for one input ``x`` (1, H, W, C) it returns the
+values (1, C, H, W) that enter the spatial aggregation and the aggregation itself, a function
+(N, C, H, W) -> (N, C, H, W) with the connection weights that ``x`` induces held fixed.  With
+the weights fixed the aggregation is affine, ``y = A(x) v + b``, and the connection tensor
+``A(x)`` of shape (C, H, W, C, H, W) (output channel/position, input channel/position) is its
+exact Jacobian.  It is computed in one batched call on the C*H*W unit vectors
+(``aggregate(e_q) - aggregate(0)``); the probe first checks that the map really is affine.
+
+From ``A`` (and the mixer) :func:`measure_mixer` derives, never from the class name:
+
+* sparse between channels -- ``A[c, :, :, c', :, :] == 0`` for ``c != c'``;
+* sparse between positions -- the connected input positions of every output position: the
+  largest bounding box (receptive field) and whether any output sees the whole map;
+* sampling -- ``window`` when the connection pattern partitions the map into blocks (every
+  position connects to exactly its block), ``sliding`` when every interior position's pattern
+  is centred on it;
+* weight sharing across positions -- the smallest period ``P`` with
+  ``A[:, p + s, :, q + s] == A[:, p, :, q]`` for the shifts ``s = (P, 0), (0, P)`` and all
+  positions inside the map: ``P = 1`` is full translation equivariance (convolution), ``P > 1``
+  block-wise (shared across windows), none found: not shared;
+* weight sharing across channels -- channels whose (HW x HW) matrices ``A[c, :, :, c, :, :]``
+  are equal share one weight: ``C / #distinct``;
+* dynamic weight -- whether ``A`` changes between two random inputs;
+* weights computed from -- the output positions whose weights change when the input of one
+  position changes: none (static), only that position (a projection of the centre), its
+  neighbourhood / window (pairwise dot products), every position (global pooling);
+* the whole mixer (with its 1x1 projections): the autograd Jacobian of its centre output
+  w.r.t. its input, cross-channel entries and receptive field;
+* cost -- parameters and FLOPs (:func:`mmdwnet.analysis.count_flops`) at a given shape.
+"""
+import ast
+import copy
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from mmdwnet.registry import MODELS
+from .complexity import count_flops, count_params
+
+__all__ = [
+    'MixerProperties', 'parse_mixer_config', 'registered_mixers', 'default_mixer_configs',
+    'build_probe_mixer', 'connection_tensor', 'measure_mixer', 'probe_mixers', 'mixer_name',
+    'PROPERTY_COLUMNS', 'table_rows', 'to_markdown', 'save_table_png', 'relation_graph',
+    'save_relation_graph_png', 'write_outputs'
+]
+
+# Paper variants probed next to every registered mixer's default config (configs, not results):
+# Table 2's Local MLP (per-window weights), shifted windows, and Table 4's sharing ablations.
+PAPER_VARIANTS = (
+    dict(type='LocalMLP', share_positions=False),
+    dict(type='LocalMLP', share_channels=False),
+    dict(type='ShiftedWindowAttention', shift=True),
+    dict(type='DWConv', share_channels=True),
+    dict(type='DWConv', share_channels=True, share_positions=False),
+)
+
+# relative tolerances (to the largest |A| entry)
+ZERO_TOL = 1e-6
+EQUAL_TOL = 1e-5
+
+
+@dataclass
+class MixerProperties:
+    """Measured properties of one mixer config (see the module docstring for definitions)."""
+    name: str
+    config: dict
+    probe_shape: tuple  # (C, H, W) of the probe
+    sparse_channels: bool
+    cross_channel: float  # max |A[c, ., c' != c, .]| / max |A|
+    receptive_field: tuple  # (h, w) largest bounding box of the connected inputs
+    connections: int  # most input positions one output position connects to
+    positions: str  # 'local' | 'full'
+    sampling: str  # 'sliding' | 'window' | 'other'
+    share_positions: str  # 'full' | 'block' | 'none'
+    share_period: int  # smallest equivariant shift (0 when none)
+    channels_per_weight: int
+    weight_groups: int
+    dynamic: bool
+    dynamic_change: float  # max |A(x1) - A(x2)| / max |A(x1)|
+    weight_source: str  # 'static' | 'position' | 'local' | 'global'
+    weight_source_extent: tuple  # (h, w) bounding box of the positions whose weights changed
+    mixer_sparse_channels: bool  # whole mixer incl. 1x1 projections
+    mixer_receptive_field: tuple
+    params: int = None
+    flops: int = None
+    cost_shape: tuple = None  # (C, H, W)
+    notes: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- configs
+def parse_mixer_config(text):
+    """Parse a mixer config given on the command line.
+
+    Accepts ``dict(type='DWConv', kernel_size=5)``, a Python dict literal or a JSON object.
+
+    Raises:
+        ValueError: the text is none of these or has no ``type``.
+    """
+    if isinstance(text, dict):
+        cfg = dict(text)
+    else:
+        text = text.strip()
+        cfg = None
+        try:
+            cfg = json.loads(text)
+        except ValueError:
+            try:
+                node = ast.parse(text, mode='eval').body
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                        and node.func.id == 'dict' and not node.args):
+                    cfg = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords}
+                else:
+                    cfg = ast.literal_eval(node)
+            except (ValueError, SyntaxError, TypeError) as e:
+                raise ValueError(
+                    f'cannot parse mixer config {text!r} ({e}); write it as '
+                    "\"dict(type='DWConv', kernel_size=5)\" or as JSON "
+                    '\'{"type": "DWConv", "kernel_size": 5}\'') from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get('type'), str):
+        raise ValueError(f'a mixer config must be a dict with a string `type`, got {text!r}; '
+                         "e.g. dict(type='DWConv', kernel_size=5)")
+    return cfg
+
+
+def registered_mixers():
+    """Names of registered modules implementing the ``aggregation`` analysis hook (sorted)."""
+    return sorted(name for name, cls in MODELS.module_dict.items()
+                  if callable(getattr(cls, 'aggregation', None)))
+
+
+def default_mixer_configs():
+    """Every registered mixer with its default arguments, then :data:`PAPER_VARIANTS`."""
+    cfgs = [dict(type=name) for name in registered_mixers()]
+    return cfgs + [copy.deepcopy(c) for c in PAPER_VARIANTS if c['type'] in MODELS.module_dict]
+
+
+def mixer_name(cfg):
+    """``DWConv(kernel_size=3)`` style name of a config."""
+    args = ', '.join(f'{k}={v!r}' for k, v in cfg.items() if k != 'type')
+    return f"{cfg['type']}({args})"
+
+
+def build_probe_mixer(cfg, channels, num_heads, size):
+    """Build ``cfg`` as a backbone stage would, for (H, W) = ``size`` maps, in eval mode.
+
+    Raises:
+        KeyError: unknown type (with close names).
+        TypeError: the module has no ``aggregation`` hook.
+    """
+    from mmdwnet.models.mixers import build_mixer
+    mixer = build_mixer(cfg, embed_dims=channels, num_heads=num_heads,
+                        input_resolution=tuple(size), shift=False, pad_to_window=False, stage=0)
+    if not callable(getattr(mixer, 'aggregation', None)):
+        raise TypeError(f'{type(mixer).__name__} has no `aggregation(x)` analysis hook; implement '
+                        'it (see mmdwnet/models/mixers/*.py) to probe this mixer')
+    mixer.eval()
+    return mixer
+
+
+# ---------------------------------------------------------------------------- probes
+def connection_tensor(mixer, x):
+    """The connection tensor ``A(x)`` (C, H, W, C, H, W) of ``mixer``'s aggregation.
+
+    ``A[c, h, w, c', h', w']`` is d out[c, h, w] / d value[c', h', w'] with the weights that
+    ``x`` (1, H, W, C) induces held fixed.
+
+    Raises:
+        ValueError: the hook's aggregation is not affine in the values.
+    """
+    with torch.no_grad():
+        values, aggregate = mixer.aggregation(x)
+        c, h, w = values.shape[1:]
+        n = c * h * w
+        basis = torch.eye(n, dtype=values.dtype).view(n, c, h, w)
+        offset = aggregate(torch.zeros_like(values))
+        cols = aggregate(basis) - offset  # (n_in, C, H, W)
+        # affine check: A v + b must reproduce the aggregation of the actual values
+        direct = aggregate(values)
+        linear = (cols.reshape(n, -1).t() @ values.reshape(-1)).view_as(values) + offset
+        scale = direct.abs().max().clamp_min(1e-12)
+        if not torch.allclose(direct, linear, rtol=1e-3, atol=1e-4 * scale.item()):
+            raise ValueError(f'the aggregation hook of {type(mixer).__name__} is not affine in '
+                             'its values once the weights are fixed; `aggregation(x)` must '
+                             'return the aggregation with weights detached')
+        return cols.view(c, h, w, c, h, w).permute(3, 4, 5, 0, 1, 2).contiguous()
+
+
+def _bbox(mask2d):
+    rows = mask2d.any(1).nonzero().flatten()
+    cols = mask2d.any(0).nonzero().flatten()
+    if rows.numel() == 0:
+        return 0, 0, None
+    box = (int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
+    centre = ((rows[0] + rows[-1]).item() / 2, (cols[0] + cols[-1]).item() / 2)
+    return box[0], box[1], centre
+
+
+def _spatial_pattern(conn):
+    """(H, W, H, W) bool spatial pattern -> receptive field, connections, positions, sampling."""
+    h, w = conn.shape[:2]
+    rf, most, centred = (0, 0), 0, True
+    for i in range(h):
+        for j in range(w):
+            bh, bw, centre = _bbox(conn[i, j])
+            rf = (max(rf[0], bh), max(rf[1], bw))
+            most = max(most, int(conn[i, j].sum()))
+    # centred check on interior positions, with the final receptive field
+    ri, rj = rf[0] // 2, rf[1] // 2
+    interior = [(i, j) for i in range(ri, h - ri) for j in range(rj, w - rj)]
+    for i, j in interior:
+        _, _, centre = _bbox(conn[i, j])
+        if centre is None or centre != (float(i), float(j)):
+            centred = False
+            break
+    flat = conn.reshape(h * w, h * w)
+    partition = bool(flat.diagonal().all() and torch.equal(flat, flat.t())
+                     and torch.equal((flat.float() @ flat.float()) > 0, flat))
+    if partition and most > 1:
+        sampling = 'window'
+    elif centred and interior:
+        sampling = 'sliding'
+    else:
+        sampling = 'other'
+    positions = 'full' if most == h * w else 'local'
+    return rf, most, positions, sampling
+
+
+def _share_period(a, scale):
+    """Smallest P with A equivariant to shifts (P, 0) and (0, P); 0 when none."""
+    _, h, w = a.shape[:3]
+    atol = EQUAL_TOL * scale
+    for p in range(1, min(h, w) // 2 + 1):
+        ok = True
+        for sub in ((a[:, p:, :, :, p:, :], a[:, :-p, :, :, :-p, :]),
+                    (a[:, :, p:, :, :, p:], a[:, :, :-p, :, :, :-p])):
+            shifted, base = sub
+            if base.abs().max() <= atol or not torch.allclose(shifted, base, rtol=0, atol=atol):
+                ok = False
+                break
+        if ok:
+            return p
+    return 0
+
+
+def _channel_groups(a, scale):
+    """Number of distinct per-channel spatial matrices, and the smallest group size."""
+    c = a.shape[0]
+    mats = [a[i, :, :, i].reshape(-1) for i in range(c)]
+    groups = []
+    for i, m in enumerate(mats):
+        for g in groups:
+            if torch.allclose(mats[g[0]], m, rtol=0, atol=EQUAL_TOL * scale):
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return len(groups), min(len(g) for g in groups)
+
+
+def _mixer_jacobian(mixer, x):
+    """Whole-mixer Jacobian of the centre output (C_out, H, W, C_in) by autograd."""
+    _, h, w, c = x.shape
+
+    def centre(inp):
+        return mixer(inp)[0, h // 2, w // 2]
+
+    jac = torch.autograd.functional.jacobian(centre, x)  # (C, 1, H, W, C)
+    return jac[:, 0]
+
+
+def measure_mixer(cfg, channels=8, num_heads=2, size=(14, 14), cost_shape=(96, 56, 56),
+                  cost_heads=3, seed=0):
+    """Probe one mixer config; returns :class:`MixerProperties`.
+
+    Args:
+        cfg (dict | str): mixer config (see :func:`parse_mixer_config`).
+        channels, num_heads, size: probe shape (C, heads, (H, W)); small keeps it fast.
+        cost_shape (tuple | None): (C, H, W) at which parameters and FLOPs are counted
+            (None skips it); ``cost_heads`` heads there.
+        seed (int): seed of the random weights and inputs.
+    """
+    cfg = parse_mixer_config(cfg)
+    size = tuple(size)
+    if channels % num_heads:
+        raise ValueError(f'probe channels {channels} must be divisible by num_heads {num_heads}')
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    mixer = build_probe_mixer(cfg, channels, num_heads, size)
+    x1 = torch.randn(1, *size, channels, generator=gen)
+    x2 = torch.randn(1, *size, channels, generator=gen)
+    a1 = connection_tensor(mixer, x1)
+    scale = a1.abs().max().item()
+    if scale == 0:
+        raise ValueError(f'{mixer_name(cfg)}: the aggregation is identically zero for the probe '
+                         'input; nothing to measure')
+    zero = ZERO_TOL * scale
+    c, h, w = channels, *size
+    eye = torch.eye(c, dtype=torch.bool).view(c, 1, 1, c, 1, 1).expand_as(a1)
+    cross = a1.masked_fill(eye, 0).abs().max().item() / scale
+    conn = (a1.abs() > zero).any(3).any(0)  # (H, W, H, W) over all channel pairs
+    rf, most, positions, sampling = _spatial_pattern(conn)
+    period = _share_period(a1, scale)
+    share = 'none' if period == 0 else ('full' if period == 1 else 'block')
+    groups, per_weight = _channel_groups(a1, scale)
+
+    a2 = connection_tensor(mixer, x2)
+    change = (a1 - a2).abs().max().item() / scale
+    dynamic = change > EQUAL_TOL
+    # which output positions' weights depend on the input at the centre position
+    x3 = x1.clone()
+    x3[0, h // 2, w // 2] += 3 * torch.randn(channels, generator=gen)
+    a3 = connection_tensor(mixer, x3)
+    rows = ((a1 - a3).abs() > EQUAL_TOL * scale).any(5).any(4).any(3).any(0)  # (H, W)
+    n_rows = int(rows.sum())
+    ext = _bbox(rows)[:2]
+    if not dynamic or n_rows == 0:
+        source = 'static'
+    elif n_rows == 1:
+        source = 'position'
+    elif n_rows == h * w:
+        source = 'global'
+    else:
+        source = 'local'
+
+    xg = x1.clone().requires_grad_(True)
+    jac = _mixer_jacobian(mixer, xg).detach()  # (C_out, H, W, C_in)
+    jzero = ZERO_TOL * jac.abs().max().item()
+    mixer_cross = jac.masked_fill(torch.eye(c, dtype=torch.bool).view(c, 1, 1, c), 0)
+    mixer_sparse = bool(mixer_cross.abs().max() <= jzero)
+    mixer_rf = _bbox((jac.abs() > jzero).any(3).any(0))[:2]
+
+    props = MixerProperties(
+        name=mixer_name(cfg), config=cfg, probe_shape=(c, h, w), sparse_channels=cross <= ZERO_TOL,
+        cross_channel=cross, receptive_field=rf, connections=most, positions=positions,
+        sampling=sampling, share_positions=share, share_period=period,
+        channels_per_weight=per_weight, weight_groups=groups, dynamic=dynamic,
+        dynamic_change=change, weight_source=source, weight_source_extent=ext,
+        mixer_sparse_channels=mixer_sparse, mixer_receptive_field=mixer_rf)
+    if cost_shape is not None:
+        cc, ch, cw = cost_shape
+        if cc % cost_heads:
+            raise ValueError(f'cost channels {cc} must be divisible by cost heads {cost_heads}')
+        torch.manual_seed(seed)
+        big = build_probe_mixer(cfg, cc, cost_heads, (ch, cw))
+        props.params = count_params(big)
+        props.flops = int(count_flops(big, (ch, cw, cc)))
+        props.cost_shape = tuple(cost_shape)
+    return props
+
+
+def probe_mixers(cfgs=None, progress=False, **kwargs):
+    """:func:`measure_mixer` for every config (default: :func:`default_mixer_configs`)."""
+    cfgs = default_mixer_configs() if cfgs is None else [parse_mixer_config(c) for c in cfgs]
+    results = []
+    bar = None
+    if progress:
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(len(cfgs))
+    for cfg in cfgs:
+        results.append(measure_mixer(cfg, **kwargs))
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        print()
+    return results
+
+
+# ---------------------------------------------------------------------------- outputs
+YES, NO = '\u2713', '\u2717'
+PROPERTY_COLUMNS = ('Mixer', 'Sparse between channels', 'Sparse between positions (RF)',
+                    'Sampling', 'Sharing across positions', 'Sharing across channels',
+                    'Dynamic weight', 'Weights computed from', 'Whole mixer (1x1 proj.)',
+                    'Params', 'FLOPs')
+
+
+def _mark(flag):
+    return YES if flag else NO
+
+
+def table_rows(results):
+    """Rows of display strings, one per result, in :data:`PROPERTY_COLUMNS` order."""
+    rows = []
+    for r in results:
+        share_pos = {'full': f'{YES} all positions', 'block': f'{YES} block-wise (period '
+                     f'{r.share_period})', 'none': NO}[r.share_positions]
+        share_ch = (f'{YES} {r.channels_per_weight} ch./weight' if r.channels_per_weight > 1
+                    else f'{NO} 1 ch./weight')
+        source = '-' if r.weight_source == 'static' else SOURCE_NAMES[r.weight_source]
+        if r.weight_source == 'local':
+            source += ' {}x{}'.format(*r.weight_source_extent)
+        dyn = f'{YES} ({r.dynamic_change:.2g})' if r.dynamic else NO
+        mixer = ('channels dense' if not r.mixer_sparse_channels else 'channels sparse') + \
+            ', RF {}x{}'.format(*r.mixer_receptive_field)
+        params = f'{r.params / 1e3:.1f}K' if r.params is not None else '-'
+        flops = f'{r.flops / 1e6:.1f}M' if r.flops is not None else '-'
+        rows.append([
+            r.name,
+            _mark(r.sparse_channels),
+            '{} {} {}x{}'.format(_mark(r.positions == 'local'), r.positions,
+                                 *r.receptive_field),
+            r.sampling, share_pos, share_ch, dyn, source, mixer, params, flops
+        ])
+    return rows
+
+
+def to_markdown(results):
+    """Markdown table of the measured properties (with the probe and cost shapes)."""
+    lines = ['| ' + ' | '.join(PROPERTY_COLUMNS) + ' |',
+             '|' + '|'.join(['---'] * len(PROPERTY_COLUMNS)) + '|']
+    for row in table_rows(results):
+        lines.append('| ' + ' | '.join(str(v) for v in row) + ' |')
+    if results:
+        c, h, w = results[0].probe_shape
+        note = f'\nProbed with C={c} channels on {h}x{w} maps'
+        if results[0].cost_shape is not None:
+            cc, ch, cw = results[0].cost_shape
+            note += f'; parameters and FLOPs (multiply-accumulates) of the mixer at C={cc}, {ch}x{cw}'
+        lines.append(note + '.')
+    return '\n'.join(lines) + '\n'
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_table_png(results, path):
+    """Render the table with matplotlib to ``path``."""
+    plt = _plt()
+    rows = table_rows(results)
+    columns = [c.replace(' (', '\n(').replace('Sharing across', 'Sharing across\n')
+               .replace('Weights computed', 'Weights\ncomputed').replace('Sparse between', 'Sparse\nbetween')
+               for c in PROPERTY_COLUMNS]
+    fig, ax = plt.subplots(figsize=(16, 0.45 * len(rows) + 1.4))
+    ax.axis('off')
+    table = ax.table(cellText=rows, colLabels=columns, loc='center', cellLoc='center')
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.auto_set_column_width(list(range(len(columns))))
+    table.scale(1, 1.5)
+    for (i, _), cell in table.get_celld().items():
+        if i == 0:
+            cell.set_height(cell.get_height() * 2)
+            cell.set_facecolor('#dde6f0')
+    fig.savefig(path, dpi=120, bbox_inches='tight')
+    plt.close(fig)
+
+
+# relation graph: the properties compared and how a difference is named
+GRAPH_PROPERTIES = ('sparse_channels', 'positions', 'sampling', 'share_positions',
+                    'shares_channels', 'weight_source')
+SOURCE_NAMES = {'static': 'static', 'position': 'own position', 'local': 'neighbourhood',
+                'global': 'whole map'}
+
+
+def _graph_key(r):
+    return dict(sparse_channels=r.sparse_channels, positions=r.positions, sampling=r.sampling,
+                share_positions=r.share_positions, shares_channels=r.channels_per_weight > 1,
+                weight_source=r.weight_source)
+
+
+def _difference_label(name, a, b):
+    if name == 'weight_source':
+        if 'static' in (a, b):
+            return 'dynamic weight'
+        return f'weights from ({SOURCE_NAMES[a]} / {SOURCE_NAMES[b]})'
+    return {'sparse_channels': 'sparse between channels', 'positions': 'local / full',
+            'sampling': f'sampling ({a} / {b})',
+            'share_positions': f'sharing across positions ({a} / {b})',
+            'shares_channels': 'sharing across channels'}[name]
+
+
+def relation_graph(results):
+    """The relation graph (paper Figure 3) built from the measured properties.
+
+    Mixers with equal properties (:data:`GRAPH_PROPERTIES`) form one node.  Nodes are joined
+    when their properties differ in exactly one; components that stay apart are then joined
+    by their closest pairs (fewest differences, Kruskal order).  Each edge is labelled by the
+    properties that differ.
+
+    Returns:
+        tuple[list[list[int]], list[tuple[int, int, list[str]]]]: nodes (indices into
+        ``results``) and edges (node i, node j, labels).
+    """
+    nodes, keys = [], []
+    for idx, r in enumerate(results):
+        key = _graph_key(r)
+        if key in keys:
+            nodes[keys.index(key)].append(idx)
+        else:
+            keys.append(key)
+            nodes.append([idx])
+    n = len(keys)
+    diffs = {(i, j): [k for k in GRAPH_PROPERTIES if keys[i][k] != keys[j][k]]
+             for i in range(n) for j in range(i + 1, n)}
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    edges = []
+    for (i, j), d in sorted(diffs.items(), key=lambda kv: (len(kv[1]), kv[0])):
+        if len(d) == 1 or find(i) != find(j):
+            edges.append((i, j, [_difference_label(k, keys[i][k], keys[j][k]) for k in d]))
+        parent[find(i)] = find(j)
+    return nodes, edges
+
+
+def _circle_order(n, edges):
+    """Depth-first order of the nodes, so that neighbours sit next to each other."""
+    adj = {i: sorted({j for a, b, _ in edges for i2, j in ((a, b), (b, a)) if i2 == i})
+           for i in range(n)}
+    order, seen = [], set()
+    for root in range(n):
+        stack = [root]
+        while stack:
+            i = stack.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            order.append(i)
+            stack.extend(reversed([j for j in adj[i] if j not in seen]))
+    return order
+
+
+def save_relation_graph_png(results, path):
+    """Draw :func:`relation_graph` with matplotlib (circular layout) to ``path``."""
+    import math
+    plt = _plt()
+    nodes, edges = relation_graph(results)
+    order = _circle_order(len(nodes), edges)
+    pos = {}
+    for rank, i in enumerate(order):
+        angle = math.pi / 2 - 2 * math.pi * rank / max(len(order), 1)
+        pos[i] = (1.6 * math.cos(angle), math.sin(angle))
+    fig, ax = plt.subplots(figsize=(18, 12))
+    ax.axis('off')
+    for i, j, labels in edges:
+        (x0, y0), (x1, y1) = pos[i], pos[j]
+        ax.plot([x0, x1], [y0, y1], color='#8a8a8a', lw=1.4, zorder=1)
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2, '\n'.join(labels), fontsize=9,
+                ha='center', va='center', color='#7a2e00', zorder=3,
+                bbox=dict(boxstyle='round,pad=0.2', fc='white', ec='none', alpha=0.9))
+    for i, members in enumerate(nodes):
+        r = results[members[0]]
+        desc = 'positions: {}, {} ch./weight\n{}'.format(
+            r.share_positions, r.channels_per_weight,
+            'static' if not r.dynamic else f'dynamic, from {SOURCE_NAMES[r.weight_source]}')
+        names = '\n'.join(results[m].name for m in members)
+        x, y = pos[i]
+        ax.text(x, y, f'{names}\n{desc}', fontsize=9, ha='center', va='center', zorder=4,
+                bbox=dict(boxstyle='round,pad=0.4', fc='#e3eefa' if r.dynamic else '#f3f3f3',
+                          ec='#2f5d8a'))
+    ax.set_xlim(-2.0, 2.0)
+    ax.set_ylim(-1.2, 1.2)
+    ax.set_title('Relation graph of the probed mixers: edges join mixers whose measured '
+                 'properties differ (labels)')
+    fig.savefig(path, dpi=100, bbox_inches='tight')
+    plt.close(fig)
+
+
+def write_outputs(results, out_dir, stem='connectivity'):
+    """Write ``{stem}.md``, ``{stem}.png``, ``{stem}.json`` and ``relation_graph.png``.
+
+    Returns:
+        dict: name -> path of every written file.
+    """
+    from pathlib import Path
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = dict(markdown=out / f'{stem}.md', png=out / f'{stem}.png', json=out / f'{stem}.json',
+                 graph=out / 'relation_graph.png')
+    paths['markdown'].write_text(to_markdown(results))
+    save_table_png(results, paths['png'])
+    nodes, edges = relation_graph(results)
+    names = [[results[m].name for m in members] for members in nodes]
+    data = dict(mixers=[asdict(r) for r in results],
+                relation_graph=dict(nodes=names, edges=[
+                    dict(a=names[i], b=names[j], differ=labels) for i, j, labels in edges]))
+    paths['json'].write_text(json.dumps(data, indent=2, default=list))
+    save_relation_graph_png(results, paths['graph'])
+    return {k: str(v) for k, v in paths.items()}
