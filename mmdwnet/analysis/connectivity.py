@@ -120,9 +120,9 @@ def parse_mixer_config(text):
                     f'cannot parse mixer config {text!r} ({e}); write it as '
                     "\"dict(type='DWConv', kernel_size=5)\" or as JSON "
                     '\'{"type": "DWConv", "kernel_size": 5}\'') from None
-    if not isinstance(cfg, dict) or not isinstance(cfg.get('type'), str):
-        raise ValueError(f'a mixer config must be a dict with a string `type`, got {text!r}; '
-                         "e.g. dict(type='DWConv', kernel_size=5)")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get('type'), (str, type)):
+        raise ValueError(f'a mixer config must be a dict with a `type` (a registered name or '
+                         f"a class), got {text!r}; e.g. dict(type='DWConv', kernel_size=5)")
     return cfg
 
 
@@ -141,7 +141,8 @@ def default_mixer_configs():
 def mixer_name(cfg):
     """``DWConv(kernel_size=3)`` style name of a config."""
     args = ', '.join(f'{k}={v!r}' for k, v in cfg.items() if k != 'type')
-    return f"{cfg['type']}({args})"
+    name = cfg['type'] if isinstance(cfg['type'], str) else cfg['type'].__name__
+    return f'{name}({args})'
 
 
 def build_probe_mixer(cfg, channels, num_heads, size):
@@ -586,6 +587,6 @@ def write_outputs(results, out_dir, stem='connectivity'):
     data = dict(mixers=[asdict(r) for r in results],
                 relation_graph=dict(nodes=names, edges=[
                     dict(a=names[i], b=names[j], differ=labels) for i, j, labels in edges]))
-    paths['json'].write_text(json.dumps(data, indent=2, default=list))
+    paths['json'].write_text(json.dumps(data, indent=2, default=str))
     save_relation_graph_png(results, paths['graph'])
     return {k: str(v) for k, v in paths.items()}
