@@ -34,6 +34,7 @@ From ``A`` (and the mixer) :func:`measure_mixer` derives, never from the class n
 import ast
 import copy
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -360,7 +361,7 @@ def probe_mixers(cfgs=None, progress=False, **kwargs):
     bar = None
     if progress:
         from mmengine.utils import ProgressBar
-        bar = ProgressBar(len(cfgs))
+        bar = ProgressBar(len(cfgs), file=sys.stdout)
     for cfg in cfgs:
         results.append(measure_mixer(cfg, **kwargs))
         if bar is not None:
