@@ -50,7 +50,9 @@ def _runner(work_dir, max_iters, resume):
         param_scheduler=dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=4),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=1)),
-        randomness=dict(seed=0), resume=resume, default_scope='mmpretrain')
+        randomness=dict(seed=0), resume=resume, default_scope='mmpretrain',
+        # MessageHub instances are keyed by experiment name (a timestamp by default)
+        experiment_name=f'{work_dir}-{max_iters}-{resume}'.replace('/', '_'))
 
 
 def test_mmengine_checkpoint_needs_the_allow_list(tmp_path):
