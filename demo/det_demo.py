@@ -13,27 +13,16 @@ import os.path as osp
 import sys
 from pathlib import Path
 
-import mmcv
-import numpy as np
 
 from mmdwnet.apis import init_model
+from mmdwnet.apis.demo_utils import dataset_meta_of as _dataset_meta_of
+from mmdwnet.apis.demo_utils import read_rgb_image
 
 
 def dataset_meta_of(model):
-    """``model.dataset_meta`` or the METAINFO of the config's test dataset (with its
-    ``metainfo`` override)."""
-    meta = getattr(model, 'dataset_meta', None)
-    if meta and 'classes' in meta:
-        return dict(meta)
+    """``model.dataset_meta`` or the METAINFO of the config's test dataset."""
     from mmdet.registry import DATASETS
-    dataset = model.cfg.test_dataloader.dataset
-    dataset_cls = DATASETS.get(dataset.type)
-    if dataset_cls is None:
-        raise KeyError(f'unknown dataset type {dataset.type!r} in the config\'s test_dataloader; '
-                       'cannot tell the class names to draw with')
-    meta = dict(dataset_cls.METAINFO)
-    meta.update(dataset.get('metainfo') or {})
-    return meta
+    return _dataset_meta_of(model, DATASETS, ('classes', ), 'the class names')
 
 
 def detect_image(img, config, checkpoint, out_file, device='cpu', score_thr=0.3):
@@ -45,16 +34,7 @@ def detect_image(img, config, checkpoint, out_file, device='cpu', score_thr=0.3)
     from mmdet.apis import inference_detector
     from mmdet.visualization import DetLocalVisualizer
 
-    if isinstance(img, (str, Path)):
-        if not osp.isfile(img):
-            raise FileNotFoundError(f'image {img} does not exist')
-        image = mmcv.imread(str(img), channel_order='rgb')
-        model_input = str(img)
-    else:
-        image = np.ascontiguousarray(img)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f'expected an (H, W, 3) RGB image, got shape {image.shape}')
-        model_input = image[..., ::-1].copy()  # inference_detector takes arrays in BGR order
+    image, model_input = read_rgb_image(img)
     model = init_model(str(config), None if checkpoint is None else str(checkpoint),
                        device=device)
     model.dataset_meta = dataset_meta_of(model)

@@ -12,24 +12,17 @@ import os.path as osp
 import sys
 from pathlib import Path
 
-import mmcv
 import numpy as np
 
 from mmdwnet.apis import init_model
+from mmdwnet.apis.demo_utils import dataset_meta_of as _dataset_meta_of
+from mmdwnet.apis.demo_utils import read_rgb_image
 
 
 def dataset_meta_of(model):
-    """``model.dataset_meta`` or the METAINFO of the config's test dataset class."""
-    meta = getattr(model, 'dataset_meta', None)
-    if meta and 'classes' in meta and 'palette' in meta:
-        return dict(classes=meta['classes'], palette=meta['palette'])
+    """``model.dataset_meta`` or the METAINFO of the config's test dataset."""
     from mmseg.registry import DATASETS
-    dataset_type = model.cfg.test_dataloader.dataset.type
-    dataset_cls = DATASETS.get(dataset_type)
-    if dataset_cls is None:
-        raise KeyError(f'unknown dataset type {dataset_type!r} in the config\'s test_dataloader; '
-                       'cannot tell the class names and colours to draw with')
-    return dict(classes=dataset_cls.METAINFO['classes'], palette=dataset_cls.METAINFO['palette'])
+    return _dataset_meta_of(model, DATASETS, ('classes', 'palette'), 'the class names and colours')
 
 
 def segment_image(img, config, checkpoint, out_file, device='cpu', opacity=0.5,
@@ -42,16 +35,7 @@ def segment_image(img, config, checkpoint, out_file, device='cpu', opacity=0.5,
     from mmseg.apis import inference_model
     from mmseg.visualization import SegLocalVisualizer
 
-    if isinstance(img, (str, Path)):
-        if not osp.isfile(img):
-            raise FileNotFoundError(f'image {img} does not exist')
-        image = mmcv.imread(str(img), channel_order='rgb')
-        model_input = str(img)
-    else:
-        image = np.ascontiguousarray(img)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f'expected an (H, W, 3) RGB image, got shape {image.shape}')
-        model_input = image[..., ::-1].copy()  # inference_model takes arrays in BGR order
+    image, model_input = read_rgb_image(img)
     model = init_model(str(config), None if checkpoint is None else str(checkpoint),
                        device=device)
     model.dataset_meta = dataset_meta_of(model)

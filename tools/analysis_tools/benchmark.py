@@ -468,7 +468,7 @@ NOTES = [
 
 def op_lines(ops):
     res = ops['results']
-    new, ref = res['local_aggregate'], res['local_aggregate_unfold']
+    ref = res['local_aggregate_unfold']
     n, c, h, w = ops['shape']
     lines = ['', '## I-D-DW aggregation op', '',
              f'`mmdwnet.ops.local_aggregate` vs the `F.unfold` formulation '
