@@ -301,12 +301,16 @@ class _LocalAggregatePointwise(Function):
     """local_aggregate(x, conv1x1(feat, weight, bias)) with the kernels made chunk by chunk."""
 
     @staticmethod
+    def _layout(x, feat, weight, k):
+        """Flat layout, its column masks, the 1x1 weight as a matrix, features as (N, F, H*W)."""
+        flat = _Flat(x.shape[2], x.shape[3], k)
+        return (flat, flat.column_masks(x), weight.reshape(weight.shape[0], -1),
+                feat.reshape(x.shape[0], feat.shape[1], flat.hw))
+
+    @staticmethod
     def forward(ctx, x, feat, weight, bias, groups, k):
         n, c, h, w = x.shape
-        flat = _Flat(h, w, k)
-        masks = flat.column_masks(x)
-        w2d = weight.reshape(weight.shape[0], -1)
-        fv = feat.reshape(n, feat.shape[1], flat.hw)
+        flat, masks, w2d, fv = _LocalAggregatePointwise._layout(x, feat, weight, k)
         out = x.new_zeros(n, groups, c // groups, flat.hw)
         fast = cpu_kernels.use_for(x, feat, weight)
         step = flat.chunk(n, c, x.element_size(), x.device, weight.shape[0], fast)
@@ -329,10 +333,7 @@ class _LocalAggregatePointwise(Function):
         x, feat, weight, bias = ctx.saved_tensors
         groups, k = ctx.groups, ctx.k
         n, c, h, w = x.shape
-        flat = _Flat(h, w, k)
-        masks = flat.column_masks(x)
-        w2d = weight.reshape(weight.shape[0], -1)
-        fv = feat.reshape(n, feat.shape[1], flat.hw)
+        flat, masks, w2d, fv = _LocalAggregatePointwise._layout(x, feat, weight, k)
         g = grad_out.reshape(n, groups, c // groups, flat.hw)
         need_x, need_f, need_w, need_b = ctx.needs_input_grad[:4]
         grad_x = x.new_empty(n, groups, c // groups, flat.hw) if need_x else None
