@@ -169,6 +169,10 @@ def test_benchmark_tool_writes_report_and_chart(tmp_path, repo_root):
     info = json.loads((tmp_path / 'bench.json').read_text())
     assert set(info['models']) == set(bench.MODELS)
     assert all(len(m['throughput']['infer']) == 1 for m in info['models'].values())
+    # the dense fast path is reported switched off too, and the mixer-only comparison is there
+    assert all(len(m['throughput']['infer_plain']) == 1 for m in info['models'].values())
+    assert '(fused, plain modules)' in text
+    assert '## Throughput relative to mmdwnet Swin-T' in text
     assert info['ops']['max_abs_diff'] <= 1e-5
 
 

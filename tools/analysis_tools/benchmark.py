@@ -9,8 +9,11 @@ What is measured, in one process (CPU, ``--threads`` intra-op threads):
   ``LinearClsHead``, 1000 classes), ours built from ``configs/classification/*-tiny_*.py``, the
   reference from mmpretrain's own ``SwinTransformer(arch='tiny')``;
 * inference images/s (``mode='tensor'``, ``torch.no_grad``) at ``--batch`` and at batch 1, after
-  ``mmcv.cnn.fuse_conv_bn`` (the deploy step) and without it; one training step (loss forward,
-  backward, AdamW step) at ``--batch``;
+  ``mmcv.cnn.fuse_conv_bn`` (the deploy step) and without it, and with the CPU inference fast path
+  of the dense layers (:mod:`mmdwnet.ops.dense`) switched off ("plain modules"); one training
+  step (loss forward, backward, AdamW step) at ``--batch``;
+* the same ratios relative to mmdwnet's own Swin-T, which shares every layer but the mixer with
+  the other models (the paper's comparison);
 * models are interleaved: each round runs every model once per setting, after a warm-up round;
   the headline is the median over rounds of the per-round ratio to the reference (robust to a
   shared machine's load swings), with min-max spreads;
@@ -51,6 +54,8 @@ MODELS = {
 # Variants run with the compiled CPU kernels switched off (MMDWNET_OPS_BACKEND=torch).
 TORCH_BACKEND = {'i-dynamic-dwnet-torch'}
 REFERENCE = 'mmpretrain-swin'
+# The same macro architecture with Swin's mixer: the paper's own baseline.
+ARCH_REFERENCE = 'swin'
 # Targets of issue 7: inference ratio (batch 8, fused) to the reference.
 TARGETS = {'dwnet': 1.5, 'dynamic-dwnet': 1.4, 'i-dynamic-dwnet': 1.0, 'swin': 1.0}
 # Paper Table 2 (V100 throughput relative to Swin-T).
@@ -72,6 +77,8 @@ def parse_args(argv=None):
                         '"depths": [1, 1, 1, 1], "num_heads": [1, 2, 4, 8]}\' (quick tests)')
     parser.add_argument('--no-train', action='store_true', help='skip training steps')
     parser.add_argument('--no-unfused', action='store_true', help='skip unfused inference')
+    parser.add_argument('--no-plain', action='store_true',
+                        help='skip inference with the dense fast path off (plain modules)')
     parser.add_argument('--no-batch1', action='store_true', help='skip batch-1 inference')
     parser.add_argument('--no-memory', action='store_true', help='skip peak memory')
     parser.add_argument('--no-flops', action='store_true', help='skip FLOP counting')
@@ -178,8 +185,9 @@ class Runner:
         self.compiled = torch.compile(self.fused) if args.compile else None
         self.x_cl = self.x.contiguous(memory_format=torch.channels_last)
 
-    def infer(self, model, x):
-        with torch.no_grad():
+    def infer(self, model, x, fast=True):
+        from mmdwnet.ops.dense import fast_inference
+        with torch.no_grad(), fast_inference(fast):
             model(x, mode='tensor')
 
     def settings(self):
@@ -207,6 +215,9 @@ class Runner:
     def _all(self, s):
         if self.unfused is not None:
             s['infer_unfused'] = (lambda: self.infer(self.unfused, self.x), self.args.batch)
+        if not self.args.no_plain:
+            s['infer_plain'] = (lambda: self.infer(self.fused, self.x, fast=False),
+                                self.args.batch)
         if not self.args.no_batch1:
             s['infer_b1'] = (lambda: [self.infer(self.fused, self.x1) for _ in range(3)], 3)
         if self.args.channels_last:
@@ -318,9 +329,11 @@ def run(args):
 
 
 # ---------------------------------------------------------------------------- report
-def ratio_stats(info, name, setting):
+def ratio_stats(info, name, setting, reference=REFERENCE):
+    if reference not in info['models']:
+        return None
     ours = info['models'][name]['throughput'].get(setting)
-    ref = info['models'][REFERENCE]['throughput'].get(setting)
+    ref = info['models'][reference]['throughput'].get(setting)
     if not ours or not ref:
         return None
     ratios = [a / b for a, b in zip(ours, ref)]
@@ -371,10 +384,13 @@ def write_report(info, args):
     png = osp.splitext(out)[0] + '.png'
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     names = list(info['models'])
-    settings = [s for s in ('infer', 'infer_unfused', 'infer_b1', 'infer_cl', 'infer_compiled',
-                            'train') if any(s in info['models'][n]['throughput'] for n in names)]
+    settings = [s for s in ('infer', 'infer_unfused', 'infer_plain', 'infer_b1', 'infer_cl',
+                            'infer_compiled', 'train')
+                if any(s in info['models'][n]['throughput'] for n in names)]
     titles = dict(infer=f'inference b{args.batch} (fused)',
-                  infer_unfused=f'inference b{args.batch} (unfused)', infer_b1='inference b1',
+                  infer_unfused=f'inference b{args.batch} (unfused)',
+                  infer_plain=f'inference b{args.batch} (fused, plain modules)',
+                  infer_b1='inference b1',
                   infer_cl=f'inference b{args.batch} channels-last',
                   infer_compiled=f'inference b{args.batch} torch.compile',
                   train=f'train step b{args.batch}')
@@ -389,6 +405,11 @@ def write_report(info, args):
         '`mmcv.cnn.fuse_conv_bn` (the deploy step; the reference has no conv-BN pair).',
         '- Ratios are the median over rounds of (model images/s) / (reference images/s) '
         'measured in the same round; parentheses give min-max over rounds.',
+        '- Inference runs, as deployed, with the CPU fast path of the dense layers '
+        '(`mmdwnet.ops.dense`: oneDNN matrix products with fused bias/GELU, the FFN in '
+        'cache-sized row chunks, the pre-FFN BN folded into fc1); "plain modules" columns switch '
+        'it off (`MMDWNET_FAST_INFERENCE=0`) and run the same models as ordinary PyTorch modules. '
+        'The reference has no such path.',
         '- Peak memory: peak of the bytes allocated through torch\'s CPU allocator during one '
         'call above the level at its start (`torch.profiler`, `profile_memory=True`); includes '
         'activations and (training) gradients, not parameters or AdamW state that exist before '
@@ -405,6 +426,23 @@ def write_report(info, args):
         row += [fmt_ratio(ratio_stats(info, n, s)) for s in settings]
         row.append(f'{PAPER[n]:.2f}x' if n in PAPER else '')
         lines.append('| ' + ' | '.join(row) + ' |')
+    arch = [s for s in settings if s != 'train' and ratio_stats(info, names[0], s,
+                                                                  ARCH_REFERENCE)]
+    if ARCH_REFERENCE in info['models'] and arch:
+        lines += ['', '## Throughput relative to mmdwnet Swin-T (same implementation, only the '
+                  'mixer differs)', '',
+                  'The paper\'s comparison: every model below shares the patch embedding, '
+                  'patch merging, FFN, head and their implementation with mmdwnet\'s Swin-T, so '
+                  'these ratios are those of the spatial mixers alone.', '',
+                  '| model | ' + ' | '.join(titles[s] for s in arch) + ' | paper (V100) |',
+                  '|' + ' --- |' * (len(arch) + 2)]
+        for n in names:
+            if n in (ARCH_REFERENCE, REFERENCE):
+                continue
+            row = [info['models'][n]['label']]
+            row += [fmt_ratio(ratio_stats(info, n, s, ARCH_REFERENCE)) for s in arch]
+            row.append(f'{PAPER[n]:.2f}x' if n in PAPER else '')
+            lines.append('| ' + ' | '.join(row) + ' |')
     lines += ['', '## Absolute numbers (images/s: median (min-max)), FLOPs, memory', '',
               '| model | params (M) | FLOPs (G) | ' + ' | '.join(titles[s] for s in settings)
               + ' | peak mem inference (MiB) | peak mem train step (MiB) |',
@@ -419,13 +457,17 @@ def write_report(info, args):
         row += [mem_i, mem_t]
         lines.append('| ' + ' | '.join(row) + ' |')
     lines += ['', '## Targets (inference, batch %d, fused, ratio to the reference)' % args.batch,
-              '', '| model | target | measured (median) | met |', '| --- | --- | --- | --- |']
+              '', '| model | target | measured (median, min-max) | met | plain modules '
+              '(fast path off) |', '| --- | --- | --- | --- | --- |']
     for n, target in TARGETS.items():
         stats = ratio_stats(info, n, 'infer') if n in info['models'] else None
         if stats is None:
             continue
-        lines.append(f'| {info["models"][n]["label"]} | >= {target:.2f}x | {stats[0]:.2f}x | '
-                     f'{"yes" if stats[0] >= target else "**no**"} |')
+        plain = ratio_stats(info, n, 'infer_plain')
+        plain = f'{plain[0]:.2f}x' if plain else 'n/a'
+        lines.append(f'| {info["models"][n]["label"]} | >= {target:.2f}x | {stats[0]:.2f}x '
+                     f'({stats[1]:.2f}-{stats[2]:.2f}) | {"yes" if stats[0] >= target else "**no**"}'
+                     f' | {plain} |')
     ops = info.get('ops')
     if ops:
         lines += op_lines(ops)

@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmdwnet.ops import local_aggregate, local_correlate
+from mmdwnet.ops.dense import linear
 from mmdwnet.registry import register_model
 from .builder import divisible_or_raise
 from .window import WindowGeometry, relative_position_index
@@ -95,7 +96,7 @@ class ShiftedWindowAttention(_WindowMixerBase):
     def attention_weights(self, windows, mask):
         """(B*nW, N, C) windows -> ((B*nW, heads, N, N) weights, (B*nW, heads, N, d) values)."""
         bw, n, c = windows.shape
-        qkv = self.qkv(windows).reshape(bw, n, 3, self.num_heads, c // self.num_heads)
+        qkv = linear(windows, self.qkv).reshape(bw, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         attn = (q * self.scale) @ k.transpose(-2, -1)
         attn = attn + self.relative_bias(self.relative_position_bias_table).unsqueeze(0)
@@ -110,7 +111,7 @@ class ShiftedWindowAttention(_WindowMixerBase):
         windows = geo.partition(x)
         attn, v = self.attention_weights(windows, geo.mask(x.device))
         out = (attn @ v).transpose(1, 2).reshape(windows.shape)
-        return geo.reverse(self.proj_drop(self.proj(out)))
+        return geo.reverse(self.proj_drop(linear(out, self.proj)))
 
     def aggregation(self, x):
         """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the value aggregation alone.
@@ -192,7 +193,7 @@ class LocalMLP(_WindowMixerBase):
                              f'{self.input_resolution} maps and cannot take '
                              f'{tuple(x.shape[1:3])}: its weights are per window')
         geo = self.geometry(x)
-        windows = self.v(geo.partition(x))
+        windows = linear(geo.partition(x), self.v)
         bw, n, c = windows.shape
         heads = self.weight_heads
         v = windows.view(-1, geo.num_windows, n, heads, c // heads).permute(0, 1, 3, 2, 4)
@@ -200,7 +201,7 @@ class LocalMLP(_WindowMixerBase):
         if weight.shape[0] == 1:
             weight = weight.squeeze(0)
         out = (weight @ v).permute(0, 1, 3, 2, 4).reshape(bw, n, c)
-        return geo.reverse(self.proj_drop(self.proj(out)))
+        return geo.reverse(self.proj_drop(linear(out, self.proj)))
 
     def aggregation(self, x):
         """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the window aggregation alone.
@@ -258,7 +259,7 @@ class SlidingWindowAttention(nn.Module):
         """(B, H, W, C) -> ((B, heads, k, k, H, W) weights, (B, C, H, W) values)."""
         b, h, w, c = x.shape
         k = self.kernel_size
-        q, key, v = self.qkv(x).permute(0, 3, 1, 2).reshape(b, 3, c, h, w).unbind(1)
+        q, key, v = linear(x, self.qkv).permute(0, 3, 1, 2).reshape(b, 3, c, h, w).unbind(1)
         logits = local_correlate(q * self.scale, key, k, self.num_heads)
         bias = self.relative_position_bias_table.view(1, self.num_heads, k, k, 1, 1)
         ones = x.new_ones(1, 1, h, w)
@@ -270,7 +271,7 @@ class SlidingWindowAttention(nn.Module):
     def forward(self, x):
         attn, v = self.attention_weights(x)
         out = local_aggregate(v, attn).permute(0, 2, 3, 1)
-        return self.proj_drop(self.proj(out))
+        return self.proj_drop(linear(out, self.proj))
 
     def aggregation(self, x):
         """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the value aggregation alone.
