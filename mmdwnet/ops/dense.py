@@ -20,7 +20,8 @@ float32 rounding (tests/test_dense_fast_path.py).
 
 It runs only where nothing can tell the difference: no autograd graph is being recorded
 (``torch.no_grad`` / inference mode), the block is in eval mode, CPU float32 tensors, not while
-TorchScript traces (FLOP counting) and only if oneDNN is present and passes a one-time check.
+TorchScript traces (FLOP counting) or ``torch.compile`` compiles, and only if oneDNN is present
+and passes a one-time check.
 ``MMDWNET_FAST_INFERENCE=0`` or :func:`fast_inference` (``with fast_inference(False): ...``)
 switches it off (the benchmark's "plain modules" rows).
 """
@@ -83,11 +84,19 @@ def _onednn_linear_ok():
     return _probe['ok']
 
 
+def _compiling():
+    is_compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
+    return bool(is_compiling and is_compiling())
+
+
 def use_fast_path(module, x):
-    """True when ``module`` may run the fast path on ``x`` (see the module docstring)."""
+    """True when ``module`` may run the fast path on ``x`` (see the module docstring).
+
+    Off under ``torch.compile``, which makes its own fused CPU kernels (and cannot lower
+    ``_linear_pointwise`` on weights that are not graph constants)."""
     return (not module.training and not torch.is_grad_enabled() and x.device.type == 'cpu'
             and x.dtype == torch.float32 and not torch.jit.is_tracing()
-            and not torch.jit.is_scripting() and fast_inference_enabled()
+            and not torch.jit.is_scripting() and not _compiling() and fast_inference_enabled()
             and _onednn_linear_ok())
 
 

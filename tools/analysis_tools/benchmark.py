@@ -480,6 +480,19 @@ def write_report(info, args):
 
 NOTES = [
     '', '## How the speed is obtained (and switches)', '',
+    '- Dense layers (every model, `mmdwnet/ops/dense.py`): in CPU inference (eval mode, no '
+    'autograd recording, float32, not while tracing) each block computes `x + FFN(norm2(x))` '
+    'with oneDNN matrix products (`torch.ops.mkldnn._linear_pointwise`, the op `torch.compile` '
+    'emits for CPU linears) that fuse the bias and the GELU, over row chunks of about 4 MiB of '
+    'hidden activations that stay in cache, with an eval BatchNorm before the FFN folded into '
+    'fc1; qkv/value/output projections and patch merging use the same matrix product. Two costs '
+    'of the plain modules go away: PyTorch\'s float32 `addmm` (MKL) runs 2-2.5x slower than '
+    'oneDNN on this AVX-512 CPU for these shapes, and the 38 MiB (B*H*W, 4C) hidden tensors of '
+    'stage 1 are fresh allocations above glibc\'s mmap threshold whose page faults cost about '
+    'as much as the products. The reference runs as mmpretrain builds it. '
+    '`MMDWNET_FAST_INFERENCE=0` (or `with mmdwnet.ops.dense.fast_inference(False)`) switches '
+    'the path off: the "plain modules" columns. Outputs agree with the module path within '
+    '1e-5 (tests/test_dense_fast_path.py, tests/test_reference.py).',
     '- I-D-DW: `mmdwnet.ops.local_aggregate_pointwise` fuses the kernel generator\'s last 1x1 '
     'conv with the aggregation: the (N, G*k*k, H, W) kernels (16x the input at stage 1) are made '
     'a few images at a time into a reused buffer (recomputed in the backward pass) instead of '
@@ -496,15 +509,20 @@ NOTES = [
     'when gradients are needed and one compiled channels-last kernel call in CPU inference.',
     '- `mmcv.cnn.fuse_conv_bn` folds every conv->BN pair of the blocks (1x1 convs, the static '
     '7x7 depth-wise conv, the kernel generators); the BN after a dynamic aggregation and the '
-    'pre-FFN BN have no conv before them and stay (tests/test_speed_equivalence.py).',
+    'pre-FFN BN have no conv before them and stay as modules (the fast path folds the pre-FFN '
+    'BN at run time; tests/test_speed_equivalence.py).',
     '- Flags: `--channels-last` (channels-last input) and `--compile` (`torch.compile`) add '
-    'rows; they are off in `make bench` (compiling the six models takes many minutes on this '
-    'CPU). No optimisation changes outputs by more than 1e-5 (tests/test_ops_local_aggregation.py, '
+    'rows; they are off in `make bench` because compiling every model takes minutes on this '
+    'CPU; docs/benchmark_compile.md is one such run. No optimisation changes outputs by more '
+    'than 1e-5 (tests/test_ops_local_aggregation.py, tests/test_dense_fast_path.py, '
     'tests/test_reference.py).',
-    '- Noise: this 2-core machine is shared. Over four full runs of `make bench` while the '
-    'kernels were tuned, the unchanged mmdwnet Swin-T measured 0.95x-1.09x and D-DWNet-T '
-    '1.26x-1.41x (three runs at 1.40x-1.41x): single medians move by about +-0.1x. Compare '
-    'ratios within one run.',
+    '- Noise: this 2-core machine is shared and single medians move by about +-0.1x between runs '
+    '(more for the fast models, whose per-round times are short). Compare ratios within one '
+    'run; the min-max spreads show the rounds.',
+    '- GPU: not measured. No GPU was available to this project\'s machines or CI; the CUDA '
+    'dispatch of the aggregation ops (the pure-PyTorch path on CUDA tensors) is tested only '
+    'where a GPU exists, and no Triton/CUDA kernel is provided. The CPU fast paths above do not '
+    'run on CUDA tensors.',
 ]
 
 
