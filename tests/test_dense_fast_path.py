@@ -158,3 +158,18 @@ def test_linear_helper():
     layer.bias = None
     with torch.no_grad():
         assert (dense.linear(x, layer) - layer(x)).abs().max().item() <= 1e-5
+
+
+def test_torch_compile_in_inference_mode():
+    """torch.compile traces eval + no_grad forwards: the fast path must step aside (inductor
+    cannot lower oneDNN linears on non-constant weights) and outputs stay the same."""
+    torch._dynamo.reset()
+    model = MODELS.build(dict(type='DWNet', arch=dict(embed_dims=8, depths=[1, 1, 1, 1],
+                                                      num_heads=[1, 2, 4, 8]), img_size=32))
+    model = _randomize_norms(model).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        out = torch.compile(model)(x)
+    torch._dynamo.reset()
+    assert (ref[-1] - out[-1]).abs().max().item() <= 1e-5
