@@ -123,6 +123,22 @@ def test_ffn_residual_matches_modules(norm, act, monkeypatch):
     assert (out - ref).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize('with_bn', [False, True])
+def test_ffn_residual_without_biases(with_bn):
+    c = 16
+    ffn = _ffn(c)
+    ffn.layers[0][0].bias = None
+    ffn.layers[1].bias = None
+    bn = _randomize_norms(nn.BatchNorm2d(c)).eval() if with_bn else None
+    x = torch.randn(1, 6, 7, c)
+    with torch.no_grad():
+        normed = bn(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1) if with_bn else x
+        ref = x + ffn(normed)
+        out = dense.ffn_residual(x, ffn, bn)
+    assert out is not None
+    assert (out - ref).abs().max().item() <= 1e-5
+
+
 def test_ffn_residual_declines_what_it_cannot_do():
     c = 8
     x = torch.randn(1, 4, 4, c)

@@ -108,8 +108,7 @@ def linear(x, layer):
     """
     if not use_fast_path(layer, x):
         return layer(x)
-    bias = layer.bias if layer.bias is not None else layer.weight.new_zeros(layer.out_features)
-    return torch.ops.mkldnn._linear_pointwise(x, layer.weight, bias, 'none', [], '')
+    return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, 'none', [], '')
 
 
 def _activation(act):
@@ -176,10 +175,7 @@ def ffn_residual(x, ffn, norm=None):
         layer_norm = norm
     elif norm is not None:
         return None
-    if b1 is None:
-        b1 = w1.new_zeros(w1.shape[0])
-    b2 = fc2.bias if fc2.bias is not None else fc2.weight.new_zeros(fc2.weight.shape[0])
-    linear = torch.ops.mkldnn._linear_pointwise
+    onednn_linear = torch.ops.mkldnn._linear_pointwise  # bias may be None
 
     c = x.shape[-1]
     rows = x.reshape(-1, c)
@@ -190,8 +186,9 @@ def ffn_residual(x, ffn, norm=None):
         h = xr if layer_norm is None else F.layer_norm(
             xr, layer_norm.normalized_shape, layer_norm.weight, layer_norm.bias, layer_norm.eps)
         if post is not None:
-            h = linear(h, w1, b1, post[0], [], post[1])
+            h = onednn_linear(h, w1, b1, post[0], [], post[1])
         else:
-            h = act(linear(h, w1, b1, 'none', [], ''))
-        torch.add(xr, linear(h, fc2.weight, b2, 'none', [], ''), out=out[a:a + step])
+            h = act(onednn_linear(h, w1, b1, 'none', [], ''))
+        torch.add(xr, onednn_linear(h, fc2.weight, fc2.bias, 'none', [], ''),
+                  out=out[a:a + step])
     return out.view(x.shape)
