@@ -51,7 +51,7 @@ def test_config_settings(det_dir, backbone, size):
     assert bb.type == BACKBONES[backbone] and bb.arch == size
     assert tuple(bb.out_indices) == (0, 1, 2, 3) and bb.pad_to_window is True
     assert bb.out_norm_cfg.type == ('LN' if backbone == 'swin' else 'SyncBN')
-    assert bb.drop_path_rate == {'tiny': 0.2, 'base': 0.5}[size]
+    assert bb.drop_path_rate == {'tiny': 0.2, 'base': 0.3}[size]  # as the official configs
     assert bb.init_cfg.type == 'Pretrained' and bb.init_cfg.prefix == 'backbone.'
     assert f'{backbone}-{size}' in bb.init_cfg.checkpoint
     width = {'tiny': 96, 'base': 128}[size]
@@ -203,6 +203,34 @@ def test_syncbn_built_as_syncbn_and_reverted_by_runner(det_dir, tmp_path):
     head_bn = runner.model.roi_head.bbox_head[0].shared_convs[0].bn
     assert isinstance(head_bn, torch.nn.modules.batchnorm._BatchNorm)
     assert isinstance(runner.model.backbone.norm0, torch.nn.modules.batchnorm._BatchNorm)
+
+
+@pytest.mark.parametrize('backbone', list(BACKBONES))
+def test_every_backbone_norm_follows_the_official_code(det_dir, backbone):
+    """The official detection DWNet builds every BN of the backbone as SyncBN (block BNs, the
+    pre-FFN BN, the D-DW / I-D-DW kernel generator's BN, the output norms); Swin keeps LN.
+    Counted on the tiny backbones as the configs build them: 12 blocks of 3 mixer BNs + 1
+    pre-FFN BN (+ 1 generator BN for the dynamic convs) + 4 output norms."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from mmdwnet.registry import MODELS
+    cfg = Config.fromfile(str(det_dir / config_name(backbone, 'tiny')))
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model.backbone)
+    sync = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    plain = sum(isinstance(m, _BatchNorm) and not isinstance(m, torch.nn.SyncBatchNorm)
+                for m in model.modules())
+    layer_norms = sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
+    blocks = sum(model.arch_settings['depths'])
+    assert blocks == 12
+    if backbone == 'swin':  # LN before the mixer and the FFN, patch embed/merging, outputs
+        assert (sync, plain, layer_norms) == (0, 0, 2 * blocks + 1 + 3 + 4)
+        return
+    per_block = 4 + (backbone != 'dwnet')
+    assert (sync, plain, layer_norms) == (per_block * blocks + 4, 0, 1 + 3)
+    generator = model.stages[0].blocks[0].mixer.aggregate
+    if backbone != 'dwnet':
+        assert isinstance(generator.norm, torch.nn.SyncBatchNorm)
 
 
 # ---------------------------------------------------------------- pretrained / converted weights

@@ -41,6 +41,10 @@ model = dict(
         type='DWNet',
         arch='tiny',
         drop_path_rate=0.2,
+        # the official detection DWNet builds every BN from one SyncBN config: in the mixer
+        # (and its dynamic-kernel generator), before the FFN and on each returned stage
+        mixer=dict(norm_cfg=norm_cfg),
+        norm2_cfg=norm_cfg,
         out_indices=(0, 1, 2, 3),
         out_norm_cfg=norm_cfg,
         pad_to_window=True,
