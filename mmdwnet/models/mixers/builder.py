@@ -2,14 +2,17 @@
 import copy
 import inspect
 
+import torch.nn as nn
+
 from mmdwnet.registry import MODELS, build_model_checked
+from ..checks import divisible_or_raise  # noqa: F401  (re-exported for the mixers)
 
 # Keyword arguments the backbone offers every mixer.  A mixer receives those its ``__init__``
 # names; everything in the user's mixer config is passed as given (so a typo raises).
 CONTEXT_KEYS = ('embed_dims', 'num_heads', 'input_resolution', 'shift', 'pad_to_window', 'stage')
 
 
-def build_mixer(cfg, **context):
+def build_mixer(cfg: dict, **context) -> nn.Module:
     """Build a mixer from ``cfg`` with the backbone's ``context`` it accepts.
 
     Args:
@@ -19,6 +22,10 @@ def build_mixer(cfg, **context):
     Returns:
         nn.Module: mixer mapping (B, H, W, C) to (B, H, W, C).
     """
+    if not isinstance(cfg, dict):
+        hint = f" Use dict(type={cfg!r})." if isinstance(cfg, str) else ''
+        raise TypeError(f'a mixer config must be a dict such as dict(type=\'DWConv\', '
+                        f'kernel_size=7), got {cfg!r}.{hint}')
     cfg = copy.deepcopy(cfg)
     mixer_cls = MODELS.get(cfg.get('type')) if isinstance(cfg.get('type'), str) else cfg.get('type')
     if mixer_cls is None:
@@ -28,10 +35,3 @@ def build_mixer(cfg, **context):
         if key in params and key not in cfg:
             cfg[key] = value
     return build_model_checked(cfg)
-
-
-def divisible_or_raise(what, total, part, stage=None, hint=''):
-    """Raise a ValueError naming the stage and numbers when ``part`` does not divide ``total``."""
-    if part <= 0 or total % part != 0:
-        where = f' in stage {stage}' if stage is not None else ''
-        raise ValueError(f'{what}{where}: {part} does not divide {total}. {hint}'.strip())
