@@ -7,15 +7,16 @@ from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.drop import DropPath
 from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdwnet.ops.dense import ffn_residual, linear, use_fast_path
+from ..checks import check_bool, check_int, check_positive, check_rate
+from ..norms import is_channels_first_norm
 
 
 def build_cl_norm(norm_cfg, channels):
     """Build a norm for channels-last tensors: returns (module, channels_first_flag)."""
     layer = build_norm_layer(norm_cfg, channels)[1]
-    return layer, isinstance(layer, (_BatchNorm, nn.SyncBatchNorm, nn.GroupNorm))
+    return layer, is_channels_first_norm(layer)
 
 
 def apply_cl_norm(norm, channels_first, x):
@@ -77,6 +78,19 @@ class MixerBlock(BaseModule):
                  norm1_cfg=None, norm2_cfg=dict(type='BN'), act_cfg=dict(type='GELU'),
                  se_ratio=None, ffn_dwconv_kernel=None, with_cp=False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        owner = type(self).__name__
+        check_int('embed_dims', embed_dims, owner=owner)
+        if not isinstance(mixer, nn.Module):
+            raise TypeError(f'{owner}: mixer must be a built nn.Module (see build_mixer), got '
+                            f'{mixer!r}')
+        check_positive('mlp_ratio', mlp_ratio, owner=owner)
+        check_rate('drop_rate', drop_rate, owner=owner)
+        check_rate('drop_path', drop_path, owner=owner,
+                   why=' (1 drops the residual branches and gives NaN in training)')
+        check_positive('se_ratio', se_ratio, owner=owner, allow_none=True)
+        if ffn_dwconv_kernel is not None:  # even kernels would change the map size
+            check_int('ffn_dwconv_kernel', ffn_dwconv_kernel, odd=True, owner=owner)
+        check_bool('with_cp', with_cp, owner=owner)
         self.with_cp = with_cp
         if norm1_cfg is not None:
             self.norm1, self._norm1_cf = build_cl_norm(norm1_cfg, embed_dims)
@@ -125,7 +139,9 @@ class PatchMerging(nn.Module):
 
     def __init__(self, in_channels, out_channels=None, norm_cfg=dict(type='LN')):
         super().__init__()
-        out_channels = out_channels or 2 * in_channels
+        check_int('in_channels', in_channels, owner=type(self).__name__)
+        out_channels = 2 * in_channels if out_channels is None else out_channels
+        check_int('out_channels', out_channels, owner=type(self).__name__)
         self.norm = build_norm_layer(norm_cfg, 4 * in_channels)[1]
         self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
 

@@ -2,6 +2,7 @@
 import copy
 import difflib
 import math
+from typing import Tuple
 
 import torch
 from mmcv.cnn import build_norm_layer
@@ -10,7 +11,9 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdwnet.registry import register_model
+from ..checks import check_bool, check_cfg, check_int, check_pair, check_positive, check_rate
 from ..mixers.builder import build_mixer
+from ..norms import is_channels_first_norm
 from .blocks import MixerBlock, MixerStage, PatchMerging
 
 
@@ -93,12 +96,13 @@ class LocalMixerNet(BaseModule):
                 dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
             ]
         super().__init__(init_cfg=init_cfg)
+        self._check_arguments(locals())
         self.arch_settings = self._parse_arch(arch)
         embed_dims = self.arch_settings['embed_dims']
         depths = self.arch_settings['depths']
         num_heads = self.arch_settings['num_heads']
         self.num_stages = len(depths)
-        self.embed_dims = embed_dims
+        self.embed_dims, self.in_channels = embed_dims, in_channels
         self.num_features = [embed_dims * 2**i for i in range(self.num_stages)]
         self.out_indices = self._parse_out_indices(out_indices)
         self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
@@ -138,7 +142,7 @@ class LocalMixerNet(BaseModule):
             if out_norm_cfg is None:
                 continue
             layer = build_norm_layer(out_norm_cfg, self.num_features[i])[1]
-            self._out_norm_cf = isinstance(layer, (_BatchNorm, torch.nn.SyncBatchNorm))
+            self._out_norm_cf = is_channels_first_norm(layer)
             self.add_module(f'norm{i}', layer)
         self._register_load_state_dict_pre_hook(self._skip_layer_norm_into_batch_norm)
         self._freeze_stages()
@@ -159,6 +163,23 @@ class LocalMixerNet(BaseModule):
                     state_dict.pop(key + name, None)
 
     # ------------------------------------------------------------------ argument parsing
+    def _check_arguments(self, args):
+        """Validate the arguments that are not parsed below (the blocks and mixers check theirs)."""
+        owner = type(self).__name__
+        check_pair('img_size', args['img_size'], owner=owner)
+        check_int('in_channels', args['in_channels'], owner=owner)
+        check_int('patch_size', args['patch_size'], owner=owner)
+        check_rate('drop_rate', args['drop_rate'], owner=owner)
+        check_rate('drop_path_rate', args['drop_path_rate'], owner=owner,
+                   why=' (a rate of 1 drops every residual branch and gives NaN in training)')
+        for name in ('norm1_cfg', 'patch_norm_cfg', 'out_norm_cfg'):
+            check_cfg(name, args[name], owner=owner, allow_none=True)
+        for name in ('norm2_cfg', 'merge_norm_cfg'):
+            check_cfg(name, args[name], owner=owner)
+        for name in ('pad_to_window', 'norm_eval', 'with_cp'):
+            check_bool(name, args[name], owner=owner)
+        check_int('frozen_stages', args['frozen_stages'], minimum=-1, owner=owner)
+
     def _parse_arch(self, arch):
         if isinstance(arch, str):
             key = arch.lower()
@@ -175,9 +196,15 @@ class LocalMixerNet(BaseModule):
             raise ValueError(f'arch dict is missing {sorted(missing)}; it needs embed_dims, '
                              f'depths and num_heads (one per stage)')
         arch = copy.deepcopy(arch)
-        depths = list(arch['depths'])
-        heads = arch['num_heads']
+        owner = type(self).__name__
+        check_int("arch['embed_dims']", arch['embed_dims'], owner=owner)
+        depths, heads = arch['depths'], arch['num_heads']
+        if isinstance(depths, (str, dict)) or not hasattr(depths, '__len__') or not depths:
+            raise ValueError(f"{owner}: arch['depths']={depths!r} is not allowed; it must be a "
+                             'non-empty list of block counts, one per stage')
+        depths = [check_int(f"arch['depths'][{i}]", d, owner=owner) for i, d in enumerate(depths)]
         heads = [heads] * len(depths) if isinstance(heads, int) else list(heads)
+        heads = [check_int(f"arch['num_heads'][{i}]", h, owner=owner) for i, h in enumerate(heads)]
         if len(heads) != len(depths):
             raise ValueError(f'arch has {len(depths)} stages (depths={depths}) but '
                              f'{len(heads)} num_heads ({heads})')
@@ -187,30 +214,49 @@ class LocalMixerNet(BaseModule):
         return dict(embed_dims=arch['embed_dims'], depths=depths, num_heads=heads)
 
     def _parse_out_indices(self, out_indices):
+        """Stage indices (negative ones count from the end) -> increasing tuple.
+
+        Outputs come in stage order, as in mmpretrain's backbones; a repeated or out-of-order
+        index would silently return fewer or reordered outputs, so both are rejected.
+        """
         if isinstance(out_indices, int):
             out_indices = [out_indices]
+        given = tuple(out_indices)
         result = []
-        for i in out_indices:
+        for i in given:
+            check_int('out_indices entry', i, minimum=-self.num_stages, owner=type(self).__name__)
             j = i + self.num_stages if i < 0 else i
             if not 0 <= j < self.num_stages:
-                raise ValueError(f'out_indices {tuple(out_indices)} out of range for '
+                raise ValueError(f'out_indices {given} out of range for '
                                  f'{self.num_stages} stages')
             result.append(j)
+        if not result:
+            raise ValueError('out_indices is empty; name at least one stage, e.g. (3,)')
+        if len(set(result)) != len(result) or result != sorted(result):
+            raise ValueError(f'out_indices {given} must name each stage once, in increasing '
+                             f'order (outputs come in stage order); use '
+                             f'{tuple(sorted(set(result)))}')
         return tuple(result)
 
     def _parse_mixers(self, mixer):
         if isinstance(mixer, dict):
             return [mixer] * self.num_stages
+        if not isinstance(mixer, (list, tuple)):
+            hint = f' Use dict(type={mixer!r}).' if isinstance(mixer, str) else ''
+            raise TypeError(f'{type(self).__name__}: mixer={mixer!r} is not allowed; it must be a '
+                            f"config dict such as dict(type='DWConv', kernel_size=7) or a list "
+                            f'of {self.num_stages} of them (one per stage).{hint}')
         mixer = list(mixer)
         if len(mixer) != self.num_stages:
             raise ValueError(f'{len(mixer)} mixer configs given for {self.num_stages} stages')
         return mixer
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x):
-        """(B, C_in, H, W) -> tuple of stage outputs (B, C_i, H_i, W_i)."""
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """(B, C_in, H, W) -> tuple of stage outputs (B, C_i, H_i, W_i); B may be 0."""
+        self._check_input(x)
         x, (h, w) = self.patch_embed(x)
-        x = self.drop_after_pos(x.view(x.shape[0], h, w, -1))
+        x = self.drop_after_pos(x.view(x.shape[0], h, w, x.shape[-1]))
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
@@ -219,6 +265,15 @@ class LocalMixerNet(BaseModule):
             if stage.downsample is not None:
                 x = stage.downsample(x)
         return tuple(outs)
+
+    def _check_input(self, x):
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f'{type(self).__name__} expects images of shape (B, C, H, W) with '
+                             f'C = in_channels = {self.in_channels}, got {got}')
+        if not x.is_floating_point():
+            raise TypeError(f'{type(self).__name__} expects floating-point images, got {x.dtype}; '
+                            'convert with x.float()')
 
     def _output(self, i, x):
         norm = getattr(self, f'norm{i}', None)
