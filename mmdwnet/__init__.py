@@ -12,6 +12,7 @@ allow_mmengine_checkpoints()
 
 try:  # the classification dataset needs mmpretrain; without it the rest still works
     from . import datasets  # noqa: F401
+    from . import evaluation  # noqa: F401  (ReaLAccuracy)
 except ModuleNotFoundError as e:
     if (e.name or '').split('.')[0] != 'mmpretrain':
         raise
