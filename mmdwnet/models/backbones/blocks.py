@@ -31,7 +31,7 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels, ratio=16):
         super().__init__()
-        hidden = max(channels // ratio, 8)
+        hidden = max(int(channels // ratio), 8)
         self.fc1 = nn.Linear(channels, hidden)
         self.act = nn.ReLU(inplace=True)
         self.fc2 = nn.Linear(hidden, channels)

@@ -5,6 +5,7 @@ partial config merged over the preset's default (``DWNet(mixer=dict(kernel_size=
 config files can override single mixer options through inheritance.
 """
 import copy
+from typing import Optional, Union
 
 from mmdwnet.registry import register_model
 from .local_mixer_net import LocalMixerNet
@@ -17,7 +18,20 @@ class _Preset(LocalMixerNet):
     default_mixer = None
     default_block = None
 
-    def __init__(self, arch='tiny', mixer=None, **kwargs):
+    def __init__(self, arch: Union[str, dict] = 'tiny', mixer: Optional[dict] = None,
+                 **kwargs) -> None:
+        name = type(self).__name__
+        if mixer is not None and not isinstance(mixer, dict):
+            if isinstance(mixer, str):
+                hint = f'Use mixer=dict(type={mixer!r}) (or only the options to change).'
+            elif isinstance(mixer, (list, tuple)):
+                hint = ('A preset takes one mixer config for every stage; for one per stage use '
+                        'LocalMixerNet(mixer=[...]).')
+            else:
+                hint = ''
+            raise TypeError(f'{name}: mixer={mixer!r} is not allowed; it must be None or a dict '
+                            f'of {self.default_mixer["type"]} options, e.g. '
+                            f'dict(kernel_size=7). {hint}'.strip())
         mixer_cfg = copy.deepcopy(self.default_mixer)
         overrides = dict(mixer or {})
         given = overrides.pop('type', mixer_cfg['type'])

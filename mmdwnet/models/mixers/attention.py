@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mmdwnet.ops import local_aggregate, local_correlate
 from mmdwnet.ops.dense import linear
 from mmdwnet.registry import register_model
-from .builder import divisible_or_raise
+from ..checks import check_bool, check_int, check_pair, check_rate, divisible_or_raise
 from .window import WindowGeometry, relative_position_index
 
 
@@ -31,6 +31,11 @@ class _WindowMixerBase(nn.Module):
     def __init__(self, embed_dims, num_heads, window_size=7, shift=False, pad_to_window=False,
                  stage=None):
         super().__init__()
+        owner = type(self).__name__
+        check_int('embed_dims', embed_dims, owner=owner, stage=stage)
+        check_int('window_size', window_size, owner=owner, stage=stage)
+        check_bool('shift', shift, owner=owner)
+        check_bool('pad_to_window', pad_to_window, owner=owner)
         divisible_or_raise(f'{type(self).__name__}: num_heads', embed_dims, num_heads, stage,
                            hint=f'num_heads must divide the {embed_dims} channels of the stage.')
         self.embed_dims, self.num_heads, self.window_size = embed_dims, num_heads, window_size
@@ -84,6 +89,9 @@ class ShiftedWindowAttention(_WindowMixerBase):
     def __init__(self, embed_dims, num_heads, window_size=7, shift=False, qkv_bias=True,
                  attn_drop=0., proj_drop=0., pad_to_window=False, stage=None):
         super().__init__(embed_dims, num_heads, window_size, shift, pad_to_window, stage)
+        check_bool('qkv_bias', qkv_bias, owner=type(self).__name__)
+        check_rate('attn_drop', attn_drop, owner=type(self).__name__)
+        check_rate('proj_drop', proj_drop, owner=type(self).__name__)
         self.scale = (embed_dims // num_heads)**-0.5
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * window_size - 1)**2, num_heads))
@@ -159,6 +167,10 @@ class LocalMLP(_WindowMixerBase):
                  share_positions=True, input_resolution=None, qkv_bias=True, proj_drop=0.,
                  pad_to_window=False, stage=None):
         super().__init__(embed_dims, num_heads, window_size, shift, pad_to_window, stage)
+        for name, flag in (('share_channels', share_channels),
+                           ('share_positions', share_positions), ('qkv_bias', qkv_bias)):
+            check_bool(name, flag, owner='LocalMLP')
+        check_rate('proj_drop', proj_drop, owner='LocalMLP')
         self.share_channels, self.share_positions = share_channels, share_positions
         self.weight_heads = num_heads if share_channels else embed_dims
         n = window_size**2
@@ -167,7 +179,8 @@ class LocalMLP(_WindowMixerBase):
             if input_resolution is None:
                 raise ValueError('LocalMLP(share_positions=False) needs input_resolution (set '
                                  'img_size on the backbone)')
-            self.input_resolution = tuple(input_resolution)
+            self.input_resolution = check_pair('input_resolution', input_resolution,
+                                               owner='LocalMLP')
             num_windows = WindowGeometry(*self.input_resolution, window_size, self.shift_size,
                                          pad_to_window, stage).num_windows
         self.local_weight = nn.Parameter(torch.zeros(num_windows, self.weight_heads, n, n))
@@ -243,9 +256,14 @@ class SlidingWindowAttention(nn.Module):
     def __init__(self, embed_dims, num_heads, kernel_size=7, qkv_bias=True, attn_drop=0.,
                  proj_drop=0., stage=None):
         super().__init__()
+        owner = 'SlidingWindowAttention'
+        check_int('embed_dims', embed_dims, owner=owner, stage=stage)
         divisible_or_raise('SlidingWindowAttention: num_heads', embed_dims, num_heads, stage)
-        if kernel_size % 2 == 0:
-            raise ValueError(f'SlidingWindowAttention kernel_size must be odd, got {kernel_size}')
+        # odd: the neighbourhood is centred on its position
+        check_int('kernel_size', kernel_size, odd=True, owner=owner, stage=stage)
+        check_bool('qkv_bias', qkv_bias, owner=owner)
+        check_rate('attn_drop', attn_drop, owner=owner)
+        check_rate('proj_drop', proj_drop, owner=owner)
         self.embed_dims, self.num_heads, self.kernel_size = embed_dims, num_heads, kernel_size
         self.scale = (embed_dims // num_heads)**-0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros(num_heads, kernel_size**2))

@@ -16,14 +16,45 @@ from mmcv.cnn import build_norm_layer
 from mmdwnet.ops import (dynamic_depthwise_conv2d, local_aggregate,
                          local_aggregate_pointwise)
 from mmdwnet.registry import register_model
-from .builder import divisible_or_raise
+from ..checks import check_bool, check_cfg, check_int, check_pair, divisible_or_raise
 
 
-def _odd_kernel_or_raise(kernel_size, stage=None):
-    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-        where = f' in stage {stage}' if stage is not None else ''
-        raise ValueError(f'kernel_size{where} must be a positive odd int (the output keeps the '
-                         f'input size), got {kernel_size!r}')
+def _kernel_size_or_raise(kernel_size, stage=None, allow_even=True, owner='the mixer'):
+    where = f' in stage {stage}' if stage is not None else ''
+    if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 1:
+        raise ValueError(f'kernel_size{where} must be a positive int, got {kernel_size!r}')
+    if kernel_size % 2 == 0 and not allow_even:
+        raise ValueError(f'{owner}: kernel_size{where} is {kernel_size}, but this aggregation op '
+                         'supports odd kernel sizes only so far; use an odd kernel_size (e.g. '
+                         f'{kernel_size + 1}) or the static DWConv, which takes even sizes')
+
+
+def same_padding(kernel_size):
+    """(left, right, top, bottom) zero padding that keeps H x W for a k x k kernel at stride 1.
+
+    ``(k - 1) // 2`` before and ``k // 2`` after: an even k gets its extra row at the bottom and
+    its extra column at the right, as PyTorch's ``padding='same'`` (odd k: ``k // 2`` each side).
+    """
+    before, after = (kernel_size - 1) // 2, kernel_size // 2
+    return (before, after, before, after)
+
+
+class SameDepthwiseConv2d(nn.Conv2d):
+    """Depth-wise k x k conv with a same-size output for any k, odd or even.
+
+    Zero-pads with :func:`same_padding` (even k: the extra row / column at the bottom / right),
+    then convolves without padding; equal to ``nn.Conv2d(..., padding='same')``.  A subclass of
+    ``nn.Conv2d`` with the same parameters, so conv-BN fusion and checkpoints are unchanged.
+
+    Shape:
+        (N, C, H, W) -> (N, C, H, W).
+    """
+
+    def __init__(self, channels, kernel_size, bias=True):
+        super().__init__(channels, channels, kernel_size, padding=0, groups=channels, bias=bias)
+
+    def forward(self, x):
+        return super().forward(F.pad(x, same_padding(self.kernel_size[0])))
 
 
 class SharedDepthwiseConv2d(nn.Module):
@@ -62,6 +93,9 @@ class SharedDepthwiseConv2d(nn.Module):
     def forward(self, x):
         if self.share_positions:
             weight = self.weight.repeat_interleave(self.channels // self.groups, dim=0)
+            if self.kernel_size % 2 == 0:
+                return F.conv2d(F.pad(x, same_padding(self.kernel_size)), weight, self.bias,
+                                groups=self.channels)
             return F.conv2d(x, weight, self.bias, padding=self.kernel_size // 2,
                             groups=self.channels)
         if tuple(x.shape[-2:]) != self.input_resolution:
@@ -115,7 +149,7 @@ class DynamicDWConv2d(nn.Module):
         """Analysis hook: this aggregation with the kernels generated from one image ``x``
         (1, C, H, W) held fixed, as a function (N, C, H, W) -> (N, C, H, W)."""
         weight = self.generate_weight(x).detach()
-        return lambda v: F.conv2d(v, weight, self.bias, padding=self.kernel_size // 2,
+        return lambda v: F.conv2d(F.pad(v, same_padding(self.kernel_size)), weight, self.bias,
                                   groups=self.channels)
 
 
@@ -186,7 +220,12 @@ class _PointwiseSpatialPointwise(nn.Module):
     def __init__(self, embed_dims, kernel_size=7, pad_to_window=False, norm_cfg=dict(type='BN'),
                  stage=None):
         super().__init__()
-        _odd_kernel_or_raise(kernel_size, stage)
+        owner = type(self).__name__
+        check_int('embed_dims', embed_dims, owner=owner, stage=stage)
+        check_int('kernel_size', kernel_size, owner=owner, stage=stage)  # type and sign
+        _kernel_size_or_raise(kernel_size, stage, self.even_kernels, type(self).__name__)
+        check_bool('pad_to_window', pad_to_window, owner=owner)
+        check_cfg('norm_cfg', norm_cfg, owner=owner)
         self.embed_dims, self.kernel_size = embed_dims, kernel_size
         self.pad_to_window = pad_to_window
         self.proj_in = nn.Conv2d(embed_dims, embed_dims, 1, bias=False)
@@ -196,6 +235,9 @@ class _PointwiseSpatialPointwise(nn.Module):
         self.norm_mid = build_norm_layer(norm_cfg, embed_dims)[1]
         self.proj_out = nn.Conv2d(embed_dims, embed_dims, 1, bias=False)
         self.norm_out = build_norm_layer(norm_cfg, embed_dims)[1]
+
+    # whether the aggregation takes even kernel sizes (same-size output, see same_padding)
+    even_kernels = True
 
     def build_aggregate(self, channels, kernel_size):
         raise NotImplementedError
@@ -252,6 +294,10 @@ class DWConv(_PointwiseSpatialPointwise):
     def __init__(self, embed_dims, kernel_size=7, share_channels=False, share_positions=True,
                  num_heads=1, input_resolution=None, pad_to_window=False,
                  norm_cfg=dict(type='BN'), stage=None):
+        check_bool('share_channels', share_channels, owner='DWConv')
+        check_bool('share_positions', share_positions, owner='DWConv')
+        if input_resolution is not None:
+            input_resolution = check_pair('input_resolution', input_resolution, owner='DWConv')
         if share_channels:
             divisible_or_raise('DWConv(share_channels=True): num_heads', embed_dims, num_heads,
                                stage, hint=f'Choose num_heads dividing {embed_dims} channels.')
@@ -261,8 +307,12 @@ class DWConv(_PointwiseSpatialPointwise):
 
     def build_aggregate(self, channels, kernel_size):
         if not self.share_channels and self.share_positions:
+            if kernel_size % 2 == 0:
+                return SameDepthwiseConv2d(channels, kernel_size)
             return nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
                              groups=channels)
+        if not self.share_positions:
+            _kernel_size_or_raise(kernel_size, None, False, 'DWConv(share_positions=False)')
         if not self.share_positions and self.pad_to_window:
             raise ValueError('DWConv(share_positions=False) has one kernel per position and '
                              'cannot pad to window multiples; set pad_to_window=False')
@@ -283,6 +333,7 @@ class DynamicDWConv(_PointwiseSpatialPointwise):
     Shape:
         (B, H, W, C) -> (B, H, W, C).
     """
+    even_kernels = False  # until mmdwnet.ops.dynamic_depthwise_conv2d takes even k
 
     def __init__(self, embed_dims, kernel_size=7, reduction=4, pad_to_window=False,
                  norm_cfg=dict(type='BN'), stage=None):
@@ -310,6 +361,7 @@ class IDynamicDWConv(_PointwiseSpatialPointwise):
     Shape:
         (B, H, W, C) -> (B, H, W, C).
     """
+    even_kernels = False  # until mmdwnet.ops.local_aggregate takes even k
 
     def __init__(self, embed_dims, kernel_size=7, group_channels=None, num_heads=None,
                  reduction=4, pad_to_window=False, norm_cfg=dict(type='BN'), stage=None):
