@@ -28,7 +28,7 @@ ABLATION_PARAMS = {
     'dwnet-tiny-share-ch-pos_8xb128_in1k.py': ('weight_sharing_table4', 'dwconv_sc_sp'),
     'sliding-attention-tiny_8xb128_in1k.py': ('dynamic_manner_table5', 'attention_sliding'),
     'swin-tiny-w12_8xb128-ft30e_in1k-384px.py': ('retrain_384_table14', 'swin_w12'),
-    'dwnet-tiny-k13_8xb128-ft30e_in1k-384px.py': ('retrain_384_table14', 'dwnet_k12'),
+    'dwnet-tiny-k12_8xb128-ft30e_in1k-384px.py': ('retrain_384_table14', 'dwnet_k12'),
     'swin-tiny-se_8xb128_in1k.py': ('se_table15', 'swin_se'),
     'dwnet-tiny-se_8xb128_in1k.py': ('se_table15', 'dwnet_se'),
 }
@@ -95,6 +95,11 @@ def test_ablation_parameter_counts_match_the_paper(params, paper_tables):
             assert round(ours) == paper, (name, ours, paper)
         else:  # published with one decimal (Table 4)
             assert abs(ours - paper) <= 0.07, (name, ours, paper)
+
+
+def test_table14_k12_model_has_true_12x12_kernels(params):
+    """The paper's 12x12 kernels (even: same-size output by asymmetric padding), 24.59M."""
+    assert round(params['dwnet-tiny-k12_8xb128-ft30e_in1k-384px.py'] / 1e6, 2) == 24.59
 
 
 def test_training_recipe():
@@ -170,11 +175,17 @@ def test_no_weight_decay_on_norms_biases_and_position_tables(config, no_decay, d
 
 
 def test_finetune_384_configs():
+    """Table 14 fine-tunes at 384 with the paper's Appendix E settings: 30 epochs, lr 1e-5,
+    weight decay 1e-8, stochastic depth 0.1."""
     for name, key, size in [('swin-tiny-w12_8xb128-ft30e_in1k-384px.py', 'window_size', 12),
-                            ('dwnet-tiny-k13_8xb128-ft30e_in1k-384px.py', 'kernel_size', 13),
+                            ('dwnet-tiny-k12_8xb128-ft30e_in1k-384px.py', 'kernel_size', 12),
+                            ('dwnet-tiny-k7_8xb128-ft30e_in1k-384px.py', 'kernel_size', 7),
                             ('swin-tiny-w7_8xb128-ft30e_in1k-384px.py', 'window_size', 7)]:
         cfg = Config.fromfile(str(CLS / name))
         assert cfg.model.backbone.img_size == 384 and cfg.model.backbone.mixer[key] == size
+        assert cfg.model.backbone.drop_path_rate == 0.1
+        assert cfg.optim_wrapper.optimizer.lr == 1e-5
+        assert cfg.optim_wrapper.optimizer.weight_decay == 1e-8
         assert cfg.train_dataloader.dataset.pipeline[1]['scale'] == 384
         assert cfg.val_dataloader.dataset.pipeline[2]['crop_size'] == 384
         assert cfg.train_cfg.max_epochs == 30 and cfg.load_from

@@ -33,7 +33,8 @@ def test_resize_kernel_keeps_constants_and_sums(rk):
     plain = rk.resize_kernel(kernel, 13, scale='none')
     assert plain.shape == (5, 1, 13, 13)
     torch.testing.assert_close(plain, torch.full_like(plain, 0.3))
-    summed = rk.resize_kernel(kernel, 13, mode='bilinear')
+    assert torch.equal(rk.resize_kernel(kernel, 13), plain)  # default: plain, as the paper
+    summed = rk.resize_kernel(kernel, 13, mode='bilinear', scale='sum')
     torch.testing.assert_close(summed.sum((-1, -2)), kernel.sum((-1, -2)))
     with pytest.raises(ValueError, match="'sum' or 'none'"):
         rk.resize_kernel(kernel, 13, scale='mean')
@@ -74,7 +75,7 @@ def test_resized_generators_generate_resized_kernels(rk, dynamic):
 
 
 @pytest.mark.parametrize('leaf,target_leaf,mixer_key', [
-    ('dwnet-tiny_8xb128_in1k.py', 'dwnet-tiny-k13_8xb128-ft30e_in1k-384px.py', 'kernel_size'),
+    ('dwnet-tiny_8xb128_in1k.py', 'dwnet-tiny-k12_8xb128-ft30e_in1k-384px.py', 'kernel_size'),
     ('swin-tiny_8xb128_in1k.py', 'swin-tiny-w12_8xb128-ft30e_in1k-384px.py', 'window_size'),
 ])
 def test_cli_converts_a_224_checkpoint_for_the_384_config(rk, tmp_path, repo_root, leaf,
@@ -89,7 +90,12 @@ def test_cli_converts_a_224_checkpoint_for_the_384_config(rk, tmp_path, repo_roo
     assert ckpt['meta']['resized_keys'] and ckpt['meta']['epoch'] == 300
     target = init_model(dst_cfg, checkpoint=str(tmp_path / 'dst.pth'))  # strict load
     size = target.backbone.stages[0].blocks[0].mixer
-    assert getattr(size, mixer_key) == (13 if mixer_key == 'kernel_size' else 12)
+    assert getattr(size, mixer_key) == 12
+    if mixer_key == 'kernel_size':  # default: plain bicubic upsampling (the paper, as Swin)
+        key = 'backbone.stages.0.blocks.0.mixer.aggregate.weight'
+        expected = torch.nn.functional.interpolate(model.state_dict()[key], size=(12, 12),
+                                                   mode='bicubic', align_corners=False)
+        assert torch.equal(target.state_dict()[key], expected)
     unchanged = [k for k in model.state_dict() if k not in ckpt['meta']['resized_keys']]
     for key in unchanged:
         assert torch.equal(target.state_dict()[key], model.state_dict()[key]), key

@@ -1,7 +1,7 @@
 """Resize a checkpoint's kernels and relative position tables to a model of another kernel/window.
 
     python tools/analysis_tools/resize_kernels.py SRC DST --config TARGET_CONFIG \
-        [--mode bicubic|bilinear] [--kernel-scale sum|none]
+        [--mode bicubic|bilinear] [--kernel-scale none|sum]
 
 Used for the paper's Table 14: a model trained at 224x224 with 7x7 kernels / windows is
 fine-tuned at 384x384 with larger ones.  The target model is built from ``TARGET_CONFIG``; every
@@ -16,15 +16,19 @@ parameter whose shape differs from the source checkpoint is resized by what it i
 * relative position tables: Swin / Local MLP ((2w-1)^2, heads) bicubic on the (2w-1) x (2w-1)
   grid (as the official Swin code), sliding-window attention (heads, k*k) on the k x k grid.
 
-Kernels are scaled by (k / k')^2 by default (``--kernel-scale sum``), which keeps each kernel's
-sum -- the response to a constant input -- and thus the scale of the BN that follows; position
-tables (logit biases) are never scaled.  Position-specific weights (``share_positions=False``
+By default kernels are upsampled with plain bicubic interpolation and no rescaling, as the paper
+does for its 12x12 kernels ("as done in Swin", Table 14); even target sizes (12) are fine.
+``--kernel-scale sum`` instead scales them by (k / k')^2, which keeps each kernel's sum -- the
+response to a constant input -- and thus the scale of the BN that follows; position tables
+(logit biases) are never scaled.  Position-specific weights (``share_positions=False``
 layers, Local MLP's per-window ``local_weight``) cannot be resized and raise an error.
 
 The output holds ``state_dict`` and ``meta`` only; use it as ``load_from`` of the target config.
 """
 import argparse
+import os
 import sys
+import tempfile
 
 import torch
 import torch.nn as nn
@@ -42,14 +46,15 @@ class ResizeError(ValueError):
     """A checkpoint entry cannot be mapped onto the target model."""
 
 
-def resize_kernel(weight, size, mode='bicubic', scale='sum'):
+def resize_kernel(weight, size, mode='bicubic', scale='none'):
     """Interpolate the trailing (k, k) grid of ``weight`` to (size, size).
 
     Args:
         weight (Tensor): (..., k, k).
         size (int): k'.
         mode (str): 'bicubic' or 'bilinear' (``align_corners=False``).
-        scale (str): 'sum' multiplies by (k / k')^2 (keeps a kernel's sum), 'none' does not.
+        scale (str): 'none' (default, plain interpolation as the paper / Swin) or 'sum', which
+            multiplies by (k / k')^2 (keeps a kernel's sum).
 
     Returns:
         Tensor: (..., k', k').
@@ -69,7 +74,7 @@ def resize_kernel(weight, size, mode='bicubic', scale='sum'):
     return out.reshape(*lead, size, size)
 
 
-def resize_generator_rows(tensor, groups, size, mode='bicubic', scale='sum'):
+def resize_generator_rows(tensor, groups, size, mode='bicubic', scale='none'):
     """Resize the rows (dim 0, ordered ``(group, i, j)``) of a kernel generator's weight/bias.
 
     Args:
@@ -129,7 +134,7 @@ def _resize_entry(module, name, src, dst_shape, mode, scale, parent=None):
                       f'{tuple(src.shape)} -> {tuple(dst_shape)}')
 
 
-def resize_state_dict(state_dict, model, mode='bicubic', scale='sum'):
+def resize_state_dict(state_dict, model, mode='bicubic', scale='none'):
     """Map ``state_dict`` onto ``model``, resizing entries whose shapes differ.
 
     Returns:
@@ -177,6 +182,20 @@ def load_state_dict(path):
                       'checkpoints first with tools/model_converters/official2mmdwnet.py')
 
 
+def save_atomically(obj, path):
+    """``torch.save`` to a temporary file next to ``path``, then rename it over ``path``: an
+    interrupted run never leaves a truncated checkpoint in place of an existing file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.resize_kernels.', suffix='.tmp', dir=folder)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='checkpoint of the source model (mmengine format)')
@@ -184,8 +203,9 @@ def parse_args(argv=None):
     parser.add_argument('--config', required=True, help='config of the target model')
     parser.add_argument('--mode', choices=['bicubic', 'bilinear'], default='bicubic',
                         help='interpolation of kernels (tables are always bicubic)')
-    parser.add_argument('--kernel-scale', choices=['sum', 'none'], default='sum',
-                        help="'sum': scale kernels by (k/k')^2 to keep their sums")
+    parser.add_argument('--kernel-scale', choices=['none', 'sum'], default='none',
+                        help="'none' (default): plain interpolation, as the paper and Swin; "
+                        "'sum': scale kernels by (k/k')^2 to keep their sums")
     return parser.parse_args(argv)
 
 
@@ -199,7 +219,7 @@ def main(argv=None):
         print(f'error: {e}', file=sys.stderr)
         return 2
     meta = dict(meta, resized_from=args.src, resized_for=args.config, resized_keys=resized)
-    torch.save(dict(state_dict=new_state, meta=meta), args.dst)
+    save_atomically(dict(state_dict=new_state, meta=meta), args.dst)
     print(f'resized {len(resized)} entries ({args.mode}, kernel scale {args.kernel_scale}); '
           f'wrote {args.dst}')
     return 0

@@ -42,16 +42,29 @@ class SqueezeExcite(nn.Module):
 
 
 class DepthwiseResidual(nn.Module):
-    """x + BN(k x k depth-wise conv(x)) on (B, H, W, C): the extra conv before the FFN (Table 6)."""
+    """The extra k x k depth-wise conv with a residual before the FFN (Table 6), (B, H, W, C).
 
-    def __init__(self, channels, kernel_size=3, norm_cfg=dict(type='BN')):
+    ``norm_first=True``: ``x + DW(BN(x))``, the "neighbor-window connection" of Shuffle
+    Transformer (its ``x + local(norm2(x))``), the form the paper follows.  ``norm_first=False``
+    is a variant, ``x + BN(DW(x))`` (this project's first form, not the paper's).  The children
+    are declared in the order they run, so ``mmcv.cnn.fuse_conv_bn`` folds the BN only in the
+    variant, where it follows the conv.
+    """
+
+    def __init__(self, channels, kernel_size=3, norm_cfg=dict(type='BN'), norm_first=True):
         super().__init__()
+        self.norm_first = norm_first
+        if norm_first:
+            self.norm = build_norm_layer(norm_cfg, channels)[1]
         self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
                               groups=channels)
-        self.norm = build_norm_layer(norm_cfg, channels)[1]
+        if not norm_first:
+            self.norm = build_norm_layer(norm_cfg, channels)[1]
 
     def forward(self, x):
-        return x + self.norm(self.conv(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+        y = x.permute(0, 3, 1, 2)
+        y = self.conv(self.norm(y)) if self.norm_first else self.norm(self.conv(y))
+        return x + y.permute(0, 2, 3, 1)
 
 
 class MixerBlock(BaseModule):
@@ -71,12 +84,15 @@ class MixerBlock(BaseModule):
         act_cfg (dict): FFN activation. Default: GELU.
         se_ratio (int | None): squeeze-and-excitation after the mixer (Table 15).
         ffn_dwconv_kernel (int | None): extra depth-wise conv before the FFN (Table 6).
+        ffn_dwconv_norm_first (bool): that conv's form: True ``x + DW(BN(x))`` (Shuffle
+            Transformer, the paper), False the variant ``x + BN(DW(x))``. Default: True.
         with_cp (bool): gradient checkpointing. Default: False.
     """
 
     def __init__(self, embed_dims, mixer, mlp_ratio=4., drop_rate=0., drop_path=0.,
                  norm1_cfg=None, norm2_cfg=dict(type='BN'), act_cfg=dict(type='GELU'),
-                 se_ratio=None, ffn_dwconv_kernel=None, with_cp=False, init_cfg=None):
+                 se_ratio=None, ffn_dwconv_kernel=None, with_cp=False, init_cfg=None,
+                 ffn_dwconv_norm_first=True):
         super().__init__(init_cfg=init_cfg)
         owner = type(self).__name__
         check_int('embed_dims', embed_dims, owner=owner)
@@ -98,7 +114,8 @@ class MixerBlock(BaseModule):
             self.norm1 = None
         self.mixer = mixer
         self.se = SqueezeExcite(embed_dims, se_ratio) if se_ratio else None
-        self.ffn_dwconv = DepthwiseResidual(embed_dims, ffn_dwconv_kernel) \
+        self.ffn_dwconv = DepthwiseResidual(embed_dims, ffn_dwconv_kernel,
+                                            norm_first=ffn_dwconv_norm_first) \
             if ffn_dwconv_kernel else None
         self.norm2, self._norm2_cf = build_cl_norm(norm2_cfg, embed_dims)
         self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=int(embed_dims * mlp_ratio),

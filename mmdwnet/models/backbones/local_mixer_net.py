@@ -51,6 +51,8 @@ class LocalMixerNet(BaseModule):
         pad_to_window (bool): official detection/segmentation padding behaviour of the mixers.
         se_ratio (int | None): squeeze-and-excitation after every mixer (Table 15).
         ffn_dwconv_kernel (int | None): extra depth-wise conv before every FFN (Table 6).
+        ffn_dwconv_norm_first (bool): its form, True ``x + DW(BN(x))`` as Shuffle Transformer
+            and the paper, False the variant ``x + BN(DW(x))``. Default: True.
         frozen_stages (int): freeze the patch embedding (>= 0) and stages ``< frozen_stages``
             with their output norms. Default: -1.
         norm_eval (bool): keep BN layers in eval mode during training. Default: False.
@@ -86,6 +88,7 @@ class LocalMixerNet(BaseModule):
                  pad_to_window=False,
                  se_ratio=None,
                  ffn_dwconv_kernel=None,
+                 ffn_dwconv_norm_first=True,
                  frozen_stages=-1,
                  norm_eval=False,
                  with_cp=False,
@@ -129,7 +132,8 @@ class LocalMixerNet(BaseModule):
                     MixerBlock(dims, block_mixer, mlp_ratio=mlp_ratio, drop_rate=drop_rate,
                                drop_path=dpr[sum(depths[:i]) + j], norm1_cfg=norm1_cfg,
                                norm2_cfg=norm2_cfg, se_ratio=se_ratio,
-                               ffn_dwconv_kernel=ffn_dwconv_kernel, with_cp=with_cp))
+                               ffn_dwconv_kernel=ffn_dwconv_kernel,
+                               ffn_dwconv_norm_first=ffn_dwconv_norm_first, with_cp=with_cp))
             downsample = None
             if i < self.num_stages - 1:
                 downsample = PatchMerging(dims, self.num_features[i + 1], merge_norm_cfg)

@@ -205,7 +205,9 @@ class _PointwiseSpatialPointwise(nn.Module):
 
     Args:
         embed_dims (int): C.
-        kernel_size (int): odd k of the aggregation (the official "window_size").
+        kernel_size (int): k of the aggregation (the official "window_size"); an even k keeps
+            the output size with the extra padding row / column at the bottom / right
+            (:func:`same_padding`, PyTorch's ``padding='same'``).
         pad_to_window (bool): zero-pad the input at the bottom/right to a multiple of
             ``kernel_size`` and crop after the block, as the official detection/segmentation
             backbone does (this changes border outputs because BN/ReLU run before the
