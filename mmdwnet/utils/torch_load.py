@@ -10,6 +10,7 @@ loader off, this allow-lists exactly those types: ``HistoryBuffer``, numpy array
 name ``builtins.getattr`` is mapped to :func:`_history_buffer_method`, which resolves only
 statistics methods of ``HistoryBuffer`` and raises for anything else.
 """
+import os
 import pickle
 
 import numpy as np
@@ -54,3 +55,58 @@ def allow_mmengine_checkpoints():
     """Register :func:`mmengine_safe_globals` with torch's weights-only unpickler (idempotent)."""
     if hasattr(torch.serialization, 'add_safe_globals'):
         torch.serialization.add_safe_globals(mmengine_safe_globals())
+
+
+def safe_torch_load(f, map_location=None):
+    """``torch.load(f, weights_only=True)`` with the mmengine allow-list registered.
+
+    ``weights_only`` is passed explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` in the
+    environment cannot turn the safe unpickler off: a file whose pickle asks for anything beyond
+    tensors, containers and :func:`mmengine_safe_globals` raises ``pickle.UnpicklingError``
+    before any of it runs.
+    """
+    allow_mmengine_checkpoints()
+    return torch.load(f, map_location=map_location, weights_only=True)
+
+
+def load_from_local(filename, map_location=None):
+    """mmengine's local-file checkpoint loader, with :func:`safe_torch_load`."""
+    filename = os.path.expanduser(filename)
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return safe_torch_load(filename, map_location)
+
+
+def load_from_http(filename, map_location=None, model_dir=None,
+                   progress=os.environ.get('LOCAL_RANK', '0') == '0'):
+    """mmengine's http(s) loader (rank 0 downloads first), with ``weights_only=True``."""
+    from mmengine.dist import get_dist_info
+    rank, world_size = get_dist_info()
+
+    def fetch():
+        return torch.hub.load_state_dict_from_url(
+            filename, model_dir=model_dir, map_location=map_location, progress=progress,
+            weights_only=True)
+
+    checkpoint = fetch() if rank == 0 else None
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:
+            checkpoint = fetch()
+    return checkpoint
+
+
+def install_safe_checkpoint_loaders():
+    """Make mmengine's ``CheckpointLoader`` read local files and URLs with ``weights_only=True``.
+
+    Every mmengine load of a path or URL goes through these loaders: ``load_from``,
+    ``--resume``, ``init_cfg=dict(type='Pretrained')``, ``mmengine.runner.load_checkpoint`` and
+    so the toolboxes' ``get_model`` / ``init_detector`` / ``init_model``.  The checkpoint
+    content is returned unchanged (conversion of official layouts happens in the model, see
+    :mod:`mmdwnet.converters.loading`).  Idempotent.
+    """
+    allow_mmengine_checkpoints()
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=load_from_http,
+                                     force=True)

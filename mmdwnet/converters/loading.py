@@ -1,0 +1,369 @@
+"""Convert on load: official checkpoints load wherever an mmdwnet backbone loads weights.
+
+Accepted, local path or URL: the official classification files ``{'model': state_dict}``
+(DemystifyLocalViT DWNet / D-DWNet / I-D-DWNet, Swin), the official mmdet 2.x / mmseg 0.x files
+(whole detector / segmentor or backbone alone, ``backbone.`` keys), and mmdwnet's own.  The
+conversion is :mod:`mmdwnet.converters.official` (the converter's code); this module only
+decides where it runs:
+
+* :func:`backbone_pre_hook` -- a ``load_state_dict`` pre-hook of every
+  :class:`~mmdwnet.models.backbones.LocalMixerNet`: any ``load_state_dict`` on a model that
+  contains the backbone (``load_from``, ``--resume``, ``tools/test.py``,
+  ``mmengine.runner.load_checkpoint`` and so ``mmpretrain.get_model``, ``mmdet`` ``init_detector``,
+  ``mmseg`` ``init_model``) converts official keys under the backbone's prefix, checks the
+  architecture against the backbone being built and raises :class:`CheckpointMismatch` when
+  backbone weights stay unloaded or shapes differ;
+* :func:`parent_pre_hook` -- installed on the module holding the backbone as ``backbone``
+  (classifier, detector, segmentor): official classification files, whose keys have no
+  ``backbone.`` prefix, become ``backbone.*`` + ``head.fc.*``; a 22K head meeting a 1000-class
+  model is mapped (:mod:`mmdwnet.converters.imagenet22k`); any other class-count mismatch
+  re-initialises the head with a warning;
+* :func:`load_pretrained` -- ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` of
+  the backbone (as mmdet's Swin ``init_weights`` reads official Swin files), with or without
+  ``prefix``.
+
+One log line says what was converted.  The only tolerated gaps (:data:`ALLOWED_MISMATCHES`) are
+listed there; inside :func:`strict_loading` (``init_model``, ``tools/test.py``) none is.
+"""
+import contextlib
+import contextvars
+import logging
+import re
+from functools import partial
+
+import torch
+from mmengine.logging import print_log
+
+from .imagenet22k import is_22k_to_1k, map_22k_to_1k
+from .official import UnrecognisedCheckpoint, convert_backbone_keys, convert_official, infer_backbone
+
+__all__ = ['CheckpointMismatch', 'ALLOWED_MISMATCHES', 'strict_loading', 'backbone_pre_hook',
+           'parent_pre_hook', 'load_pretrained', 'describe_mismatch', 'install_parent_hooks']
+
+#: The expected, documented gaps between a checkpoint and a model; every other gap raises.
+ALLOWED_MISMATCHES = {
+    'classifier final norm -> downstream output norms':
+        "a classification checkpoint has one LayerNorm after the last stage ('norm' officially, "
+        "'norm3' in mmdwnet); a detection/segmentation backbone has BatchNorm output norms "
+        '(DW-conv family) or more outputs: as in the official downstream code, those norm{i} '
+        'start from their initialisation (the LN entries are not copied into BN layers).',
+    'classification head with another class count':
+        'fine-tuning on another label set: the head starts from its initialisation (warning '
+        'naming both sizes); a 21841/21842-class ImageNet-22K head meeting a 1000-class model '
+        'is mapped with map22kto1k.txt instead (official Swin fine-tuning).',
+    'classification head of a classification checkpoint loaded into a backbone alone':
+        'dropped (init_cfg of a backbone, or a detector / segmentor).',
+}
+
+_STRICT = contextvars.ContextVar('mmdwnet_strict_loading', default=False)
+_PRESETS = ('DWNet', 'DynamicDWNet', 'IDynamicDWNet', 'SwinNet')
+
+
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint's keys or shapes do not match the model being built."""
+
+
+@contextlib.contextmanager
+def strict_loading():
+    """Inside, a model with an mmdwnet backbone loads only a checkpoint that fits it entirely.
+
+    No :data:`ALLOWED_MISMATCHES` gap is tolerated, nor a missing or unexpected key anywhere in
+    the model (heads and necks included): used where a model is evaluated or run right away.
+    """
+    token = _STRICT.set(True)
+    try:
+        yield
+    finally:
+        _STRICT.reset(token)
+
+
+def _log(msg, level=logging.INFO):
+    print_log(f'mmdwnet: {msg}', logger='current', level=level)
+
+
+def _sub(state, prefix):
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _replace(state, prefix, new):
+    for key in [k for k in state if k.startswith(prefix)]:
+        del state[key]
+    for key, value in new.items():
+        state[prefix + key] = value
+
+
+def _is_official(sub):
+    return 'patch_embed.proj.weight' in sub or any(k.startswith('layers.') for k in sub)
+
+
+def _short_arch(arch):
+    return f"embed_dims={arch['embed_dims']}, depths={list(arch['depths'])}"
+
+
+def describe_mismatch(model_state, ckpt_state, show=5, ignore=('num_batches_tracked', )):
+    """A short description of missing/unexpected/mis-shaped keys, or '' when they match."""
+    missing = [k for k in model_state if k not in ckpt_state and not k.endswith(ignore)]
+    unexpected = [k for k in ckpt_state if k not in model_state]
+    shapes = [f'{k}: checkpoint {tuple(ckpt_state[k].shape)} vs model {tuple(v.shape)}'
+              for k, v in model_state.items()
+              if k in ckpt_state and hasattr(ckpt_state[k], 'shape')
+              and tuple(ckpt_state[k].shape) != tuple(v.shape)]
+    parts = []
+    for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                       ('shape mismatches', shapes)):
+        if keys:
+            more = f' ... (+{len(keys) - show} more)' if len(keys) > show else ''
+            parts.append(f'{len(keys)} {what}: ' + ', '.join(keys[:show]) + more)
+    return '; '.join(parts)
+
+
+def check_architecture(info, backbone):
+    """Raise :class:`CheckpointMismatch` when an official checkpoint's inferred backbone
+    (``info`` of :func:`~mmdwnet.converters.official.infer_backbone`) is not ``backbone``'s."""
+    name = type(backbone).__name__
+    want = backbone.arch_settings
+    other_family = name in _PRESETS and info['type'] != name
+    other_size = (info['arch']['embed_dims'] != want['embed_dims']
+                  or list(info['arch']['depths']) != list(want['depths']))
+    if other_family or other_size:
+        raise CheckpointMismatch(
+            f"the checkpoint holds an official {info['type']} ({_short_arch(info['arch'])}) but "
+            f'the model being built has a {name} backbone ({_short_arch(want)}): a checkpoint '
+            'of another architecture. Use the config of the checkpoint\'s model (the converter '
+            'writes one: tools/model_converters/official2mmdwnet.py SRC DST --config-out CFG).')
+
+
+def convert_official_backbone(sub, backbone=None):
+    """Official backbone keys (no prefix) -> ``(mmdwnet keys, info, dropped head keys)``.
+
+    ``head.*`` (a classification checkpoint's head) is left out; with ``backbone`` the inferred
+    architecture is checked against it.
+    """
+    head = sorted(k for k in sub if k.startswith('head.'))
+    body = {k: v for k, v in sub.items() if not k.startswith('head.')}
+    info = infer_backbone(body)
+    if backbone is not None:
+        check_architecture(info, backbone)
+    converted = convert_backbone_keys(body, len(info['arch']['depths']),
+                                      classification='norm.weight' in body)
+    return converted, info, head
+
+
+def _convert_under(state, prefix, backbone):
+    """Convert official keys under ``prefix`` in place (idempotent); log what was converted."""
+    sub = _sub(state, prefix)
+    if not _is_official(sub):
+        return
+    try:
+        converted, info, head = convert_official_backbone(sub, backbone)
+    except UnrecognisedCheckpoint as e:
+        raise CheckpointMismatch(f'official-looking keys under {prefix!r} could not be '
+                                 f'converted: {e}') from e
+    _replace(state, prefix, converted)
+    dropped = f', classification head ({", ".join(head)}) dropped' if head else ''
+    _log(f"converted an official {info['type']} backbone ({_short_arch(info['arch'])}): "
+         f'{len(converted)} tensors loaded under {prefix or "the backbone"!r}{dropped}')
+
+
+def _allowed_missing(backbone, sub):
+    """Output-norm keys a classifier checkpoint may leave unloaded (see ALLOWED_MISMATCHES)."""
+    last = backbone.num_stages - 1
+    classifier_outputs = (tuple(backbone.out_indices) == (last, )
+                          and not getattr(backbone, '_out_norm_cf', False))
+    ckpt_norms = {k.split('.')[0] for k in sub if re.match(r'^norm\d+\.', k)}
+    from_classifier = ckpt_norms <= {f'norm{last}'} and not any(
+        k.startswith(f'norm{last}.running_') for k in sub)
+    if classifier_outputs or not from_classifier:
+        return set()
+    return {k for k in backbone.state_dict() if re.match(r'^norm\d+\.', k)}
+
+
+def check_backbone_state(backbone, state, prefix):
+    """Raise :class:`CheckpointMismatch` unless ``state`` fills every backbone tensor."""
+    sub = _sub(state, prefix)
+    name = type(backbone).__name__
+    if not sub:
+        raise CheckpointMismatch(
+            f'the checkpoint has no weights for the {name} backbone (no key starts with '
+            f'{prefix!r}): a wrong prefix, or not a checkpoint of this model.')
+    expected = backbone.state_dict()
+    allowed = _allowed_missing(backbone, sub)
+    problem = describe_mismatch({k: v for k, v in expected.items() if k not in allowed}, sub)
+    if problem:
+        unexpected = [k for k in sub if k not in expected]
+        if unexpected and len(unexpected) >= len(sub) // 2:
+            cause = ('a checkpoint of another model or layout (its keys are not this '
+                     "backbone's), or a wrong prefix")
+        elif 'shape mismatches' in problem and 'missing' not in problem:
+            cause = ('another size, kernel or window of the same family (for a larger kernel or '
+                     'window resize the checkpoint with tools/analysis_tools/resize_kernels.py)')
+        else:
+            cause = 'a checkpoint of another architecture (other depths, mixer or norms)'
+        raise CheckpointMismatch(
+            f"the checkpoint does not fit the {name} backbone ({_short_arch(backbone.arch_settings)}"
+            f") under {prefix!r}: {problem}. Likely cause: {cause}.")
+    skipped = sorted({k.split('.')[0] for k in allowed if k not in sub})
+    if skipped:
+        _log(f'output norms {skipped} of the {name} backbone start from their initialisation '
+             '(a classification checkpoint; expected, see ALLOWED_MISMATCHES)')
+
+
+def _unwrap_for_backbone(state):
+    """A backbone loaded on its own accepts whole-model layouts, as mmdet's Swin does."""
+    nested = state.get('model')
+    if isinstance(nested, dict) and len(state) == 1:
+        state.clear()
+        state.update(nested)
+    if any(k.startswith('backbone.') for k in state) and 'patch_embed.proj.weight' not in state:
+        kept = _sub(state, 'backbone.')
+        state.clear()
+        state.update(kept)
+
+
+def backbone_pre_hook(backbone, state, prefix, local_metadata, strict, missing_keys,
+                      unexpected_keys, error_msgs):
+    """``_register_load_state_dict_pre_hook(..., with_module=True)`` of ``LocalMixerNet``."""
+    if prefix == '':
+        _unwrap_for_backbone(state)
+    _convert_under(state, prefix, backbone)
+    if not _STRICT.get():
+        backbone._skip_layer_norm_into_batch_norm(state, prefix)
+    check_backbone_state(backbone, state, prefix)
+
+
+def _take_official_classifier(parent, state, prefix, name):
+    """``{'model': ...}`` or official classifier keys at ``prefix`` -> ``backbone.*`` (+ head)."""
+    nested = state.get(prefix + 'model')
+    if isinstance(nested, dict) and _is_official(nested):
+        del state[prefix + 'model']
+        state.update({prefix + re.sub(r'^module\.', '', k): v for k, v in nested.items()})
+    top = {'patch_embed', 'layers', 'norm', 'head', 'absolute_pos_embed'}
+    official = {k: v for k, v in _sub(state, prefix).items() if k.split('.')[0] in top}
+    if 'patch_embed.proj.weight' not in official:
+        return
+    for key in official:
+        del state[prefix + key]
+    try:
+        converted, info = convert_official({'model': official})
+    except UnrecognisedCheckpoint as e:
+        raise CheckpointMismatch(f'an official classification checkpoint that cannot be '
+                                 f'converted: {e}') from e
+    check_architecture(info['backbone'], getattr(parent, name))
+    fc = getattr(getattr(parent, 'head', None), 'fc', None)
+    note = 'backbone.* + head.fc.*'
+    if not isinstance(fc, torch.nn.Linear):
+        converted = {k: v for k, v in converted.items() if not k.startswith('head.')}
+        note = 'backbone.* (its classification head dropped)'
+    state.update((prefix + k.replace('backbone.', name + '.', 1), v) for k, v in converted.items())
+    bb = info['backbone']
+    _log(f"converted an official {bb['type']} classification checkpoint "
+         f"({_short_arch(bb['arch'])}, {info['num_classes']} classes) into {note}")
+
+
+def _adapt_head(parent, state, prefix):
+    """22K -> 1K head mapping; another class count re-initialises the head (warning)."""
+    fc = getattr(getattr(parent, 'head', None), 'fc', None)
+    key_w, key_b = prefix + 'head.fc.weight', prefix + 'head.fc.bias'
+    if not isinstance(fc, torch.nn.Linear) or key_w not in state:
+        return
+    rows, want = state[key_w].shape[0], fc.out_features
+    if rows == want:
+        return
+    if is_22k_to_1k(rows, want):
+        state[key_w], bias = map_22k_to_1k(state[key_w], state.get(key_b))
+        if bias is not None:
+            state[key_b] = bias
+        extra = ' (the last, unused row of the 21842-class head dropped)' if rows == 21842 else ''
+        _log(f'mapped the {rows}-class ImageNet-22K head onto the {want} ImageNet-1K classes '
+             f'with map22kto1k.txt{extra}')
+    elif not _STRICT.get():
+        state.pop(key_w)
+        state.pop(key_b, None)
+        _log(f'the checkpoint head head.fc has {rows} classes, the model {want}: the '
+             'classification head is re-initialised (fine-tuning on another label set)',
+             level=logging.WARNING)
+
+
+def parent_pre_hook(parent, state, prefix, local_metadata, strict, missing_keys,
+                    unexpected_keys, error_msgs, name='backbone'):
+    """Pre-hook of the module holding an mmdwnet backbone as ``name`` (see the module doc)."""
+    backbone = getattr(parent, name)
+    bprefix = f'{prefix}{name}.'
+    _take_official_classifier(parent, state, prefix, name)
+    if not any(k.startswith(bprefix) for k in state):
+        tops = sorted({k[len(prefix):].split('.')[0] for k in state if k.startswith(prefix)})
+        raise CheckpointMismatch(
+            f'the checkpoint has no weights for the {type(backbone).__name__} backbone of this '
+            f'{type(parent).__name__}: no key starts with {bprefix!r} (its top-level names: '
+            f'{tops[:10]}). A wrong prefix, or not a checkpoint of this model.')
+    _convert_under(state, bprefix, backbone)
+    _adapt_head(parent, state, prefix)
+    if _STRICT.get():
+        problem = describe_mismatch(parent.state_dict(), _sub(state, prefix))
+        if problem:
+            raise CheckpointMismatch(
+                f'the checkpoint does not match the {type(parent).__name__} being evaluated: '
+                f'{problem}. A checkpoint of another model, or of another number of classes.')
+
+
+def _on_module_registration(parent, name, child):
+    """Global module-registration hook: give a backbone's parent :func:`parent_pre_hook`."""
+    if name != 'backbone' or not getattr(child, 'converts_official_checkpoints', False):
+        return None
+    if not getattr(parent, '_mmdwnet_parent_hook', False):
+        parent._register_load_state_dict_pre_hook(partial(parent_pre_hook, name=name),
+                                                  with_module=True)
+        parent._mmdwnet_parent_hook = True
+    return None
+
+
+_INSTALLED = []
+
+
+def install_parent_hooks():
+    """Register :func:`_on_module_registration` with torch (once per process)."""
+    if not _INSTALLED:
+        _INSTALLED.append(
+            torch.nn.modules.module.register_module_module_registration_hook(
+                _on_module_registration))
+
+
+def pretrained_init_cfg(init_cfg):
+    """Split ``init_cfg`` into ``(the Pretrained entry or None, the other entries or None)``."""
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained']
+    others = [c for c in cfgs if c is not None and c not in pretrained]
+    return (pretrained[-1] if pretrained else None), (others or None)
+
+
+def load_pretrained(backbone, checkpoint, prefix=None, map_location='cpu'):
+    """``init_cfg=dict(type='Pretrained', checkpoint, prefix)`` of an mmdwnet backbone.
+
+    Reads any accepted layout (see the module doc): the backbone part is found with ``prefix``
+    (e.g. ``'backbone.'``), or without it as mmdet's Swin does (``backbone.*`` keys if present,
+    else the whole state dict); an official classification file is accepted with either.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location,
+                                            logger='current')
+    if not isinstance(ckpt, dict):
+        raise CheckpointMismatch(f'{checkpoint}: expected a dict checkpoint, got '
+                                 f'{type(ckpt).__name__}')
+    state = ckpt.get('state_dict', ckpt.get('model', ckpt))
+    state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        sub = _sub(state, prefix)
+        if not sub and _is_official(state):
+            sub = state  # an official classification file: its keys have no prefix
+        elif not sub:
+            tops = sorted({k.split('.')[0] for k in state})
+            raise CheckpointMismatch(
+                f'init_cfg prefix {prefix!r}: no key of {checkpoint} starts with it (its '
+                f'top-level names: {tops[:10]}). Fix the prefix, or drop it.')
+        state = sub
+    backbone.load_state_dict(state, strict=False)
+    _log(f'{type(backbone).__name__} backbone weights loaded from {checkpoint}')
+
+
+install_parent_hooks()  # models built from here on give a backbone parent parent_pre_hook
