@@ -38,15 +38,16 @@ results are stored in the input's dtype.
 Tile sizes are fixed heuristics (``P`` keeps a ``(k*k, P)`` float32 tile at <= 8192 elements);
 they have not been tuned on a GPU.
 
-Kernels are jitted on first use for the current mode (compiled, or interpreted when
-``TRITON_INTERPRET=1``), so the interpreter can be switched on after this module was imported.
-Every launch goes through ``torch.library.wrap_triton``, which is the identity in eager mode;
-the wrappers below can therefore be the bodies of ``torch.library.triton_op`` registrations, and
-``torch.compile`` then sees into the kernels.  :func:`kernels` returns the jitted kernels.
+CPU tensors run in Triton's interpreter, which must be switched on *before Triton is first
+imported* (``TRITON_INTERPRET=1`` in the environment of the process): Triton jits its own
+standard library (``tl.sum``, ...) at import, so setting the variable later has no effect; the
+tests therefore run the kernels in a subprocess.  Every launch goes through
+``torch.library.wrap_triton``, which is the identity in eager mode; the wrappers below can
+therefore be the bodies of ``torch.library.triton_op`` registrations, and ``torch.compile``
+then sees into the kernels.  :func:`kernels` returns the jitted kernels.
 
 Importing this module never fails: without Triton, :func:`available` is False.
 """
-import os
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -70,12 +71,18 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 TILE_ELEMENTS = 8192  # elements of a (k*k, P) float32 register tile
 
 
+def _jit(fn: Callable) -> Callable:
+    return fn if triton is None else triton.jit(fn)
+
+
 def interpreting() -> bool:
-    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    knobs = getattr(triton, 'knobs', None)
-    if knobs is not None:
-        return bool(knobs.runtime.interpret)
-    return os.environ.get('TRITON_INTERPRET', '0') == '1'
+    """Whether Triton runs in its CPU interpreter: ``TRITON_INTERPRET=1`` was set when Triton
+    was imported (its standard library is jitted then; see the module docstring)."""
+    if triton is None:
+        return False
+    from triton.runtime.interpreter import InterpretedFunction
+    return isinstance(tl.sum, InterpretedFunction) and isinstance(_window_kernel,
+                                                                  InterpretedFunction)
 
 
 def available() -> bool:
@@ -111,10 +118,11 @@ def _require(*tensors: Optional[Tensor]) -> None:
 
 
 # ---------------------------------------------------------------------------- kernels
-# Plain functions, jitted lazily by :func:`_jit`.  Geometry shared by all of them: ``o`` runs
+# Geometry shared by all of them: ``o`` runs
 # over the k*k window offsets (padded to KKP), ``p`` over the tile's pixels; the window pixel
 # of (o, p) is ``p + SIGN * (offset - PB)`` (SIGN=+1: the aggregation window, -1: its transpose).
 
+@_jit
 def _window_kernel(x_ptr, w_ptr, b_ptr, out_ptr, H, W, G, CG, stride_wn, stride_wg, stride_wo,
                    stride_wp, K: constexpr, PB: constexpr, KKP: constexpr,
                    P: constexpr, SIGN: constexpr, HAS_BIAS: constexpr):
@@ -148,6 +156,7 @@ def _window_kernel(x_ptr, w_ptr, b_ptr, out_ptr, H, W, G, CG, stride_wn, stride_
         tl.store(out_ptr + base + p, acc.to(out_ptr.dtype.element_ty), mask=p < hw)
 
 
+@_jit
 def _correlate_kernel(g_ptr, x_ptr, out_ptr, H, W, G, CG, TILES, K: constexpr,
                       PB: constexpr, KKP: constexpr, P: constexpr,
                       REDUCE: constexpr):
@@ -189,6 +198,7 @@ def _correlate_kernel(g_ptr, x_ptr, out_ptr, H, W, G, CG, TILES, K: constexpr,
                  mask=o < K * K)
 
 
+@_jit
 def _pointwise_kernel(x_ptr, f_ptr, w_ptr, b_ptr, out_ptr, H, W, G, CG, R,
                       K: constexpr, PB: constexpr, KKP: constexpr,
                       RP: constexpr, P: constexpr, HAS_BIAS: constexpr,
@@ -221,6 +231,7 @@ def _pointwise_kernel(x_ptr, f_ptr, w_ptr, b_ptr, out_ptr, H, W, G, CG, R,
                      mask=p < hw)
 
 
+@_jit
 def _pointwise_backward_kernel(g_ptr, x_ptr, f_ptr, w_ptr, b_ptr, gx_ptr, gf_ptr, gw_ptr,
                                gb_ptr, H, W, G, CG, R, K: constexpr, PB: constexpr,
                                KKP: constexpr, RP: constexpr, P: constexpr,
@@ -290,24 +301,14 @@ def _pointwise_backward_kernel(g_ptr, x_ptr, f_ptr, w_ptr, b_ptr, gx_ptr, gf_ptr
 
 
 _KERNELS = (_window_kernel, _correlate_kernel, _pointwise_kernel, _pointwise_backward_kernel)
-_jitted: Dict[Tuple[str, bool], Callable] = {}
-
-
-def _jit(fn: Callable) -> Callable:
-    """``triton.jit(fn)`` for the current mode (compiled or interpreted), made once per mode."""
-    key = (fn.__name__, interpreting())
-    if key not in _jitted:
-        _jitted[key] = triton.jit(fn)
-    return _jitted[key]
 
 
 def kernels() -> Dict[str, Callable]:
     """The jitted kernels (for ``torch.library.wrap_triton`` / ``triton_op`` users)."""
-    return {fn.__name__.strip('_'): _jit(fn) for fn in _KERNELS}
+    return {fn.__name__.strip('_'): fn for fn in _KERNELS}
 
 
-def _launch(fn: Callable, grid: Tuple[int, ...], *args, **meta) -> None:
-    kernel = _jit(fn)
+def _launch(kernel: Callable, grid: Tuple[int, ...], *args, **meta) -> None:
     wrap = getattr(torch.library, 'wrap_triton', None)
     (wrap(kernel) if wrap is not None else kernel)[grid](*args, **meta)
 
