@@ -46,14 +46,35 @@ class _Preset(LocalMixerNet):
 
 @register_model()
 class DWNet(_Preset):
-    """DWNet: static 7x7 depth-wise conv mixer, no pre-mixer norm, BN before the FFN."""
+    """DWNet: static 7x7 depth-wise conv mixer, no pre-mixer norm, BN before the FFN.
+
+    Examples:
+        >>> import torch
+        >>> from mmdwnet.models import DWNet
+        >>> model = DWNet(arch='tiny').eval()
+        >>> with torch.no_grad():
+        ...     model(torch.rand(1, 3, 224, 224))[0].shape
+        torch.Size([1, 768, 7, 7])
+        >>> # a preset's mixer is a partial config over its default
+        >>> DWNet(mixer=dict(kernel_size=13)).stages[0].blocks[0].mixer.kernel_size
+        13
+    """
     default_mixer = dict(type='DWConv', kernel_size=7)
     default_block = _CONV_BLOCK
 
 
 @register_model()
 class DynamicDWNet(_Preset):
-    """D-DWNet: homogeneous dynamic depth-wise conv mixer (per-image kernels)."""
+    """D-DWNet: homogeneous dynamic depth-wise conv mixer (per-image kernels).
+
+    Examples:
+        >>> import torch
+        >>> from mmdwnet.models import DynamicDWNet
+        >>> model = DynamicDWNet(arch='tiny', out_indices=(0, 1, 2, 3)).eval()
+        >>> with torch.no_grad():
+        ...     model(torch.rand(1, 3, 64, 64))[0].shape
+        torch.Size([1, 96, 16, 16])
+    """
     default_mixer = dict(type='DynamicDWConv', kernel_size=7)
     default_block = _CONV_BLOCK
 
@@ -64,6 +85,14 @@ class IDynamicDWNet(_Preset):
 
     Weight groups per stage follow the official ``inhomo_heads`` = the stage's ``num_heads``
     channels per group (32 groups in every stage of the tiny and base models).
+
+    Examples:
+        >>> import torch
+        >>> from mmdwnet.models import IDynamicDWNet
+        >>> model = IDynamicDWNet(arch='tiny').eval()
+        >>> with torch.no_grad():
+        ...     model(torch.rand(1, 3, 64, 64))[0].shape
+        torch.Size([1, 768, 2, 2])
     """
     default_mixer = dict(type='IDynamicDWConv', kernel_size=7)
     default_block = _CONV_BLOCK
@@ -71,14 +100,33 @@ class IDynamicDWNet(_Preset):
 
 @register_model()
 class SwinNet(_Preset):
-    """Swin: shifted-window attention mixer, LN before mixer and FFN."""
+    """Swin: shifted-window attention mixer, LN before mixer and FFN.
+
+    Examples:
+        >>> import torch
+        >>> from mmdwnet.models import SwinNet
+        >>> model = SwinNet(arch='tiny', out_indices=(0, 1, 2, 3), pad_to_window=True).eval()
+        >>> with torch.no_grad():
+        ...     model(torch.rand(1, 3, 60, 100))[0].shape
+        torch.Size([1, 96, 15, 25])
+        >>> # pad_to_window=True (detection/segmentation) takes any input size
+    """
     default_mixer = dict(type='ShiftedWindowAttention', window_size=7)
     default_block = _ATTN_BLOCK
 
 
 @register_model()
 class SlidingWindowNet(_Preset):
-    """Sliding-window (neighbourhood) attention mixer (Table 5)."""
+    """Sliding-window (neighbourhood) attention mixer (Table 5).
+
+    Examples:
+        >>> import torch
+        >>> from mmdwnet.models import SlidingWindowNet
+        >>> model = SlidingWindowNet(arch='tiny').eval()
+        >>> with torch.no_grad():
+        ...     model(torch.rand(1, 3, 64, 64))[0].shape
+        torch.Size([1, 768, 2, 2])
+    """
     default_mixer = dict(type='SlidingWindowAttention', kernel_size=7)
     default_block = _ATTN_BLOCK
 
@@ -86,7 +134,16 @@ class SlidingWindowNet(_Preset):
 @register_model()
 class LocalMLPNet(_Preset):
     """Local MLP of Table 2: static per-window weights shared by the channels of a head, shifted
-    windows, not shared across windows (needs a fixed ``img_size``)."""
+    windows, not shared across windows (needs a fixed ``img_size``).
+
+    Examples:
+        >>> import torch
+        >>> from mmdwnet.models import LocalMLPNet
+        >>> model = LocalMLPNet(arch='tiny', img_size=224).eval()
+        >>> with torch.no_grad():
+        ...     model(torch.rand(1, 3, 224, 224))[0].shape
+        torch.Size([1, 768, 7, 7])
+    """
     default_mixer = dict(type='LocalMLP', window_size=7, share_channels=True,
                          share_positions=False)
     default_block = _ATTN_BLOCK
