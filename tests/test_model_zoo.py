@@ -100,9 +100,49 @@ def test_update_writes_measured_numbers_and_check_detects_stale_ones(mz, tmp_pat
     meta = yaml.safe_load(text)['Models'][0]['Metadata']
     assert meta['Parameters'] == count_params(init_model(str(config)))
     assert meta['Epochs'] == 300 and meta['FLOPs'] > 0
-    assert mz.input_shape(str(config)) == (64, 64)
     changed, _ = mz.update_metafile(str(metafile), check=True, log=lambda *a: None)
     assert changed == []
+
+
+def test_input_shape_is_the_configs_evaluation_size(tmp_path):
+    """get_flops / model_zoo count a config at the size it evaluates (its test crop)."""
+    from mmdwnet.analysis.model_complexity import input_shape
+    cls, det = ROOT / 'configs' / 'classification', ROOT / 'configs' / 'detection'
+    assert input_shape(str(cls / 'dwnet-tiny_8xb128_in1k.py')) == (224, 224)
+    for name in ('dwnet-tiny-k7_8xb128-ft30e_in1k-384px.py',
+                 'dwnet-tiny-k12_8xb128-ft30e_in1k-384px.py',
+                 'swin-tiny-w12_8xb128-ft30e_in1k-384px.py'):
+        assert input_shape(str(cls / name)) == (384, 384), name
+    assert input_shape(str(det / 'cascade-mask-rcnn_dwnet-tiny_fpn_giou-4conv1f_ms-3x_coco.py')) \
+        == (800, 1280)
+    # a pre-training config without a test set: its train crop
+    path = tmp_path / 'pretrain.py'
+    path.write_text("default_scope = 'mmpretrain'\nmodel = dict(backbone=dict(img_size=96))\n"
+                    "train_dataloader = dict(dataset=dict(pipeline=[dict(type="
+                    "'RandomResizedCrop', scale=160)]))\n")
+    assert input_shape(str(path)) == (160, 160)
+    path.write_text("default_scope = 'mmpretrain'\nmodel = dict(backbone=dict(img_size=96))\n")
+    assert input_shape(str(path)) == (96, 96)
+
+
+def test_get_flops_counts_at_the_config_size_and_shape_overrides(tmp_path, capsys):
+    """Swin with window 12 (which cannot run at 224) is counted at its 384 crop; --shape wins."""
+    import runpy
+    tool = runpy.run_path(str(ROOT / 'tools' / 'analysis_tools' / 'get_flops.py'))
+    leaf = ROOT / 'configs' / 'classification' / 'swin-tiny-w12_8xb128-ft30e_in1k-384px.py'
+    path = tmp_path / 'swin12.py'
+    path.write_text(f'_base_ = [{str(leaf)!r}]\nmodel = dict(backbone=dict(arch=dict('
+                    '_delete_=True, embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])),'
+                    ' head=dict(in_channels=128))\n')
+    assert tool['main']([str(path), '--json', str(tmp_path / 'f.json')]) == 0
+    assert 'input: 3x384x384' in capsys.readouterr().out
+    import json
+    at_384 = json.loads((tmp_path / 'f.json').read_text())['flops']
+    assert tool['main']([str(path), '--shape', '768', '768', '--json',
+                         str(tmp_path / 'g.json')]) == 0
+    at_768 = json.loads((tmp_path / 'g.json').read_text())['flops']
+    assert 'input: 3x768x768' in capsys.readouterr().out
+    assert 3.5 < at_768 / at_384 < 4.5  # about (768 / 384)^2
 
 
 def test_update_cli_errors_name_the_problem(mz, tmp_path, capsys):

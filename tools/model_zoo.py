@@ -6,9 +6,10 @@
     python tools/model_zoo.py render [--metafile FILE ...] [--paper-tables YAML] [--out FILE]
 
 ``update`` builds each model's ``Config`` and counts it with
-``tools/analysis_tools/get_flops.py``'s ``model_complexity`` (classification at 224x224, detection
-at 1280x800, segmentation at 2048x512, chosen by the config's default scope; classifiers at
-their backbone's ``img_size``, e.g. 384 for fine-tuned models), then stores
+:func:`mmdwnet.analysis.model_complexity.model_complexity` (what
+``tools/analysis_tools/get_flops.py`` prints) at the config's input size (classifiers at the
+crop their test pipeline evaluates, e.g. 384 for fine-tuned models; detection at 1280x800,
+segmentation at 2048x512, chosen by the config's default scope), then stores
 ``Metadata.Parameters`` and ``Metadata.FLOPs`` (multiply-accumulates) as integers.  These two
 fields are never typed by hand.  ``--check`` only compares and exits 1 on a difference.
 
@@ -23,7 +24,9 @@ Metafile conventions (OpenMMLab / modelindex format, read by ``mim search``)::
           - {Task: Image Classification, Dataset: ImageNet-1k, Metrics: {Top 1 Accuracy: 81.3}}
         Results Source: reported by the paper (Table 2), not reproduced here
         Paper Key: imagenet_table2.dwnet_tiny       # entry of paper_tables.yaml: section.name
-                                                    # (or section.name.field: field is top-1)
+                                                    # (or section.name.field: field is top-1;
+                                                    # section.name.coco / .ade: that task's
+                                                    # columns of a Table 11 row)
         Converted From: {Weights: URL, Code: URL}   # official weights, when released
 
 ``render`` takes the paper's params, FLOPs and metrics from ``--paper-tables`` (default
@@ -31,7 +34,6 @@ Metafile conventions (OpenMMLab / modelindex format, read by ``mim search``)::
 that file (or key) it falls back to the metafile's ``Results``.
 """
 import argparse
-import importlib.util
 import os
 import os.path as osp
 import sys
@@ -61,15 +63,25 @@ METAFILE_METRICS = {
     'mask AP': 'ap_mask',
     'mIoU': 'miou',
 }
+# ``Paper Key`` suffix -> (field prefix, metrics) of one task in a row that holds several
+# (Table 11: ``in22k_pretrain_downstream_table11.dwnet_base.coco`` / ``.ade``)
+PAPER_VIEWS = {
+    'coco': ('coco_', ('ap_box', 'ap_mask')),
+    'ade': ('ade_', ('miou', )),
+}
 # paper_tables.yaml section -> sub-heading of the model zoo page
 SECTION_TITLES = {
     'imagenet_table2': 'Table 2: the main comparison (224x224)',
     'weight_sharing_table4': 'Table 4: sharing across channels (SC) and positions (SP)',
     'dynamic_manner_table5': 'Table 5: window sampling and dynamic weights',
     'table6': 'Table 6: I-D-DW plus a depth-wise conv before the FFN',
-    'normalization_table12': 'Table 12: BatchNorm vs LayerNorm',
+    'normalization_table12': 'Table 12: LayerNorm, BatchNorm, centering-calibrated BatchNorm',
     'retrain_384_table14': 'Table 14: fine-tuning at 384x384',
     'se_table15': 'Table 15: squeeze-and-excitation',
+    'in22k_pretrain_in1k_ft_table10': 'Table 10: ImageNet-22K pre-training, ImageNet-1K '
+                                      'fine-tuning (224x224)',
+    'in22k_pretrain_downstream_table11': 'Table 11: from ImageNet-22K pre-trained backbones',
+    '': 'Other models (no figures in the paper: ImageNet-22K pre-training)',
     'coco_cascade_mask_rcnn_3x': 'Table 3: Cascade Mask R-CNN, 3x schedule',
     'ade20k_upernet_160k': 'Table 3: UPerNet, 160k iterations',
 }
@@ -131,12 +143,9 @@ def dump_metafile(path, header, data):
 
 
 # ---------------------------------------------------------------------------------- update
-def _load_get_flops():
-    path = osp.join(ROOT, 'tools', 'analysis_tools', 'get_flops.py')
-    spec = importlib.util.spec_from_file_location('mmdwnet_get_flops', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _model_complexity(config, shape=None):
+    from mmdwnet.analysis.model_complexity import model_complexity
+    return model_complexity(config, shape)
 
 
 def config_path(model, metafile):
@@ -152,25 +161,11 @@ def config_path(model, metafile):
     return path
 
 
-def input_shape(config):
-    """(H, W) to count a model at: a classifier's backbone ``img_size`` (its training
-    resolution, e.g. 384 for fine-tuned models); None (the toolbox default of get_flops.py:
-    224x224, 1280x800 for detectors, 2048x512 for segmentors) otherwise."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    if cfg.get('default_scope') != 'mmpretrain':
-        return None
-    size = (cfg.model.get('backbone') or {}).get('img_size')
-    if size is None:
-        return None
-    return (size, size) if isinstance(size, int) else tuple(size)
-
-
 def measure(model, metafile, complexity_fn=None):
     """Return dict(Parameters=int, FLOPs=int) of one metafile model."""
-    complexity_fn = complexity_fn or _load_get_flops().model_complexity
+    complexity_fn = complexity_fn or _model_complexity
     config = config_path(model, metafile)
-    result = complexity_fn(config, input_shape(config))
+    result = complexity_fn(config)
     return dict(Parameters=int(result['params']), FLOPs=int(result['flops']))
 
 
@@ -183,7 +178,7 @@ def update_metafile(path, only=None, check=False, complexity_fn=None, log=print)
     """
     header, data = load_metafile(path)
     models = data.get('Models') or []
-    complexity_fn = complexity_fn or _load_get_flops().model_complexity
+    complexity_fn = complexity_fn or _model_complexity
     changed, measured = [], []
     for model in models:
         if only and model.get('Name') not in only:
@@ -228,7 +223,12 @@ def paper_entry(model, tables, metafile):
     section, _, name = key.partition('.')
     name, _, field = name.partition('.')
     entry = (tables.get(section) or {}).get(name)
-    if entry is not None and field:  # section.name.field: that value is the top-1 accuracy
+    if entry is not None and field in PAPER_VIEWS:  # one task's columns of a multi-task row
+        prefix, metrics = PAPER_VIEWS[field]
+        view = {k[len(prefix):]: v for k, v in entry.items() if k.startswith(prefix)}
+        view.update({k: entry[k] for k in metrics if k in entry})
+        entry = view
+    elif entry is not None and field:  # section.name.field: that value is the top-1 accuracy
         entry = {'top1': entry[field]} if field in entry else None
     if entry is None:
         raise MetafileError(f"{metafile}: model {model.get('Name')}: Paper Key {key!r} is not "
@@ -324,7 +324,8 @@ def _table(rows, metric_fields, relto):
 def render(metafiles, tables_path, out):
     tables = load_paper_tables(tables_path)
     relto = osp.dirname(osp.abspath(out))
-    shapes = {'classification': '224x224', 'detection': '1280x800', 'segmentation': '2048x512'}
+    shapes = {'classification': "the config's test crop (224x224; 384x384 for Table 14)",
+              'detection': '1280x800', 'segmentation': '2048x512'}
     lines = [
         '# Model zoo',
         '',
