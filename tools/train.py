@@ -7,6 +7,7 @@ The config's ``default_scope`` (mmpretrain / mmdet / mmseg) selects the toolbox.
 """
 import argparse
 import os.path as osp
+import sys
 
 import mmdwnet  # noqa: F401  (registers modules, lets torch.load read mmengine checkpoints)
 from mmdwnet.utils.cli import (add_runner_args, build_runner, load_config,
@@ -32,6 +33,7 @@ def merge_args(cfg, args):
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    check_amp_device(cfg, args.config)
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise KeyError(f'{args.config} has no auto_scale_lr (base_batch_size) setting')
@@ -45,6 +47,22 @@ def merge_args(cfg, args):
             raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint')
         cfg.resume, cfg.load_from = True, args.resume
     return cfg
+
+
+def check_amp_device(cfg, config):
+    """Exit with a message when ``AmpOptimWrapper`` is asked for on a machine without an
+    accelerator (mmengine's wrapper would stop with a bare ``AssertionError``)."""
+    from mmengine.device import (is_cuda_available, is_mlu_available, is_musa_available,
+                                 is_npu_available)
+    if cfg.get('optim_wrapper', {}).get('type') != 'AmpOptimWrapper':
+        return
+    if (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available()):
+        return
+    sys.exit(f'error: --amp (AmpOptimWrapper, in {config} or from --amp) needs a CUDA GPU '
+             '(or an NPU/MLU/MUSA device) and this machine has none (torch.cuda.is_available() '
+             'is False). Train without --amp (full precision on the CPU), or run on a machine '
+             'with a GPU and a CUDA build of PyTorch.')
 
 
 def main(argv=None):
