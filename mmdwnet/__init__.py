@@ -6,9 +6,11 @@ mmengine's root model registry, so plain ``type='DWNet'`` builds under the defau
 """
 from .version import __version__
 from . import models  # noqa: F401  (registers the modules)
+from .analysis.complexity import register_handles
 from .utils.torch_load import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
+register_handles()  # mmengine's FLOP counter counts the mmdwnet ops
 
 try:  # the classification dataset needs mmpretrain; without it the rest still works
     from . import datasets  # noqa: F401

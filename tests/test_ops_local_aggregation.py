@@ -1,10 +1,14 @@
 """The fast local aggregation ops equal straightforward references, forward and backward."""
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmdwnet.ops import (cpu_kernels, local_aggregate, local_aggregate_loop,
-                         local_aggregate_pointwise, local_aggregate_unfold, local_correlate)
+from mmdwnet.ops import local_aggregate, local_aggregate_pointwise, local_correlate
+from mmdwnet.ops.backends import cpu as cpu_kernels
+from mmdwnet.ops.backends import select
+from mmdwnet.ops.backends.reference import local_aggregate_loop, local_aggregate_unfold
 
 # (N, C, H, W, k, G, shared weights)
 CASES = [(2, 12, 9, 7, 3, 4, False), (2, 12, 5, 6, 7, 3, False), (3, 8, 6, 6, 5, 2, True),
@@ -117,8 +121,8 @@ def test_local_aggregate_pointwise_matches_two_step_form(bias, backend):
 
 def test_bad_inputs_raise_clear_errors():
     x = torch.zeros(2, 6, 5, 5)
-    with pytest.raises(ValueError, match='odd square kernel'):
-        local_aggregate(x, torch.zeros(2, 3, 4, 4, 5, 5))
+    with pytest.raises(ValueError, match='square kernel'):
+        local_aggregate(x, torch.zeros(2, 3, 4, 3, 5, 5))
     with pytest.raises(ValueError, match='does not match input'):
         local_aggregate(x, torch.zeros(2, 3, 3, 3, 4, 5))
     with pytest.raises(ValueError, match='cannot be split into 4 weight groups'):
@@ -129,17 +133,26 @@ def test_bad_inputs_raise_clear_errors():
         local_aggregate_pointwise(x, torch.zeros(2, 4, 5, 5), torch.zeros(26, 4, 1, 1), None, 3, 3)
     with pytest.raises(ValueError, match='must be \\(N, R, H, W\\)'):
         local_aggregate_pointwise(x, torch.zeros(2, 4, 4, 5), torch.zeros(27, 4, 1, 1), None, 3, 3)
-    with pytest.raises(ValueError, match='odd'):
-        local_correlate(x, x, 4, 3)
+    with pytest.raises(ValueError, match='kernel_size must be an int >= 1'):
+        local_correlate(x, x, 0, 3)
+    with pytest.raises(ValueError, match='cannot be split into 4'):
+        local_correlate(x, x, 3, 4)
 
 
 def test_backend_switch(monkeypatch):
     x = torch.zeros(1, 2, 3, 3)
     monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'torch')
-    assert not cpu_kernels.use_for(x)
+    assert select(x).NAME == 'torch'
     monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'auto')
-    assert not cpu_kernels.use_for(x.double())  # float32 only
-    assert cpu_kernels.use_for(x) == cpu_kernels.available()
+    assert select(x.double()).NAME == 'torch'  # float32 only
+    assert (select(x).NAME == 'cpu') == cpu_kernels.available()
+    monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'triton')
+    monkeypatch.delenv('TRITON_INTERPRET', raising=False)
+    with pytest.raises(RuntimeError, match='TRITON_INTERPRET=1'):
+        select(x)
+    monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'bogus')
+    with pytest.raises(ValueError, match='not a known ops backend'):
+        local_aggregate(x, torch.zeros(1, 1, 3, 3, 3, 3))
 
 
 def test_kernel_library_is_cached(tmp_path, monkeypatch):
@@ -149,9 +162,9 @@ def test_kernel_library_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv('MMDWNET_OPS_CACHE', str(tmp_path))
     path = cpu_kernels.build()
     assert path is not None and path.startswith(str(tmp_path))
-    mtime = (tmp_path / path.rsplit('/', 1)[1]).stat().st_mtime_ns
+    mtime = os.stat(path).st_mtime_ns
     assert cpu_kernels.build() == path
-    assert (tmp_path / path.rsplit('/', 1)[1]).stat().st_mtime_ns == mtime
+    assert os.stat(path).st_mtime_ns == mtime
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),
@@ -187,4 +200,4 @@ def test_dynamic_depthwise_conv2d_matches_per_image_conv(with_bias, backend):
         x_cl = x.contiguous(memory_format=torch.channels_last)
         assert (dynamic_depthwise_conv2d(x_cl, kernels, bias) - ref).abs().max().item() <= 1e-5
     with pytest.raises(ValueError, match=r'must be \(N, C, k, k\)'):
-        dynamic_depthwise_conv2d(x, kernels[:, :, :4, :4], bias)
+        dynamic_depthwise_conv2d(x, kernels[:, :, :4, :], bias)

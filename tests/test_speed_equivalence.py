@@ -11,7 +11,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmdwnet  # noqa: F401
 from mmdwnet.models.mixers.dwconv import DynamicDWConv2d, IDynamicDWConv2d
-from mmdwnet.ops import local_aggregate, local_aggregate_unfold
+from mmdwnet.ops import local_aggregate
+from mmdwnet.ops.backends.reference import local_aggregate_unfold
 from mmdwnet.registry import MODELS
 
 TINY = dict(embed_dims=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 8])
@@ -78,10 +79,10 @@ def test_fused_and_unfused_outputs_agree(variant):
 
 
 def test_dynamic_dw_is_one_op_for_the_batch(monkeypatch):
-    """D-DW runs the batch as one grouped conv (batch folded into channels) when gradients are
-    needed, and as one call of the compiled channels-last kernel in CPU inference; never a
-    per-image loop.  Both equal per-image convolutions."""
-    from mmdwnet.ops import cpu_kernels
+    """D-DW runs the batch as one call of the compiled channels-last kernel on CPU float32
+    (training and inference; its backward is one grouped conv gradient), else as one grouped
+    conv (batch folded into channels); never a per-image loop.  Both equal per-image convs."""
+    from mmdwnet.ops.backends import cpu as cpu_kernels
     mod = DynamicDWConv2d(8, 7).eval()
     calls = []
     conv2d, ddw = torch.nn.functional.conv2d, cpu_kernels.dynamic_depthwise
@@ -98,13 +99,18 @@ def test_dynamic_dw_is_one_op_for_the_batch(monkeypatch):
     monkeypatch.setattr(cpu_kernels, 'dynamic_depthwise', counting_ddw)
     x = torch.randn(4, 8, 9, 9, requires_grad=True)
     out_train = mod(x)
-    assert calls == [('conv2d', (1, 32, 9, 9), 32)]
-    calls.clear()
-    with torch.no_grad():
-        out_infer = mod(x)
     expected = [('kernel', (4, 8, 9, 9))] if cpu_kernels.available() else \
         [('conv2d', (1, 32, 9, 9), 32)]
     assert calls == expected
+    calls.clear()
+    with torch.no_grad():
+        out_infer = mod(x)
+    assert calls == expected
+    calls.clear()
+    from mmdwnet.ops.switches import use_ops_backend
+    with use_ops_backend('torch'), torch.no_grad():
+        out_ref = mod(x)
+    assert calls == [('conv2d', (1, 32, 9, 9), 32)]
     monkeypatch.undo()
     with torch.no_grad():
         k = mod.generate_weight(x).view(4, 8, 1, 7, 7)
@@ -113,6 +119,7 @@ def test_dynamic_dw_is_one_op_for_the_batch(monkeypatch):
             for i in range(4)])
     assert (out_train - per_image).abs().max().item() <= 1e-5
     assert (out_infer - per_image).abs().max().item() <= 1e-5
+    assert (out_ref - per_image).abs().max().item() <= 1e-5
 
 
 def test_dynamic_dw_kernel_generator_equals_conv_form():

@@ -44,7 +44,7 @@ PYEOF
   step "stack already installed in $VENV; (re)installing mmdwnet in editable mode"
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
   "$PY" -c 'import mmdwnet; print("mmdwnet", mmdwnet.__version__, "ready in", __import__("sys").prefix)'
-  "$PY" -c 'from mmdwnet.ops import cpu_kernels as k; print("mmdwnet CPU kernels:", k.build(verbose=True) or "not built, pure-PyTorch ops")'
+  "$PY" -c 'from mmdwnet.ops.backends import cpu as k; print("mmdwnet CPU kernels:", k.build(verbose=True) or "not built, pure-PyTorch ops")'
   exit 0
 fi
 
@@ -96,4 +96,4 @@ step "4/5 check that the compiled mmcv ops load"
 step "5/5 mmdwnet (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
 "$PY" -c 'import mmdwnet; print("mmdwnet", mmdwnet.__version__, "installed in", __import__("sys").prefix)'
-"$PY" -c 'from mmdwnet.ops import cpu_kernels as k; print("mmdwnet CPU kernels:", k.build(verbose=True) or "not built, pure-PyTorch ops")'
+"$PY" -c 'from mmdwnet.ops.backends import cpu as k; print("mmdwnet CPU kernels:", k.build(verbose=True) or "not built, pure-PyTorch ops")'

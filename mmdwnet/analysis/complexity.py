@@ -1,11 +1,19 @@
-"""FLOP counting with mmengine's analyzer, taught mmdwnet's custom aggregation ops.
+"""FLOP counting with mmengine's analyzer: the one place of the counting rules for mmdwnet's ops.
 
 FLOPs are multiply-accumulates, as the paper and the official code count them.  mmengine's
-``FlopAnalyzer`` traces the model with TorchScript; the autograd functions of
-:mod:`mmdwnet.ops` appear there as ``prim::PythonOp`` nodes, counted here:
+``FlopAnalyzer`` traces the model with TorchScript, where the ops of :mod:`mmdwnet.ops.library`
+appear as ``mmdwnet::<op>`` nodes.  Their rules (:data:`OP_HANDLES`):
 
-* ``_LocalAggregate`` (I-D-DW, sliding attention values): N*C*H*W*k*k;
-* ``_LocalCorrelate`` (sliding attention logits): N*C*H*W*k*k.
+* ``mmdwnet::local_aggregate`` (I-D-DW, sliding attention values): N*C*H*W*k*k;
+* ``mmdwnet::local_correlate`` (sliding attention logits): N*C*H*W*k*k;
+* ``mmdwnet::local_aggregate_pointwise`` (fused I-D-DW): the 1x1 conv making the kernels,
+  N*H*W*R*G*k*k, plus the aggregation, N*C*H*W*k*k (what the two-step form counts);
+* ``mmdwnet::dynamic_depthwise_conv2d`` (D-DW): N*C*H*W*k*k, as the equivalent grouped conv;
+* ``aten::matmul`` with broadcasting (see :func:`_matmul_flops`).
+
+:func:`register_handles` installs them into mmengine's default handle table when
+``mmdwnet`` is imported, so ``mmengine.analysis.get_model_complexity_info`` and the toolboxes'
+``get_flops`` tools count mmdwnet models as ``tools/analysis_tools/get_flops.py`` does.
 """
 from functools import reduce
 from operator import mul
@@ -20,15 +28,26 @@ def _numel(shape):
 
 
 def _aggregate_flops(inputs, outputs):
-    x_shape, w_shape = get_shape(inputs[0]), get_shape(inputs[1])
-    k = w_shape[2]
-    return _numel(x_shape) * k * k
+    """local_aggregate(x, weight): N*C*H*W*k*k."""
+    return _numel(get_shape(inputs[0])) * get_shape(inputs[1])[2]**2
 
 
 def _correlate_flops(inputs, outputs):
-    q_shape, out_shape = get_shape(inputs[0]), get_shape(outputs[0])
-    k = out_shape[2]
-    return _numel(q_shape) * k * k
+    """local_correlate(q, k_map, k, G) -> (N, G, k, k, H, W): N*C*H*W*k*k."""
+    return _numel(get_shape(inputs[0])) * get_shape(outputs[0])[2]**2
+
+
+def _pointwise_flops(inputs, outputs):
+    """local_aggregate_pointwise(x, feat, weight (G*k*k, R, 1, 1), bias, G, k)."""
+    x, feat, weight = (get_shape(v) for v in inputs[:3])
+    n, c, h, w = x
+    kk = weight[0] // inputs[4].toIValue()
+    return n * h * w * feat[1] * weight[0] + n * c * h * w * kk
+
+
+def _ddw_flops(inputs, outputs):
+    """dynamic_depthwise_conv2d(x, kernels (N, C, k, k), bias): N*C*H*W*k*k."""
+    return _numel(get_shape(inputs[0])) * get_shape(inputs[1])[-1]**2
 
 
 def _matmul_flops(inputs, outputs):
@@ -40,16 +59,24 @@ def _matmul_flops(inputs, outputs):
 
 OP_HANDLES = {
     'aten::matmul': _matmul_flops,
-    'prim::PythonOp._LocalAggregate': _aggregate_flops,
-    'prim::PythonOp._LocalCorrelate': _correlate_flops,
+    'mmdwnet::local_aggregate': _aggregate_flops,
+    'mmdwnet::local_correlate': _correlate_flops,
+    'mmdwnet::local_aggregate_pointwise': _pointwise_flops,
+    'mmdwnet::dynamic_depthwise_conv2d': _ddw_flops,
 }
+
+
+def register_handles() -> None:
+    """Add :data:`OP_HANDLES` to mmengine's default FLOP handles (every ``FlopAnalyzer`` and
+    ``get_model_complexity_info`` made afterwards uses them)."""
+    from mmengine.analysis import complexity_analysis
+    complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS.update(OP_HANDLES)
 
 
 def flop_analyzer(model, inputs):
     """``mmengine.analysis.FlopAnalyzer`` for ``model(*inputs)`` with mmdwnet's op handles."""
+    register_handles()
     analyzer = FlopAnalyzer(model, inputs)
-    for name, handle in OP_HANDLES.items():
-        analyzer.set_op_handle(name, handle)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     return analyzer

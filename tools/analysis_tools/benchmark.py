@@ -239,7 +239,8 @@ class Runner:
 
 def op_benchmark(args, progress=None):
     """local_aggregate vs local_aggregate_unfold (and the old per-offset 2-D loop)."""
-    from mmdwnet.ops import local_aggregate, local_aggregate_unfold
+    from mmdwnet.ops import local_aggregate
+    from mmdwnet.ops.backends.reference import local_aggregate_unfold
     n, c, h, w = args.op_shape
     k, g = args.op_kernel, args.op_groups
     torch.manual_seed(0)
@@ -324,7 +325,7 @@ def run(args):
                 entry['mem_train'] = peak_alloc_mib(settings[name]['train'][0])
         info['models'][name] = entry
     info['ops'] = ops
-    from mmdwnet.ops import local_aggregation
+    from mmdwnet.ops.backends import _common as local_aggregation
     buf = getattr(local_aggregation._workspace, 'buf', None)
     info['workspace_mib'] = 0 if buf is None else buf.numel() * buf.element_size() / 2**20
     return info

@@ -186,9 +186,8 @@ class IDynamicDWConv2d(nn.Module):
         return self.expand(self.act(self.norm(self.reduce(x)))).view(n, self.groups, k, k, h, w)
 
     def forward(self, x):
-        if torch.jit.is_tracing():  # FLOP counting / export: the plain two-step form
-            return local_aggregate(x, self.generate_weight(x))
-        # Same result; the (N, G*k*k, H, W) kernels are made a few images at a time.
+        # = local_aggregate(x, self.generate_weight(x)); the (N, G*k*k, H, W) kernels are made
+        # a few images at a time.
         return local_aggregate_pointwise(x, self.act(self.norm(self.reduce(x))),
                                          self.expand.weight, self.expand.bias, self.groups,
                                          self.kernel_size)

@@ -1,0 +1,355 @@
+"""CPU backend: C/OpenMP kernels (``mmdwnet/ops/csrc/local_aggregation.c``), float32.
+
+The reference backend runs k*k whole-tensor multiply-adds per call; on a CPU each of them
+streams the output through memory and costs a thread hand-over.  These kernels do one pass
+instead: one parallel loop over (image, weight group); the k x k weights of an output row are
+reused from L1 cache by every channel of the group.
+
+The C file is compiled once with the system C compiler (about a second; ``make install`` does
+it) and called through :mod:`ctypes`, with argument types read from the C prototypes
+(:data:`SIGNATURES`, the one table).
+
+Kernel cache: ``$MMDWNET_OPS_CACHE`` or ``~/.cache/mmdwnet/ops``.  Each build is a folder
+``mmdw_ops_<key>/`` (key: hash of source, flags and compiler) holding the library and a
+manifest (SHA-256, size, symbols); it is written in a temporary ``.build-<pid>-*`` folder and
+renamed into place, so a reader sees either nothing or a complete build, and of two concurrent
+builds one wins.  Before loading, the library is checked against its manifest and then loaded
+and run once in a child process, so a truncated, corrupted or foreign file cannot crash this
+process; a bad entry is rebuilt (with one warning naming the file and the reason) and, if that
+fails, the reference backend runs (with a warning saying why).  Temporary folders of killed
+builds are removed by the next build.  A read-only cache folder is used if it holds a valid
+build; otherwise the kernels are built for this process in a private temporary folder.
+"""
+import ctypes
+import hashlib
+import json
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor
+
+from . import reference
+from ._common import pointwise_backward, pointwise_forward
+
+NAME = 'cpu'
+SOURCE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc', 'local_aggregation.c')
+LIBRARY = 'libmmdw_ops.so'
+MANIFEST = 'manifest.json'
+
+_CTYPES = {'float*': ctypes.c_void_p, 'long': ctypes.c_long, 'int': ctypes.c_int}
+
+
+def _signatures(source: str) -> Dict[str, List[type]]:
+    """``{function: [ctypes argument types]}`` of every ``void mmdw_*(...)`` in the C source."""
+    table = {}
+    for name, params in re.findall(r'^void (mmdw_\w+)\(([^)]*)\)', source, re.M):
+        kinds = []
+        for p in params.split(','):
+            p = ' '.join(p.replace('const ', '').split())
+            kinds.append(_CTYPES['float*' if '*' in p else p.split()[0]])
+        table[name] = kinds
+    return table
+
+
+with open(SOURCE) as _f:
+    _SOURCE_TEXT = _f.read()
+#: argument types of every exported kernel, read from the C prototypes
+SIGNATURES = _signatures(_SOURCE_TEXT)
+
+# Run in a child process before the parent loads a library: loads it, resolves every symbol
+# and runs a 2x2 aggregation (a bad file kills the child, not the parent).
+_CHECK = r'''
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+for name in sys.argv[2:]:
+    getattr(lib, name)
+f = ctypes.c_float * 4
+x, out, w = f(1, 2, 3, 4), f(), (ctypes.c_float * 36)(*([1.0] * 36))
+L, P = ctypes.c_long, ctypes.c_void_p
+lib.mmdw_aggregate.argtypes = [P, P, P] + [L] * 7 + [ctypes.c_int]
+lib.mmdw_aggregate(x, w, out, 1, 1, 1, 1, 2, 2, 3, 1)
+sys.exit(0 if list(out) == [10.0] * 4 else 3)
+'''
+
+_lock = threading.Lock()
+_state = {}
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f'mmdwnet.ops: {message}', RuntimeWarning, stacklevel=3)
+
+
+def _cpu_flags():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _compile_flags():
+    flags = ['-O3', '-fopenmp', '-fPIC', '-shared', '-fno-strict-aliasing']
+    if {'avx2', 'fma'} <= _cpu_flags():
+        flags += ['-mavx2', '-mfma']  # (AVX-512 measured slower for these memory-bound loops)
+    return flags
+
+
+def cache_dir() -> str:
+    """The kernel cache folder: ``$MMDWNET_OPS_CACHE`` or ``~/.cache/mmdwnet/ops``."""
+    return os.environ.get('MMDWNET_OPS_CACHE') or osp.join(
+        os.environ.get('XDG_CACHE_HOME') or osp.join(osp.expanduser('~'), '.cache'), 'mmdwnet',
+        'ops')
+
+
+def _compiler():
+    return os.environ.get('CC') or shutil.which('gcc') or shutil.which('cc')
+
+
+def _entry(cc: str) -> str:
+    key = hashlib.sha256('\0'.join([_SOURCE_TEXT, ' '.join(_compile_flags()), cc]).encode())
+    return osp.join(cache_dir(), f'mmdw_ops_{key.hexdigest()[:16]}')
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(entry: str) -> Optional[str]:
+    """None if the build folder ``entry`` holds a sound library, else the reason it does not."""
+    lib = osp.join(entry, LIBRARY)
+    try:
+        with open(osp.join(entry, MANIFEST)) as f:
+            manifest = json.load(f)
+        size = os.path.getsize(lib)
+        if size != manifest['size']:
+            return f'size {size} bytes, {manifest["size"]} recorded at build (truncated?)'
+        if _sha256(lib) != manifest['sha256']:
+            return 'content hash differs from the one recorded at build (corrupted or replaced)'
+        if sorted(manifest['symbols']) != sorted(SIGNATURES):
+            return 'built from another version of the kernel source'
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f'unreadable library or manifest ({e})'
+    try:
+        proc = subprocess.run([sys.executable, '-c', _CHECK, lib, *SIGNATURES],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f'could not run the load check ({e})'
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or [f'exit status {proc.returncode}'])[-1]
+        return f'failed to load and run in a child process: {detail}'
+    return None
+
+
+def _remove_stale_builds(folder: str, max_age_s: float = 3600.) -> None:
+    """Remove ``.build-<pid>-*`` folders left by builds that were killed."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = re.match(r'\.build-(\d+)-', name)
+        if not m:
+            continue
+        path = osp.join(folder, name)
+        try:
+            os.kill(int(m.group(1)), 0)
+            alive = time.time() - os.path.getmtime(path) < max_age_s
+        except (ProcessLookupError, PermissionError, OSError):
+            alive = False
+        if not alive:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _compile(cc: str, folder: str) -> Optional[str]:
+    """Compile into ``folder`` (library + manifest); None and a warning on failure."""
+    out = osp.join(folder, LIBRARY)
+    flags = _compile_flags()
+    proc = subprocess.run([cc, *flags, SOURCE, '-o', out], capture_output=True, text=True)
+    if proc.returncode != 0:  # e.g. an old compiler without the ISA flags: portable build
+        proc = subprocess.run([cc, *flags[:5], SOURCE, '-o', out], capture_output=True,
+                              text=True)
+    if proc.returncode != 0:
+        _warn(f'building the CPU kernels with {cc} failed; the slower pure-PyTorch ops run '
+              f'instead:\n{proc.stderr[-2000:]}')
+        return None
+    manifest = dict(sha256=_sha256(out), size=os.path.getsize(out), symbols=sorted(SIGNATURES))
+    with open(osp.join(folder, MANIFEST), 'w') as f:
+        json.dump(manifest, f)
+    return out
+
+
+def build(verbose: bool = False) -> Optional[str]:
+    """Find a verified library in the cache or build one; return its path, or None.
+
+    Raises nothing: without a compiler or a usable build the reference backend runs, and a
+    warning says why.
+    """
+    cc = _compiler()
+    if cc is None:
+        _warn('no C compiler found (set CC): the compiled CPU kernels are unavailable and the '
+              'slower pure-PyTorch ops run instead')
+        return None
+    entry = _entry(cc)
+    lib = osp.join(entry, LIBRARY)
+    if osp.isdir(entry):
+        reason = verify(entry)
+        if reason is None:
+            return lib
+        _warn(f'ignoring the cached CPU kernel library {lib}: {reason}; rebuilding it')
+        shutil.rmtree(entry, ignore_errors=True)
+    folder = osp.dirname(entry)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        _remove_stale_builds(folder)
+        tmp = tempfile.mkdtemp(prefix=f'.build-{os.getpid()}-', dir=folder)
+    except OSError as e:  # read-only or unusable cache folder: build for this process only
+        _warn(f'cannot write the kernel cache folder {folder} ({e.strerror or e}); building the '
+              'CPU kernels for this process only')
+        tmp = tempfile.mkdtemp(prefix='mmdwnet-ops-')
+        _state['private'] = tmp
+        return _compile(cc, tmp)
+    try:
+        if _compile(cc, tmp) is None:
+            return None
+        try:
+            os.rename(tmp, entry)  # atomic; fails if a concurrent build got there first
+        except OSError:
+            if verify(entry) is not None:
+                raise
+    except OSError as e:
+        _warn(f'cannot store the CPU kernels in {folder} ({e}); using the pure-PyTorch ops')
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if verbose:
+        print(f'mmdwnet.ops: built the CPU kernels into {lib}')
+    return lib
+
+
+def _library():
+    if 'lib' not in _state:
+        with _lock:
+            if 'lib' not in _state:
+                lib = None
+                path = build()
+                if path is not None:
+                    try:
+                        lib = ctypes.CDLL(path)
+                        for name, argtypes in SIGNATURES.items():
+                            getattr(lib, name).argtypes = argtypes
+                    except (OSError, AttributeError) as e:
+                        _warn(f'cannot load {path} ({e}); using the pure-PyTorch ops')
+                        lib = None
+                if 'private' in _state:  # loaded (or failed): the file is no longer needed
+                    shutil.rmtree(_state.pop('private'), ignore_errors=True)
+                _state['lib'] = lib
+    return _state['lib']
+
+
+def available() -> bool:
+    """True when the compiled kernels are built and loaded (builds them on first call)."""
+    return _library() is not None
+
+
+def supports(*tensors) -> bool:
+    """CPU float32 tensors only."""
+    return all(t.device.type == 'cpu' and t.dtype == torch.float32 for t in tensors)
+
+
+def _call(name: str, *args) -> None:
+    getattr(_library(), name)(*[a.data_ptr() if isinstance(a, Tensor) else a for a in args])
+
+
+def _threads() -> int:
+    return torch.get_num_threads()
+
+
+# ------------------------------------------------------------------------------ primitives
+def aggregate(x: Tensor, w: Tensor, k: int, out: Optional[Tensor] = None) -> Tensor:
+    x, w = x.contiguous(), w.contiguous()
+    n, c, h, wd = x.shape
+    out = torch.empty_like(x) if out is None else out
+    _call('mmdw_aggregate', x, w, out, n, w.shape[0], c, w.shape[1], h, wd, k, _threads())
+    return out
+
+
+def _aggregate_masking(x: Tensor, w: Tensor, k: int, out: Tensor) -> Tensor:
+    """:func:`aggregate` that first zeroes, in place, the entries of ``w`` (contiguous, ours to
+    change) whose neighbour column is outside the map; those never contribute, so the result is
+    the same, and the kernel runs over whole flattened maps (fast for small maps)."""
+    n, c, h, wd = x.shape
+    m = (k // 2) * (wd + 1)
+    xp = torch.nn.functional.pad(x.reshape(n, c, h * wd), (m, m))  # zero-extended, contiguous
+    groups = w.shape[1]
+    _call('mmdw_mask_columns', w, w.shape[0] * groups, h, wd, k, _threads())
+    _call('mmdw_aggregate_flat', xp, w, out, n, w.shape[0], c, groups, h, wd, k, _threads())
+    return out
+
+
+def scatter(g: Tensor, w: Tensor, k: int, out: Optional[Tensor] = None) -> Tensor:
+    g, w = g.contiguous(), w.contiguous()
+    n, c, h, wd = g.shape
+    out = torch.empty_like(g) if out is None else out
+    _call('mmdw_scatter', g, w, out, n, w.shape[0], c, w.shape[1], h, wd, k, _threads())
+    return out
+
+
+def correlate(g: Tensor, x: Tensor, groups: int, k: int, out: Optional[Tensor] = None) -> Tensor:
+    g, x = g.contiguous(), x.contiguous()
+    n, c, h, wd = x.shape
+    out = x.new_empty(n, groups, k, k, h, wd) if out is None else out
+    _call('mmdw_correlate', g, x, out, n, c, groups, h, wd, k, _threads())
+    return out.view(n, groups, k, k, h, wd)
+
+
+def aggregate_pointwise(x, feat, w2d, bias, groups, k):
+    x = x.contiguous()
+    return pointwise_forward(x, feat, w2d, bias, groups, k, _kernel_step(x, w2d),
+                             lambda xc, kern, out: _aggregate_masking(xc, kern, k, out))
+
+
+def aggregate_pointwise_backward(grad, x, feat, w2d, bias, groups, k):
+    x = x.contiguous()
+    return pointwise_backward(grad, x, feat, w2d, bias, groups, k, _kernel_step(x, w2d),
+                              lambda g, kern, out: scatter(g, kern, k, out),
+                              lambda g, xc, kern: correlate(g, xc, groups, k, kern))
+
+
+def _kernel_step(x, w2d):
+    """Images per chunk: the generated kernels of a chunk fit the kernel chunk budget."""
+    n, _, h, w = x.shape
+    per_image = w2d.shape[0] * h * w * x.element_size()
+    return max(1, min(n, reference.KERNEL_CHUNK_BYTES // per_image))
+
+
+def dynamic_depthwise(x: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """Runs on channels-last memory; returns (N, C, H, W) with channels-last strides."""
+    n, c, h, w = x.shape
+    k = kernels.shape[-1]
+    xl = x.permute(0, 2, 3, 1).contiguous()
+    wt = kernels.reshape(n, c, k * k).transpose(1, 2).contiguous()
+    out = x.new_empty(n, h, w, c)
+    b = bias.contiguous() if bias is not None else None  # NULL: no bias
+    _call('mmdw_ddw_nhwc', xl, wt, b, out, n, c, h, w, k, _threads())
+    return out.permute(0, 3, 1, 2)
+
+
+# No compiled backward for the per-image depth-wise conv: the grouped-conv gradient.
+dynamic_depthwise_backward = reference.dynamic_depthwise_backward
