@@ -150,15 +150,19 @@ def convert_official_backbone(sub, backbone=None):
 
 
 def _convert_under(state, prefix, backbone):
-    """Convert official keys under ``prefix`` in place (idempotent); log what was converted."""
+    """Convert official keys under ``prefix`` in place (idempotent); log what was converted.
+
+    Returns:
+        str | None: why official-looking keys could not be converted (they are left as they
+        are, for :func:`check_backbone_state` to report).
+    """
     sub = _sub(state, prefix)
     if not _is_official(sub):
-        return
+        return None
     try:
         converted, info, head = convert_official_backbone(sub, backbone)
     except UnrecognisedCheckpoint as e:
-        raise CheckpointMismatch(f'official-looking keys under {prefix!r} could not be '
-                                 f'converted: {e}') from e
+        return str(e)
     _replace(state, prefix, converted)
     dropped = f', classification head ({", ".join(head)}) dropped' if head else ''
     _log(f"converted an official {info['type']} backbone ({_short_arch(info['arch'])}): "
@@ -173,13 +177,16 @@ def _allowed_missing(backbone, sub):
     ckpt_norms = {k.split('.')[0] for k in sub if re.match(r'^norm\d+\.', k)}
     from_classifier = ckpt_norms <= {f'norm{last}'} and not any(
         k.startswith(f'norm{last}.running_') for k in sub)
-    if classifier_outputs or not from_classifier:
+    if classifier_outputs or not from_classifier or _STRICT.get():
         return set()
     return {k for k in backbone.state_dict() if re.match(r'^norm\d+\.', k)}
 
 
-def check_backbone_state(backbone, state, prefix):
-    """Raise :class:`CheckpointMismatch` unless ``state`` fills every backbone tensor."""
+def check_backbone_state(backbone, state, prefix, unconverted=None):
+    """Raise :class:`CheckpointMismatch` unless ``state`` fills every backbone tensor.
+
+    ``unconverted``: why official-looking keys could not be converted, if they could not.
+    """
     sub = _sub(state, prefix)
     name = type(backbone).__name__
     if not sub:
@@ -191,7 +198,11 @@ def check_backbone_state(backbone, state, prefix):
     problem = describe_mismatch({k: v for k, v in expected.items() if k not in allowed}, sub)
     if problem:
         unexpected = [k for k in sub if k not in expected]
-        if unexpected and len(unexpected) >= len(sub) // 2:
+        if unconverted:
+            cause = (f'keys in the official layout that cannot be converted ({unconverted}): '
+                     'a damaged or unknown checkpoint; tools/model_converters/official2mmdwnet.py '
+                     'validates an official file and lists what is wrong')
+        elif unexpected and len(unexpected) >= len(sub) // 2:
             cause = ('a checkpoint of another model or layout (its keys are not this '
                      "backbone's), or a wrong prefix")
         elif 'shape mismatches' in problem and 'missing' not in problem:
@@ -225,10 +236,10 @@ def backbone_pre_hook(backbone, state, prefix, local_metadata, strict, missing_k
     """``_register_load_state_dict_pre_hook(..., with_module=True)`` of ``LocalMixerNet``."""
     if prefix == '':
         _unwrap_for_backbone(state)
-    _convert_under(state, prefix, backbone)
+    unconverted = _convert_under(state, prefix, backbone)
     if not _STRICT.get():
         backbone._skip_layer_norm_into_batch_norm(state, prefix)
-    check_backbone_state(backbone, state, prefix)
+    check_backbone_state(backbone, state, prefix, unconverted)
 
 
 def _take_official_classifier(parent, state, prefix, name):
@@ -296,7 +307,9 @@ def parent_pre_hook(parent, state, prefix, local_metadata, strict, missing_keys,
             f'the checkpoint has no weights for the {type(backbone).__name__} backbone of this '
             f'{type(parent).__name__}: no key starts with {bprefix!r} (its top-level names: '
             f'{tops[:10]}). A wrong prefix, or not a checkpoint of this model.')
-    _convert_under(state, bprefix, backbone)
+    unconverted = _convert_under(state, bprefix, backbone)
+    if unconverted or _STRICT.get():  # the backbone's own report names the likely cause
+        check_backbone_state(backbone, state, bprefix, unconverted)
     _adapt_head(parent, state, prefix)
     if _STRICT.get():
         problem = describe_mismatch(parent.state_dict(), _sub(state, prefix))
@@ -362,8 +375,7 @@ def load_pretrained(backbone, checkpoint, prefix=None, map_location='cpu'):
                 f'init_cfg prefix {prefix!r}: no key of {checkpoint} starts with it (its '
                 f'top-level names: {tops[:10]}). Fix the prefix, or drop it.')
         state = sub
-    backbone.load_state_dict(state, strict=False)
-    _log(f'{type(backbone).__name__} backbone weights loaded from {checkpoint}')
+    backbone.load_state_dict(state, strict=False)  # backbone_pre_hook converts and checks
 
 
 install_parent_hooks()  # models built from here on give a backbone parent parent_pre_hook

@@ -1,6 +1,8 @@
 """Write a converted checkpoint and the config that rebuilds its model."""
+import os
 import os.path as osp
 import pprint
+import tempfile
 from pathlib import Path
 
 import torch
@@ -74,18 +76,129 @@ def config_text(info, state):
     return f'_base_ = {str(base)!r}\n'
 
 
-def convert_file(src, dst, config_out=None):
+def validate_converted(state, info):
+    """Check a converted checkpoint against the model its inferred config builds.
+
+    Every stage and block must be present with consistent shapes (a missing block, stage or
+    tensor, a stray key, or a kernel of another size is reported by name): a damaged official
+    checkpoint raises :class:`UnrecognisedCheckpoint` instead of converting "successfully".
+    """
+    from mmdwnet.registry import MODELS
+    from .loading import CheckpointMismatch, check_backbone_state
+    downstream = info['kind'] != 'classification'
+    backbone = MODELS.build(_backbone_dict(info, downstream=downstream))
+    prefix = '' if info['kind'] == 'backbone' else 'backbone.'
+    try:
+        check_backbone_state(backbone, state, prefix)
+    except CheckpointMismatch as e:
+        bb = info['backbone']
+        raise UnrecognisedCheckpoint(
+            f"damaged checkpoint: its shapes say {bb['type']} with arch {bb['arch']}, but {e}"
+        ) from e
+    if info['kind'] == 'classification':
+        weight, bias = state['head.fc.weight'], state.get('head.fc.bias')
+        channels = backbone.num_features[-1]
+        if weight.dim() != 2 or weight.shape[1] != channels or bias is None \
+                or tuple(bias.shape) != (weight.shape[0], ):
+            raise UnrecognisedCheckpoint(
+                f'damaged checkpoint: head.weight {tuple(weight.shape)} / head.bias '
+                f'{None if bias is None else tuple(bias.shape)} do not fit {channels} features')
+
+
+def _same_file(a, b):
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _check_paths(src, dst, config_out, force):
+    """Refuse every path combination that could destroy a file (see :func:`convert_file`)."""
+    if not Path(src).is_file():
+        raise FileNotFoundError(f'SRC {src} does not exist')
+    named = [('DST', dst)] + ([('--config-out', config_out)] if config_out is not None else [])
+    for label, path in named:
+        if _same_file(src, path):
+            raise FileExistsError(f'{label} {path} is the source checkpoint {src}: refusing to '
+                                  'overwrite it; write the conversion to another file')
+    if config_out is not None and _same_file(dst, config_out):
+        raise FileExistsError(f'--config-out {config_out} and DST {dst} are the same file')
+    for label, path in named:
+        if Path(path).is_dir():
+            raise IsADirectoryError(f'{label} {path} is a folder; give a file name')
+        if Path(path).exists() and not force:
+            raise FileExistsError(f'{label} {path} exists; pass --force to overwrite it')
+
+
+class _AtomicWrites:
+    """Write each output to a temporary file in its destination folder; :meth:`commit`
+    renames them all into place, and leaving the ``with`` block otherwise removes every
+    temporary file and every folder this created."""
+
+    def __init__(self):
+        self.temps, self.made_dirs = [], []
+
+    def __enter__(self):
+        return self
+
+    def temp_for(self, path):
+        folder = Path(path).absolute().parent
+        missing = []
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        try:
+            for d in reversed(missing):
+                d.mkdir()
+                self.made_dirs.append(d)
+            fd, tmp = tempfile.mkstemp(prefix=f'.{Path(path).name}.', suffix='.tmp',
+                                       dir=Path(path).absolute().parent)
+        except OSError as e:
+            raise OSError(e.errno, f'cannot write {path}: {e.strerror}') from e
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # what a plain open() would give, not mkstemp's 0600
+        self.temps.append((tmp, path))
+        return tmp
+
+    def commit(self):
+        for tmp, path in self.temps:
+            os.replace(tmp, path)
+        self.temps, self.made_dirs = [], []
+
+    def __exit__(self, *exc):
+        for tmp, _ in self.temps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        for d in reversed(self.made_dirs):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        return False
+
+
+def convert_file(src, dst, config_out=None, force=False):
     """Convert ``src`` (official checkpoint) into ``dst``; write ``config_out`` if given.
+
+    Nothing can be lost: ``dst`` or ``config_out`` equal to ``src`` (or to each other) is
+    refused, an existing output is overwritten only with ``force``; the source is read,
+    converted and validated (:func:`validate_converted`) and the config text made before
+    anything is written; both outputs go to temporary files in their destination folders and
+    are renamed into place only when both are complete -- on any failure nothing is left
+    behind and existing files are untouched.
 
     Returns:
         dict: the conversion info (kind, backbone config, ...).
     """
+    _check_paths(src, dst, config_out, force)
     state, info = convert_official(load_official(src))
-    if osp.dirname(osp.abspath(dst)):
-        Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(dict(meta=dict(converted_from=osp.basename(str(src)), mmdwnet_kind=info['kind']),
-                    state_dict=state), dst)
-    if config_out is not None:
-        Path(config_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(config_out).write_text(config_text(info, state))
+    validate_converted(state, info)
+    text = config_text(info, state) if config_out is not None else None
+    with _AtomicWrites() as out:
+        torch.save(dict(meta=dict(converted_from=osp.basename(str(src)),
+                                  mmdwnet_kind=info['kind']), state_dict=state),
+                   out.temp_for(dst))
+        if text is not None:
+            Path(out.temp_for(config_out)).write_text(text)
+        out.commit()
     return info

@@ -29,6 +29,11 @@ def parse_with_local_rank(parser, argv=None):
     return args
 
 
+def is_url(path):
+    """Whether ``path`` is a URL mmengine's checkpoint loader downloads (http, https)."""
+    return str(path).startswith(('http://', 'https://'))
+
+
 def load_config(args, *required_files):
     """Read ``args.config`` and apply the common options.
 
