@@ -3,13 +3,14 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test bench bench-compile analysis clean help
+.PHONY: install test bench bench-compile bench-gpu analysis clean help
 
 help:
 	@echo "make install   create $(VENV) with the whole OpenMMLab stack and mmdwnet (editable)"
 	@echo "make test      run the test suite in $(VENV)"
 	@echo "make bench     speed/memory benchmark -> docs/benchmark.md"
 	@echo "make bench-compile  inference with torch.compile and channels-last -> docs/benchmark_compile.md"
+	@echo "make bench-gpu CUDA speed/memory benchmark (needs a GPU) -> docs/benchmark_gpu.md"
 	@echo "make analysis  measured connectivity table -> docs/analysis/"
 
 install:
@@ -25,6 +26,10 @@ bench:
 bench-compile:
 	$(PYTHON) tools/analysis_tools/benchmark.py --out docs/benchmark_compile.md --compile \
 		--channels-last --rounds 5 --no-train --no-unfused --no-batch1 --no-memory --no-ops
+
+bench-gpu:
+	$(PYTHON) tools/analysis_tools/benchmark.py --device cuda --out docs/benchmark_gpu.md \
+		--batch 64 128 --rounds 5
 
 analysis:
 	$(PYTHON) tools/analysis_tools/connectivity.py --out-dir docs/analysis
