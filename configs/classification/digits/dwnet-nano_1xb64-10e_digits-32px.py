@@ -1,8 +1,8 @@
 # "Train on your own data" (docs/custom_dataset.md): DWNet on scikit-learn's handwritten digits
 # written as an image folder (`python demo/digits.py` -> data/digits/{train,val}/<digit>/*.png).
 # Inherits the ImageNet config and changes the three things that differ: arch, data, schedule.
-# One process, 64 images per batch, 20 epochs of 23 iterations; `make demo` trains it.
-_base_ = ['./dwnet-tiny_8xb128_in1k.py']
+# One process, 64 images per batch, 10 epochs of 23 iterations; `make demo` trains it.
+_base_ = ['../dwnet-tiny_8xb128_in1k.py']
 
 # ---- model: a 4-stage nano arch for 32x32 inputs (8x8 tokens after the 4x4 patch embedding).
 # `arch` is the string 'tiny' in the base: a dict cannot be merged into a string, so
@@ -50,13 +50,13 @@ val_evaluator = dict(topk=(1, ))
 test_evaluator = val_evaluator
 
 # ---- schedule: AdamW (the base's, with its no-decay rules), lr 2e-3 for a batch of 64,
-# 1 warm-up epoch then cosine, 20 epochs, validation every 5 epochs.
+# 1 warm-up epoch then cosine, 10 epochs, validation every 5 epochs.
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=True, end=1, convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=1),
 ]
-train_cfg = dict(max_epochs=20, val_interval=5)
+train_cfg = dict(max_epochs=10, val_interval=5)
 auto_scale_lr = dict(base_batch_size=64)
 
 default_hooks = dict(

@@ -1,0 +1,3 @@
+from .hooks import CompileModulesHook
+
+__all__ = ['CompileModulesHook']

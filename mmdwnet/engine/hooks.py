@@ -1,0 +1,71 @@
+"""Training hooks of mmdwnet (registered in mmengine's root ``HOOKS``: any default scope)."""
+from typing import Optional, Sequence
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class CompileModulesHook(Hook):
+    """``torch.compile`` the model's submodules; the optimizer step stays eager.
+
+    mmengine's ``compile=True`` compiles the whole ``train_step``, optimizer included; with
+    AdamW and ``paramwise_cfg`` (every config here) the optimizer's param groups hold
+    ``ConfigDict`` values that TorchDynamo cannot trace (``InternalTorchDynamoError:
+    'UserDefinedDictVariable' object has no attribute 'items'``). This hook compiles
+    ``modules`` of the model in place instead (``nn.Module.compile``: the same parameters and
+    state-dict keys, so the optimizer, checkpoints and resuming are unchanged) and turns the
+    runner's whole-step compilation off. The config's ``compile`` (True or a dict of
+    ``torch.compile`` options) is honoured::
+
+        compile = True                       # or dict(mode='max-autotune', ...)
+        custom_hooks = [dict(type='CompileModulesHook')]   # compiles model.backbone
+
+    Args:
+        modules (Sequence[str]): dotted names of the submodules to compile. Default:
+            ``('backbone',)``.
+        compile_cfg (dict | None): ``torch.compile`` options; they override the config's
+            ``compile`` dict. Default: None.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, modules: Sequence[str] = ('backbone', ),
+                 compile_cfg: Optional[dict] = None):
+        if isinstance(modules, str):
+            modules = (modules, )
+        if not modules:
+            raise ValueError('CompileModulesHook: modules is empty; name at least one '
+                             "submodule, e.g. modules=('backbone',)")
+        self.modules = tuple(modules)
+        self.compile_cfg = dict(compile_cfg or {})
+        self.compiled = []
+
+    def _options(self, runner):
+        option = runner.cfg.get('compile', None)
+        if option is not None and not isinstance(option, (bool, dict)):
+            raise TypeError(f'compile must be a bool or a dict of torch.compile options, got '
+                            f'{option!r}')
+        options = dict(option) if isinstance(option, dict) else {}
+        options.update(self.compile_cfg)
+        # mmengine would compile the whole train_step / test_step: turn that off.
+        runner.cfg['compile'] = None
+        return options
+
+    def before_run(self, runner) -> None:
+        options = self._options(runner)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        for name in self.modules:
+            try:
+                module = model.get_submodule(name)
+            except AttributeError as e:
+                children = [n for n, _ in model.named_children()]
+                raise AttributeError(f'CompileModulesHook: the model has no submodule {name!r}; '
+                                     f'its children are {children}') from e
+            if name not in self.compiled:
+                module.compile(**options)
+                self.compiled.append(name)
+        runner.logger.info(f'CompileModulesHook: compiled {list(self.modules)} with '
+                           f'torch.compile({options}); the optimizer step runs eagerly. The '
+                           'first iterations are slow while the graphs compile.')
