@@ -2,28 +2,34 @@
 
     python tools/analysis_tools/benchmark.py --out docs/benchmark.md      (``make bench``)
     python tools/analysis_tools/benchmark.py --models dwnet swin --rounds 3 --no-train --out /tmp/b.md
+    python tools/analysis_tools/benchmark.py --device cuda --out docs/benchmark_gpu.md  (``make bench-gpu``)
 
-What is measured, in one process (CPU, ``--threads`` intra-op threads):
+What is measured, in one process:
 
 * every model is an mmpretrain ``ImageClassifier`` (backbone + ``GlobalAveragePooling`` +
   ``LinearClsHead``, 1000 classes), ours built from ``configs/classification/*-tiny_*.py``, the
   reference from mmpretrain's own ``SwinTransformer(arch='tiny')``;
-* inference images/s (``mode='tensor'``, ``torch.no_grad``) at ``--batch`` and at batch 1, after
-  ``mmcv.cnn.fuse_conv_bn`` (the deploy step) and without it, and with the CPU inference fast path
-  of the dense layers (:mod:`mmdwnet.ops.dense`) switched off ("plain modules"); one training
-  step (loss forward, backward, AdamW step) at ``--batch``;
-* the same ratios relative to mmdwnet's own Swin-T, which shares every layer but the mixer with
-  the other models (the paper's comparison);
-* models are interleaved: each round runs every model once per setting, after a warm-up round;
-  the headline is the median over rounds of the per-round ratio to the reference (robust to a
-  shared machine's load swings), with min-max spreads;
-* peak memory: the peak of bytes allocated through torch's CPU allocator during one inference
-  / training step above the level at its start (``torch.profiler`` with ``profile_memory``);
+* CPU (``--threads`` intra-op threads): inference images/s (``mode='tensor'``,
+  ``torch.no_grad``) at ``--batch`` and at batch 1, after ``mmcv.cnn.fuse_conv_bn`` (the deploy
+  step) and without it, and with the CPU inference fast path of the dense layers switched off
+  ("plain modules"); one training step (loss forward, backward, AdamW step) at ``--batch``;
+  peak memory through torch's CPU allocator (``torch.profiler``);
+* CUDA (``--device cuda``, every ``--batch``, default 64 and 128): fused inference in float32,
+  under float16 autocast (AMP), and AMP with model and input channels-last; one AMP training
+  step (autocast, ``GradScaler``, AdamW); peak ``torch.cuda`` memory.  Refuses to run without
+  a CUDA device;
+* ratios to the reference and to mmdwnet's own Swin-T, which shares every layer but the mixer
+  with the other models (the paper's comparison); models are interleaved: each round runs every
+  model once per setting, after a warm-up round; the headline is the median over rounds of the
+  per-round ratio to the reference, with min-max spreads;
 * FLOPs: :func:`mmdwnet.analysis.count_flops` (multiply-accumulates, one 224x224 image);
-* the I-D-DW aggregation op (``mmdwnet.ops.local_aggregate``) against its ``F.unfold``
-  formulation at the tiny model's stage-1 shape, forward and forward+backward.
+* the aggregation ops at the tiny model's stage-1 shape against their ``F.unfold``
+  formulation (CPU: ``local_aggregate``; CUDA: also the fused I-D-DW op on the Triton backend
+  against the pure-PyTorch CUDA path), forward and forward+backward.
 
-Writes a markdown report and a bar chart (``<out stem>.png`` beside it).
+Writes a markdown report (CPU: and a bar chart, ``<out stem>.png``).  Targets are data in
+``docs/benchmark_targets.yml``; how the speed is obtained is told in docs/benchmark_notes.md,
+which the reports link to.
 """
 import argparse
 import copy
@@ -35,11 +41,14 @@ import platform
 import re
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TARGETS_FILE = osp.join(REPO, 'docs', 'benchmark_targets.yml')
+NOTES_FILE = osp.join(REPO, 'docs', 'benchmark_notes.md')
 
 # name -> (label, config file or None for the reference)
 MODELS = {
@@ -51,25 +60,39 @@ MODELS = {
     'i-dynamic-dwnet-torch': ('I-D-DWNet-T, pure-PyTorch ops', 'i-dynamic-dwnet-tiny_8xb128_in1k.py'),
     'mmpretrain-swin': ('Swin-T (mmpretrain SwinTransformer, reference)', None),
 }
-# Variants run with the compiled CPU kernels switched off (MMDWNET_OPS_BACKEND=torch).
+# Variants run with the ops on the pure-PyTorch backend (MMDWNET_OPS_BACKEND=torch).
 TORCH_BACKEND = {'i-dynamic-dwnet-torch'}
 REFERENCE = 'mmpretrain-swin'
 # The same macro architecture with Swin's mixer: the paper's own baseline.
 ARCH_REFERENCE = 'swin'
-# Targets of issue 7: inference ratio (batch 8, fused) to the reference.
-TARGETS = {'dwnet': 1.5, 'dynamic-dwnet': 1.4, 'i-dynamic-dwnet': 1.0, 'swin': 1.0}
-# Paper Table 2 (V100 throughput relative to Swin-T).
-PAPER = {'dwnet': 1.30, 'dynamic-dwnet': 1.26, 'i-dynamic-dwnet': 0.96, 'swin': 1.0}
+DEFAULTS = {  # per device: --batch, --op-shape, --iters
+    'cpu': dict(batch=[8], op_shape=[8, 96, 56, 56], iters=1),
+    'cuda': dict(batch=[64, 128], op_shape=[64, 96, 56, 56], iters=10),
+}
+GPU_SETTINGS = ('infer', 'infer_amp', 'infer_amp_cl', 'train_amp')
+
+
+def load_targets(path=TARGETS_FILE):
+    """Targets and the paper's ratios (docs/benchmark_targets.yml)."""
+    import yaml
+    with open(path) as f:
+        return yaml.safe_load(f)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out', default='docs/benchmark.md', help='markdown report to write')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
+                        help='cpu (make bench) or cuda (make bench-gpu; refuses without a GPU)')
+    parser.add_argument('--out', default=None, help='markdown report to write (default: '
+                        'docs/benchmark.md, with --device cuda docs/benchmark_gpu.md)')
     parser.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS),
                         help='models to measure (the reference is always added)')
     parser.add_argument('--rounds', type=int, default=7, help='interleaved timed rounds')
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
-    parser.add_argument('--batch', type=int, default=8, help='batch size')
+    parser.add_argument('--batch', type=int, nargs='+', default=None,
+                        help='batch size (CPU: one, default 8; CUDA: one or more, default 64 128)')
+    parser.add_argument('--iters', type=int, default=None,
+                        help='CUDA: calls per timed sample (default 10)')
     parser.add_argument('--img-size', type=int, default=224)
     parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
     parser.add_argument('--arch', type=json.loads, default=None,
@@ -89,18 +112,28 @@ def parse_args(argv=None):
                         help='also time torch.compile(model) inference (extra rows; compiling '
                         'takes minutes on a small CPU)')
     parser.add_argument('--json', default=None, help='also dump the raw measurements here')
-    parser.add_argument('--op-shape', type=int, nargs=4, default=[8, 96, 56, 56],
-                        metavar=('N', 'C', 'H', 'W'), help='aggregation op input shape')
+    parser.add_argument('--op-shape', type=int, nargs=4, default=None,
+                        metavar=('N', 'C', 'H', 'W'), help='aggregation op input shape '
+                        '(default 8 96 56 56; CUDA 64 96 56 56)')
     parser.add_argument('--op-groups', type=int, default=32)
     parser.add_argument('--op-kernel', type=int, default=7)
     parser.add_argument('--op-rounds', type=int, default=3)
     args = parser.parse_args(argv)
     args.command = 'python tools/analysis_tools/benchmark.py ' + ' '.join(
         sys.argv[1:] if argv is None else argv)
+    defaults = DEFAULTS[args.device]
+    args.batches = args.batch or defaults['batch']
+    args.op_shape = args.op_shape or defaults['op_shape']
+    args.iters = args.iters or defaults['iters']
+    args.out = args.out or ('docs/benchmark_gpu.md' if args.device == 'cuda'
+                            else 'docs/benchmark.md')
     if args.rounds < 1:
         parser.error('--rounds must be >= 1')
-    if args.batch < 1 or args.threads < 1:
-        parser.error('--batch and --threads must be >= 1')
+    if min(args.batches) < 1 or args.threads < 1 or args.iters < 1:
+        parser.error('--batch, --threads and --iters must be >= 1')
+    if args.device == 'cpu' and len(args.batches) != 1:
+        parser.error('--batch takes one value on CPU (several only with --device cuda)')
+    args.batch = args.batches[0]
     if REFERENCE not in args.models:
         args.models = list(args.models) + [REFERENCE]
     return args
@@ -163,9 +196,27 @@ def peak_alloc_mib(fn):
     return peak / 2**20
 
 
-def timed(fn):
+def peak_mib(fn, device):
+    """Peak MiB allocated while ``fn()`` runs above the level at its start (CPU or CUDA)."""
+    if device.type != 'cuda':
+        return peak_alloc_mib(fn)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    start = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - start) / 2**20
+
+
+def timed(fn, device=None):
+    """Seconds ``fn()`` takes (CUDA: from and to an idle device)."""
+    cuda = device is not None and device.type == 'cuda'
+    if cuda:
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     fn()
+    if cuda:
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
@@ -174,28 +225,37 @@ class Runner:
 
     def __init__(self, name, args):
         self.name, self.args = name, args
-        self.fused = build(name, args, fused=True)
-        self.unfused = None if args.no_unfused else build(name, args, fused=False)
+        self.device = torch.device(args.device)
+        gpu = self.device.type == 'cuda'
+        self.fused = build(name, args, fused=True).to(self.device)
+        self.unfused = None if args.no_unfused or gpu else build(name, args, fused=False)
+        self.fused_cl = copy.deepcopy(self.fused).to(memory_format=torch.channels_last) \
+            if gpu else None
         self.train_model = None if args.no_train else build(name, args, fused=False)
         if self.train_model is not None:
-            self.train_model.train()
+            self.train_model.to(self.device).train()
             self.optim = torch.optim.AdamW(self.train_model.parameters(), lr=1e-4,
                                            weight_decay=0.05)
-        self.x = torch.randn(args.batch, 3, args.img_size, args.img_size)
+            self.scaler = torch.amp.GradScaler('cuda') if gpu else None
+        self.x = torch.randn(args.batch, 3, args.img_size, args.img_size).to(self.device)
         self.x1 = self.x[:1].clone()
-        self.samples = make_samples(args.batch)
+        self.samples = [s.to(self.device) for s in make_samples(args.batch)]
         self.compiled = torch.compile(self.fused) if args.compile else None
         self.x_cl = self.x.contiguous(memory_format=torch.channels_last)
 
-    def infer(self, model, x, fast=True):
-        from mmdwnet.ops.dense import fast_inference
-        with torch.no_grad(), fast_inference(fast):
+    def infer(self, model, x, fast=True, amp=False):
+        from mmdwnet.ops.switches import fast_inference
+        with torch.no_grad(), fast_inference(fast), \
+                torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
             model(x, mode='tensor')
 
     def settings(self):
         """setting name -> (callable, images per call)."""
-        s = {'infer': (lambda: self.infer(self.fused, self.x), self.args.batch)}
-        s = self._all(s)
+        if self.device.type == 'cuda':
+            s = self._gpu()
+        else:
+            s = {'infer': (lambda: self.infer(self.fused, self.x), self.args.batch)}
+            s = self._all(s)
         return {k: (self._backend(f), n) for k, (f, n) in s.items()}
 
     def _backend(self, fn):
@@ -203,15 +263,9 @@ class Runner:
             return fn
 
         def wrapped():
-            old = os.environ.get('MMDWNET_OPS_BACKEND')
-            os.environ['MMDWNET_OPS_BACKEND'] = 'torch'
-            try:
+            from mmdwnet.ops.switches import use_ops_backend
+            with use_ops_backend('torch'):
                 return fn()
-            finally:
-                if old is None:
-                    os.environ.pop('MMDWNET_OPS_BACKEND')
-                else:
-                    os.environ['MMDWNET_OPS_BACKEND'] = old
         return wrapped
 
     def _all(self, s):
@@ -230,15 +284,81 @@ class Runner:
             s['train'] = (self.train_step, self.args.batch)
         return s
 
+    def _gpu(self):
+        iters = self.args.iters
+
+        def repeat(fn):
+            return lambda: [fn() for _ in range(iters)]
+        s = dict(infer=lambda: self.infer(self.fused, self.x),
+                 infer_amp=lambda: self.infer(self.fused, self.x, amp=True),
+                 infer_amp_cl=lambda: self.infer(self.fused_cl, self.x_cl, amp=True))
+        if self.train_model is not None:
+            s['train_amp'] = self.train_step
+        return {k: (repeat(f), self.args.batch * iters) for k, f in s.items()}
+
     def train_step(self):
         self.optim.zero_grad(set_to_none=True)
-        losses = self.train_model(self.x, self.samples, mode='loss')
-        sum(v for v in losses.values() if isinstance(v, torch.Tensor)).backward()
-        self.optim.step()
+        with torch.autocast(self.device.type, dtype=torch.float16,
+                            enabled=self.scaler is not None):
+            losses = self.train_model(self.x, self.samples, mode='loss')
+            loss = sum(v for v in losses.values() if isinstance(v, torch.Tensor))
+        if self.scaler is None:
+            loss.backward()
+            self.optim.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optim)
+            self.scaler.update()
+
+
+def time_impls(impls, inputs, grad, args, device, progress=None):
+    """Forward and forward+backward seconds (and peak MiB) of each ``impls[name](*inputs)``;
+    ``max_abs_diff``: largest output difference of each to the last (the unfold reference)."""
+
+    def fwd(f):
+        with torch.no_grad():
+            f(*inputs)
+
+    def fwd_bwd(f):
+        for t in inputs:
+            t.grad = None
+        f(*inputs).backward(grad)
+        for t in inputs:
+            t.grad = None
+
+    with torch.no_grad():
+        outs = {name: f(*inputs) for name, f in impls.items()}
+    ref = outs[list(impls)[-1]]
+    res = {name: dict(fwd=[], fwd_bwd=[], max_abs_diff=(out.float() - ref.float()).abs().max()
+                      .item()) for name, out in outs.items()}
+    del outs, ref
+    for name, f in impls.items():  # warm-up
+        fwd_bwd(f)
+    for _ in range(args.op_rounds):
+        for name, f in impls.items():
+            res[name]['fwd'].append(timed(lambda: fwd(f), device))
+            res[name]['fwd_bwd'].append(timed(lambda: fwd_bwd(f), device))
+            if progress is not None:
+                progress.update()
+    for name, f in impls.items():
+        res[name]['mem_fwd'] = None if args.no_memory else peak_mib(lambda: fwd(f), device)
+        res[name]['mem_fwd_bwd'] = None if args.no_memory else peak_mib(
+            lambda: fwd_bwd(f), device)
+    return res
+
+
+def on_backend(fn, name):
+    """``fn`` run with the ops on backend ``name`` (:func:`mmdwnet.ops.switches.use_ops_backend`)."""
+    from mmdwnet.ops.switches import use_ops_backend
+
+    def wrapped(*inputs):
+        with use_ops_backend(name):
+            return fn(*inputs)
+    return wrapped
 
 
 def op_benchmark(args, progress=None):
-    """local_aggregate vs local_aggregate_unfold (and the old per-offset 2-D loop)."""
+    """local_aggregate vs local_aggregate_unfold (CPU: compiled kernels and pure PyTorch)."""
     from mmdwnet.ops import local_aggregate
     from mmdwnet.ops.backends.reference import local_aggregate_unfold
     n, c, h, w = args.op_shape
@@ -248,44 +368,53 @@ def op_benchmark(args, progress=None):
     # kernels at the scale of generated ones (outputs of unit scale)
     weight = (torch.randn(n, g, k, k, h, w) / k).requires_grad_()
     grad = torch.randn(n, c, h, w)
-    def torch_backend(x, w):
-        os.environ['MMDWNET_OPS_BACKEND'] = 'torch'
-        try:
-            return local_aggregate(x, w)
-        finally:
-            os.environ.pop('MMDWNET_OPS_BACKEND')
-
     impls = {'local_aggregate': local_aggregate,
-             'local_aggregate (pure PyTorch)': torch_backend,
+             'local_aggregate (pure PyTorch)': on_backend(local_aggregate, 'torch'),
              'local_aggregate_unfold': local_aggregate_unfold}
+    res = time_impls(impls, (x, weight), grad, args, torch.device('cpu'), progress)
+    return dict(shape=[n, c, h, w], kernel=k, groups=g,
+                max_abs_diff=res['local_aggregate']['max_abs_diff'], results=res)
 
-    def fwd(f):
-        with torch.no_grad():
-            f(x, weight)
 
-    def fwd_bwd(f):
-        x.grad = weight.grad = None
-        f(x, weight).backward(grad)
-        x.grad = weight.grad = None
+def gpu_op_benchmark(args, progress=None):
+    """Each op on the Triton backend (if available), the pure-PyTorch backend and as F.unfold,
+    on ``--device``: ``local_aggregate`` (materialised weights) and the fused I-D-DW op."""
+    import torch.nn.functional as F
 
-    with torch.no_grad():
-        y0 = local_aggregate(x, weight)
-        y1 = local_aggregate_unfold(x, weight)
-    err = (y0 - y1).abs().max().item()
-    res = {name: dict(fwd=[], fwd_bwd=[]) for name in impls}
-    for name, f in impls.items():  # warm-up
-        fwd_bwd(f)
-    for _ in range(args.op_rounds):
-        for name, f in impls.items():
-            res[name]['fwd'].append(timed(lambda: fwd(f)))
-            res[name]['fwd_bwd'].append(timed(lambda: fwd_bwd(f)))
-            if progress is not None:
-                progress.update()
-    for name, f in impls.items():
-        res[name]['mem_fwd'] = None if args.no_memory else peak_alloc_mib(lambda: fwd(f))
-        res[name]['mem_fwd_bwd'] = None if args.no_memory else peak_alloc_mib(
-            lambda: fwd_bwd(f))
-    return dict(shape=[n, c, h, w], kernel=k, groups=g, max_abs_diff=err, results=res)
+    from mmdwnet.ops import local_aggregate, local_aggregate_pointwise
+    from mmdwnet.ops.backends import get
+    from mmdwnet.ops.backends.reference import local_aggregate_unfold
+    device = torch.device(args.device)
+    n, c, h, w = args.op_shape
+    k, g, r = args.op_kernel, args.op_groups, args.op_shape[1] // 4
+    torch.manual_seed(0)
+    x = torch.randn(n, c, h, w, device=device, requires_grad=True)
+    grad = torch.randn(n, c, h, w, device=device)
+    weight = (torch.randn(n, g, k, k, h, w, device=device) / k).requires_grad_()
+    feat = torch.randn(n, r, h, w, device=device, requires_grad=True)
+    w1x1 = (torch.randn(g * k * k, r, 1, 1, device=device) / (k * r**0.5)).requires_grad_()
+    bias = torch.zeros(g * k * k, device=device, requires_grad=True)
+    triton = get('triton')
+    backends = ['triton'] if triton is not None and triton.available() and triton.supports(
+        x) else []
+    backends.append('torch')
+
+    def pointwise(*t):
+        return local_aggregate_pointwise(*t, g, k)
+
+    def pointwise_unfold(x, feat, w1x1, bias):
+        kernels = F.conv2d(feat, w1x1, bias).view(n, g, k, k, h, w)
+        return local_aggregate_unfold(x, kernels)
+
+    ops = {}
+    for op, fn, unfold, inputs in (
+            ('local_aggregate', local_aggregate, local_aggregate_unfold, (x, weight)),
+            ('local_aggregate_pointwise', pointwise, pointwise_unfold, (x, feat, w1x1, bias))):
+        impls = {f'{op} ({name})': on_backend(fn, name) for name in backends}
+        impls['F.unfold'] = unfold
+        ops[op] = time_impls(impls, inputs, grad, args, device, progress)
+    return dict(shape=[n, c, h, w], kernel=k, groups=g, reduced=r, backends=backends,
+                results=ops)
 
 
 def run(args):
@@ -294,6 +423,7 @@ def run(args):
     import mmdwnet  # noqa: F401  (registers the models)
     from mmdwnet.analysis import count_flops, count_params
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     names = list(dict.fromkeys(args.models))
     runners = {name: Runner(name, args) for name in names}
     settings = {name: r.settings() for name, r in runners.items()}
@@ -306,7 +436,7 @@ def run(args):
     for r in range(args.warmup + args.rounds):
         for name in names:
             for setting, (fn, images) in settings[name].items():
-                seconds = timed(fn)
+                seconds = timed(fn, device)
                 if r >= args.warmup:
                     times[name][setting].append(images / seconds)
                 progress.update()
@@ -319,7 +449,9 @@ def run(args):
         if not args.no_flops:
             entry['flops'] = count_flops(runner.unfused or build(name, args, False),
                                          (3, args.img_size, args.img_size)) / 1e9
-        if not args.no_memory:
+        if not args.no_memory and device.type == 'cuda':
+            entry['memory'] = {s: peak_mib(f, device) for s, (f, _) in settings[name].items()}
+        elif not args.no_memory:
             entry['mem_infer'] = peak_alloc_mib(settings[name]['infer'][0])
             if 'train' in settings[name]:
                 entry['mem_train'] = peak_alloc_mib(settings[name]['train'][0])
@@ -359,10 +491,20 @@ def fmt_ratio(stats):
     return f'**{stats[0]:.2f}x** ({stats[1]:.2f}-{stats[2]:.2f})'
 
 
-def machine_lines(args):
+def fmt_mib(value):
+    return 'n/a' if value is None else f'{value:.0f}'
+
+
+def versions():
     import mmcv
     import mmengine
     import mmpretrain
+    return (f'Python {platform.python_version()}, torch {torch.__version__}, mmcv '
+            f'{mmcv.__version__}, mmengine {mmengine.__version__}, mmpretrain '
+            f'{mmpretrain.__version__}')
+
+
+def machine_lines(args):
     cpu = platform.processor() or 'unknown'
     try:
         with open('/proc/cpuinfo') as f:
@@ -374,18 +516,50 @@ def machine_lines(args):
         f'{os.cpu_count()} logical cores, shared with other jobs while measuring.',
         f'- Threads: torch intra-op threads = {args.threads} (`torch.set_num_threads`); '
         'no GPU.',
-        f'- Versions: Python {platform.python_version()}, torch {torch.__version__}, mmcv '
-        f'{mmcv.__version__}, mmengine {mmengine.__version__}, mmpretrain '
-        f'{mmpretrain.__version__}.',
+        f'- Versions: {versions()}.',
         f'- Settings: batch {args.batch}, {args.img_size}x{args.img_size}, float32, '
         f'{args.warmup} warm-up + {args.rounds} timed rounds, models interleaved in every round.',
     ]
 
 
+MODEL_LINES = [
+    '- Models: mmpretrain `ImageClassifier` = backbone + `GlobalAveragePooling` + '
+    '`LinearClsHead` (1000 classes), ours from `configs/classification/*-tiny_*.py`, the '
+    "reference built from mmpretrain's `SwinTransformer(arch='tiny')`. Fused = after "
+    '`mmcv.cnn.fuse_conv_bn` (the deploy step; the reference has no conv-BN pair).',
+    '- Ratios are the median over rounds of (model images/s) / (reference images/s) '
+    'measured in the same round; parentheses give min-max over rounds.',
+]
+
+
+def notes_lines(out):
+    """The closing section: a link to the prose of docs/benchmark_notes.md."""
+    link = osp.relpath(NOTES_FILE, osp.dirname(osp.abspath(out))).replace(os.sep, '/')
+    return ['', '## How the speed is obtained (and switches)', '',
+            f'See [{osp.basename(NOTES_FILE)}]({link}): the dense fast path, the ops backends '
+            '(compiled CPU kernels, pure PyTorch, Triton), fusing, flags and noise.']
+
+
+def write_text(path, lines):
+    """Write ``lines`` to ``path`` atomically (temporary file in the same folder, then
+    ``os.replace``): an interrupted run never leaves a half-written report."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(path), suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def write_report(info, args):
     out = args.out
     png = osp.splitext(out)[0] + '.png'
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    targets = load_targets()
+    paper, cpu_targets = targets['paper_v100'], targets['cpu']
     names = list(info['models'])
     settings = [s for s in ('infer', 'infer_unfused', 'infer_plain', 'infer_b1', 'infer_cl',
                             'infer_compiled', 'train')
@@ -401,13 +575,7 @@ def write_report(info, args):
              f'Written by `{args.command}` on '
              f'{datetime.date.today().isoformat()} in {info["seconds"]:.0f} s.', '']
     lines += machine_lines(args)
-    lines += [
-        '- Models: mmpretrain `ImageClassifier` = backbone + `GlobalAveragePooling` + '
-        '`LinearClsHead` (1000 classes), ours from `configs/classification/*-tiny_*.py`, the '
-        "reference built from mmpretrain's `SwinTransformer(arch='tiny')`. Fused = after "
-        '`mmcv.cnn.fuse_conv_bn` (the deploy step; the reference has no conv-BN pair).',
-        '- Ratios are the median over rounds of (model images/s) / (reference images/s) '
-        'measured in the same round; parentheses give min-max over rounds.',
+    lines += MODEL_LINES + [
         '- Inference runs, as deployed, with the CPU fast path of the dense layers '
         '(`mmdwnet.ops.dense`: oneDNN matrix products with fused bias/GELU, the FFN in '
         'cache-sized row chunks, the pre-FFN BN folded into fc1); "plain modules" columns switch '
@@ -427,7 +595,7 @@ def write_report(info, args):
     for n in names:
         row = [info['models'][n]['label']]
         row += [fmt_ratio(ratio_stats(info, n, s)) for s in settings]
-        row.append(f'{PAPER[n]:.2f}x' if n in PAPER else '')
+        row.append(f'{paper[n]:.2f}x' if n in paper else '')
         lines.append('| ' + ' | '.join(row) + ' |')
     arch = [s for s in settings if s != 'train' and ratio_stats(info, names[0], s,
                                                                   ARCH_REFERENCE)]
@@ -444,7 +612,7 @@ def write_report(info, args):
                 continue
             row = [info['models'][n]['label']]
             row += [fmt_ratio(ratio_stats(info, n, s, ARCH_REFERENCE)) for s in arch]
-            row.append(f'{PAPER[n]:.2f}x' if n in PAPER else '')
+            row.append(f'{paper[n]:.2f}x' if n in paper else '')
             lines.append('| ' + ' | '.join(row) + ' |')
     lines += ['', '## Absolute numbers (images/s: median (min-max)), FLOPs, memory', '',
               '| model | params (M) | FLOPs (G) | ' + ' | '.join(titles[s] for s in settings)
@@ -453,16 +621,14 @@ def write_report(info, args):
     for n in names:
         m = info['models'][n]
         flops = f'{m["flops"]:.2f}' if 'flops' in m else 'n/a'
-        mem_i = f'{m["mem_infer"]:.0f}' if m.get('mem_infer') is not None else 'n/a'
-        mem_t = f'{m["mem_train"]:.0f}' if m.get('mem_train') is not None else 'n/a'
         row = [m['label'], f'{m["params"]:.2f}', flops]
         row += [fmt_speed(m['throughput'].get(s)) for s in settings]
-        row += [mem_i, mem_t]
+        row += [fmt_mib(m.get('mem_infer')), fmt_mib(m.get('mem_train'))]
         lines.append('| ' + ' | '.join(row) + ' |')
     lines += ['', '## Targets (inference, batch %d, fused, ratio to the reference)' % args.batch,
               '', '| model | target | measured (median, min-max) | met | plain modules '
               '(fast path off) |', '| --- | --- | --- | --- | --- |']
-    for n, target in TARGETS.items():
+    for n, target in cpu_targets['models'].items():
         stats = ratio_stats(info, n, 'infer') if n in info['models'] else None
         if stats is None:
             continue
@@ -473,69 +639,18 @@ def write_report(info, args):
                      f' | {plain} |')
     ops = info.get('ops')
     if ops:
-        lines += op_lines(ops)
-    lines += NOTES
-    with open(out, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+        lines += op_lines(ops, cpu_targets)
+    lines += notes_lines(out)
+    write_text(out, lines)
     plot(info, settings, titles, png)
     return out, png
 
 
-NOTES = [
-    '', '## How the speed is obtained (and switches)', '',
-    '- Dense layers (every model, `mmdwnet/ops/dense.py`): in CPU inference (eval mode, no '
-    'autograd recording, float32, not while tracing) each block computes `x + FFN(norm2(x))` '
-    'with oneDNN matrix products (`torch.ops.mkldnn._linear_pointwise`, the op `torch.compile` '
-    'emits for CPU linears) that fuse the bias and the GELU, over row chunks of about 4 MiB of '
-    'hidden activations that stay in cache, with an eval BatchNorm before the FFN folded into '
-    'fc1; qkv/value/output projections and patch merging use the same matrix product. Two costs '
-    'of the plain modules go away: PyTorch\'s float32 `addmm` (MKL) runs 2-2.5x slower than '
-    'oneDNN on this AVX-512 CPU for these shapes, and the 38 MiB (B*H*W, 4C) hidden tensors of '
-    'stage 1 are fresh allocations above glibc\'s mmap threshold whose page faults cost about '
-    'as much as the products. The reference runs as mmpretrain builds it. '
-    '`MMDWNET_FAST_INFERENCE=0` (or `with mmdwnet.ops.dense.fast_inference(False)`) switches '
-    'the path off: the "plain modules" columns. Outputs agree with the module path within '
-    '1e-5 (tests/test_dense_fast_path.py, tests/test_reference.py).',
-    '- I-D-DW: `mmdwnet.ops.local_aggregate_pointwise` fuses the kernel generator\'s last 1x1 '
-    'conv with the aggregation: the (N, G*k*k, H, W) kernels (16x the input at stage 1) are made '
-    'a few images at a time into a reused buffer (recomputed in the backward pass) instead of '
-    'being allocated for the whole batch.',
-    '- The aggregation primitives (`local_aggregate`, its two transposes, `local_correlate`) run, '
-    'on CPU float32, as small C/OpenMP kernels (`mmdwnet/ops/cpu_kernels.py`: plain C, no '
-    'PyTorch headers, built once with the system C compiler in about a second into '
-    '`~/.cache/mmdwnet/ops`, also by `make install`); otherwise (other dtypes, CUDA, no compiler, '
-    'or `MMDWNET_OPS_BACKEND=torch`) a pure-PyTorch path with the same results runs: a flat, '
-    'zero-extended layout in which every one of the k*k offsets is one contiguous multiply-add, '
-    'wrapped columns cancelled by masked input copies. Rows "pure PyTorch" above use it.',
-    '- D-DW: the kernel generator\'s 1x1 convs on the pooled vector run as matrix products; the '
-    'per-image depth-wise conv is one grouped conv over the batch (batch folded into channels) '
-    'when gradients are needed and one compiled channels-last kernel call in CPU inference.',
-    '- `mmcv.cnn.fuse_conv_bn` folds every conv->BN pair of the blocks (1x1 convs, the static '
-    '7x7 depth-wise conv, the kernel generators); the BN after a dynamic aggregation and the '
-    'pre-FFN BN have no conv before them and stay as modules (the fast path folds the pre-FFN '
-    'BN at run time; tests/test_speed_equivalence.py).',
-    '- Flags: `--channels-last` (channels-last input) and `--compile` (`torch.compile`) add '
-    'rows; they are off in `make bench` because compiling every model takes minutes on this '
-    'CPU; docs/benchmark_compile.md (`make bench-compile`) is one such run. There, '
-    '`torch.compile` (inductor defaults) ran every mmdwnet model at about the speed of its '
-    'plain modules, well below the eager fast path (the fast path steps aside while compiling), '
-    'and channels-last input changed the ratios by 0-15%. No optimisation changes outputs by '
-    'more than 1e-5 (tests/test_ops_local_aggregation.py, tests/test_dense_fast_path.py, '
-    'tests/test_reference.py).',
-    '- Noise: this 2-core machine is shared and single medians move by about +-0.1x between runs '
-    '(more for the fast models, whose per-round times are short). Compare ratios within one '
-    'run; the min-max spreads show the rounds.',
-    '- GPU: not measured. No GPU was available to this project\'s machines or CI; the CUDA '
-    'dispatch of the aggregation ops (the pure-PyTorch path on CUDA tensors) is tested only '
-    'where a GPU exists, and no Triton/CUDA kernel is provided. The CPU fast paths above do not '
-    'run on CUDA tensors.',
-]
-
-
-def op_lines(ops):
+def op_lines(ops, cpu_targets):
     res = ops['results']
     ref = res['local_aggregate_unfold']
     n, c, h, w = ops['shape']
+    speedup, memory = cpu_targets['op_speedup_over_unfold'], cpu_targets['op_memory_of_unfold']
     lines = ['', '## I-D-DW aggregation op', '',
              f'`mmdwnet.ops.local_aggregate` vs the `F.unfold` formulation '
              f'(`local_aggregate_unfold`), input {n}x{c}x{h}x{w}, k={ops["kernel"]}, '
@@ -547,20 +662,18 @@ def op_lines(ops):
              '| implementation | forward (ms) | forward+backward (ms) | peak mem forward | '
              'peak mem forward+backward |', '| --- | --- | --- | --- | --- |']
     for name, r in res.items():
-        mf = f'{r["mem_fwd"]:.0f}' if r['mem_fwd'] is not None else 'n/a'
-        mb = f'{r["mem_fwd_bwd"]:.0f}' if r['mem_fwd_bwd'] is not None else 'n/a'
-        lines.append(f'| `{name}` | {fmt_ms(r["fwd"])} | {fmt_ms(r["fwd_bwd"])} | {mf} | '
-                     f'{mb} |')
+        lines.append(f'| `{name}` | {fmt_ms(r["fwd"])} | {fmt_ms(r["fwd_bwd"])} | '
+                     f'{fmt_mib(r["mem_fwd"])} | {fmt_mib(r["mem_fwd_bwd"])} |')
     lines.append('')
     for name in [k for k in res if k != 'local_aggregate_unfold']:
         r = res[name]
         sp_f = statistics.median(ref['fwd']) / statistics.median(r['fwd'])
         sp_b = statistics.median(ref['fwd_bwd']) / statistics.median(r['fwd_bwd'])
         line = (f'- `{name}`: speed-up over unfold: forward **{sp_f:.1f}x**, forward+backward '
-                f'**{sp_b:.1f}x** (target >= 2x)')
+                f'**{sp_b:.1f}x** (target >= {speedup:g}x)')
         if r['mem_fwd_bwd'] is not None and ref['mem_fwd_bwd']:
             line += (f'; peak memory forward+backward **{r["mem_fwd_bwd"] / ref["mem_fwd_bwd"]:.2f}'
-                     f'** of unfold (target <= 0.25), forward '
+                     f'** of unfold (target <= {memory:g}), forward '
                      f'{r["mem_fwd"] / max(ref["mem_fwd"], 1e-9):.2f}')
         lines.append(line + '.')
     lines += ['', 'The forward+backward memory includes the input and weight gradients that every '
@@ -593,13 +706,167 @@ def plot(info, settings, titles, png):
     plt.close(fig)
 
 
+# ---------------------------------------------------------------------------- GPU report
+GPU_TITLES = dict(infer='inference fp32', infer_amp='inference AMP (fp16)',
+                  infer_amp_cl='inference AMP, channels-last', train_amp='train step AMP')
+
+
+def gpu_machine_lines(args, ops_backend):
+    import torch.backends.cudnn as cudnn
+    props = torch.cuda.get_device_properties(0)
+    try:
+        import triton
+        triton_version = f'Triton {triton.__version__}'
+    except ImportError:
+        triton_version = 'Triton not installed'
+    return [
+        f'- GPU: {props.name} ({props.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda},'
+        f' cuDNN {cudnn.version()}, {triton_version}; ops backend on CUDA tensors: '
+        f'`{ops_backend}`.',
+        f'- Versions: {versions()}.',
+        f'- Settings: batch {", ".join(map(str, args.batches))}, {args.img_size}x'
+        f'{args.img_size}, {args.warmup} warm-up + {args.rounds} timed rounds of {args.iters} '
+        'calls each (CUDA synchronised before and after), models interleaved in every round; '
+        f'`cudnn.benchmark` on; TF32: matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN '
+        f'{cudnn.allow_tf32} (PyTorch defaults).',
+        '- Columns: fp32 = float32 eval forward of the fused model; AMP = the same under '
+        '`torch.autocast("cuda", torch.float16)`; channels-last = AMP with model and input in '
+        'channels-last memory format; train step AMP = loss forward and backward under '
+        'autocast float16 with `torch.amp.GradScaler`, AdamW step.',
+        '- Peak memory: `torch.cuda.max_memory_allocated` during one call above the allocated '
+        'level at its start (activations and, in training, gradients; not parameters or AdamW '
+        'state that exist before).',
+    ] + MODEL_LINES
+
+
+def write_gpu_report(runs, ops, args, seconds):
+    """The CUDA report: targets, per-batch ratios/absolute numbers/memory, ops."""
+    targets = load_targets()
+    paper, gpu_targets = targets['paper_v100'], targets['gpu']
+    first = runs[args.batches[0]]
+    names = list(first['models'])
+    lines = ['# GPU speed and memory benchmark', '',
+             f'Written by `{args.command}` (`make bench-gpu`) on '
+             f'{datetime.date.today().isoformat()} in {seconds:.0f} s.', '']
+    lines += gpu_machine_lines(args, 'triton' if ops is None or 'triton' in ops['backends']
+                               else 'torch (reference; Triton unavailable)')
+    lines += ['', '## Targets (fp32 inference, ratio to mmpretrain Swin-T)', '',
+              '| model | target | ' + ' | '.join(f'batch {b}' for b in args.batches)
+              + ' | met |', '|' + ' --- |' * (len(args.batches) + 3)]
+    for n, target in gpu_targets['models'].items():
+        if n not in first['models']:
+            continue
+        stats = [ratio_stats(runs[b], n, 'infer') for b in args.batches]
+        met = all(s is not None and s[0] >= target for s in stats)
+        lines.append(f'| {first["models"][n]["label"]} | >= {target:.2f}x | '
+                     + ' | '.join(fmt_ratio(s) for s in stats)
+                     + f' | {"yes" if met else "**no**"} |')
+    for b in args.batches:
+        info = runs[b]
+        settings = [s for s in GPU_SETTINGS if s in info['models'][names[0]]['throughput']]
+        lines += ['', f'## Batch {b}', '', '### Throughput relative to mmpretrain Swin-T', '',
+                  '| model | ' + ' | '.join(GPU_TITLES[s] for s in settings)
+                  + ' | paper (V100) |', '|' + ' --- |' * (len(settings) + 2)]
+        for n in names:
+            row = [info['models'][n]['label']]
+            row += [fmt_ratio(ratio_stats(info, n, s)) for s in settings]
+            row.append(f'{paper[n]:.2f}x' if n in paper else '')
+            lines.append('| ' + ' | '.join(row) + ' |')
+        lines += ['', '### Images/s (median (min-max)), FLOPs, peak memory (MiB)', '',
+                  '| model | params (M) | FLOPs (G) | '
+                  + ' | '.join(GPU_TITLES[s] for s in settings) + ' | '
+                  + ' | '.join(f'peak mem {GPU_TITLES[s]}' for s in settings) + ' |',
+                  '|' + ' --- |' * (2 * len(settings) + 3)]
+        for n in names:
+            m = info['models'][n]
+            flops = first['models'][n].get('flops')
+            row = [m['label'], f'{m["params"]:.2f}', 'n/a' if flops is None else f'{flops:.2f}']
+            row += [fmt_speed(m['throughput'].get(s)) for s in settings]
+            row += [fmt_mib(m.get('memory', {}).get(s)) for s in settings]
+            lines.append('| ' + ' | '.join(row) + ' |')
+    if ops:
+        lines += gpu_op_lines(ops, gpu_targets['triton_op_speedup_over_torch'])
+    lines += notes_lines(args.out)
+    write_text(args.out, lines)
+    return args.out
+
+
+def gpu_op_lines(ops, target):
+    n, c, h, w = ops['shape']
+    lines = ['', '## Aggregation ops on CUDA', '',
+             f'Input {n}x{c}x{h}x{w}, k={ops["kernel"]}, {ops["groups"]} weight groups, float32, '
+             'all inputs requiring grad; `local_aggregate` takes materialised (N, G, k, k, H, W) '
+             'weights ~ N(0, 1/k^2); `local_aggregate_pointwise` (the I-D-DW op) makes them from '
+             f'{ops["reduced"]} feature channels with a 1x1 conv. Milliseconds: median '
+             '(min-max); memory: peak MiB allocated during the call; max abs output difference '
+             'to F.unfold.']
+    for op, res in ops['results'].items():
+        lines += ['', f'### `{op}`', '', '| implementation | forward (ms) | forward+backward '
+                  '(ms) | peak mem forward | peak mem forward+backward | max abs diff |',
+                  '| --- | --- | --- | --- | --- | --- |']
+        for name, r in res.items():
+            lines.append(f'| `{name}` | {fmt_ms(r["fwd"])} | {fmt_ms(r["fwd_bwd"])} | '
+                         f'{fmt_mib(r["mem_fwd"])} | {fmt_mib(r["mem_fwd_bwd"])} | '
+                         f'{r["max_abs_diff"]:.2e} |')
+        torch_name = f'{op} (torch)'
+        for name in res:
+            if name == torch_name:
+                continue
+            sp = {p: statistics.median(res[torch_name][p]) / statistics.median(res[name][p])
+                  for p in ('fwd', 'fwd_bwd')}
+            line = (f'- `{name}` vs the pure-PyTorch CUDA path: forward **{sp["fwd"]:.1f}x**, '
+                    f'forward+backward **{sp["fwd_bwd"]:.1f}x**')
+            if op == 'local_aggregate_pointwise' and name.endswith('(triton)'):
+                met = min(sp.values()) >= target
+                line += f' (target >= {target:g}x: {"met" if met else "**not met**"})'
+            lines.append(line + '.')
+    if 'triton' not in ops['backends']:
+        lines += ['', '- Triton was not available: no Triton rows, and the Triton op target '
+                  'was not measured.']
+    return lines
+
+
+def require_cuda():
+    """Refuse ``--device cuda`` without a CUDA device (before anything runs or is written)."""
+    if not torch.cuda.is_available():
+        sys.exit('benchmark.py --device cuda: no CUDA device is visible '
+                 '(torch.cuda.is_available() is False), so there is nothing to measure; no '
+                 'report was written. Run it on a machine with an NVIDIA GPU.')
+
+
+def main_gpu(args):
+    import mmdwnet  # noqa: F401  (registers the models)
+    from mmdwnet.analysis import count_flops
+    torch.backends.cudnn.benchmark = True
+    t0 = time.perf_counter()
+    flops = {} if args.no_flops else {
+        name: count_flops(build(name, args, False), (3, args.img_size, args.img_size)) / 1e9
+        for name in dict.fromkeys(args.models)}
+    runs = {}
+    for batch in args.batches:
+        batch_args = copy.copy(args)
+        batch_args.batch, batch_args.no_ops, batch_args.no_flops = batch, True, True
+        runs[batch] = run(batch_args)
+        for name, entry in runs[batch]['models'].items():
+            if name in flops:
+                entry['flops'] = flops[name]
+        torch.cuda.empty_cache()
+    ops = None if args.no_ops else gpu_op_benchmark(args)
+    out = write_gpu_report(runs, ops, args, time.perf_counter() - t0)
+    if args.json:
+        write_text(args.json, [json.dumps(dict(runs=runs, ops=ops), indent=1)])
+    print(f'wrote {out}')
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.device == 'cuda':
+        require_cuda()
+        return main_gpu(args)
     info = run(args)
     out, png = write_report(info, args)
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(info, f, indent=1)
+        write_text(args.json, [json.dumps(info, indent=1)])
     print(f'wrote {out} and {png}')
     for n in info['models']:
         stats = ratio_stats(info, n, 'infer')
