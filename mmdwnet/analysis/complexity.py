@@ -10,6 +10,8 @@ appear as ``mmdwnet::<op>`` nodes.  Their rules (:data:`OP_HANDLES`):
   N*H*W*R*G*k*k, plus the aggregation, N*C*H*W*k*k (what the two-step form counts);
 * ``mmdwnet::dynamic_depthwise_conv2d`` (D-DW): N*C*H*W*k*k, as the equivalent grouped conv;
 * ``aten::matmul`` with broadcasting (see :func:`_matmul_flops`).
+* ``aten::scaled_dot_product_attention`` (torch >= 2 attention layers, e.g. mmpretrain's):
+  the two matmuls of the explicit form (see :func:`_sdpa_flops`).
 
 :func:`register_handles` installs them into mmengine's default handle table when
 ``mmdwnet`` is imported, so ``mmengine.analysis.get_model_complexity_info`` and the toolboxes'
@@ -57,8 +59,17 @@ def _matmul_flops(inputs, outputs):
     return _numel(get_shape(outputs[0])) * get_shape(inputs[0])[-1]
 
 
+def _sdpa_flops(inputs, outputs):
+    """``aten::scaled_dot_product_attention(q (..., L, E), k (..., S, E), v (..., S, Ev))``, the
+    attention of torch >= 2 layers (mmpretrain's ``MultiheadAttention``): ``q @ k^T`` and
+    ``attn @ v``, batch x L x S x (E + Ev), as the two matmuls of the explicit form count."""
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    return _numel(q[:-1]) * k[-2] * (q[-1] + v[-1])
+
+
 OP_HANDLES = {
     'aten::matmul': _matmul_flops,
+    'aten::scaled_dot_product_attention': _sdpa_flops,
     'mmdwnet::local_aggregate': _aggregate_flops,
     'mmdwnet::local_correlate': _correlate_flops,
     'mmdwnet::local_aggregate_pointwise': _pointwise_flops,

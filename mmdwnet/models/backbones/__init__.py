@@ -7,3 +7,10 @@ __all__ = [
     'LocalMixerNet', 'DWNet', 'DynamicDWNet', 'IDynamicDWNet', 'SwinNet', 'SlidingWindowNet',
     'LocalMLPNet', 'MixerBlock', 'MixerStage', 'PatchMerging'
 ]
+
+try:  # VOLO reuses mmpretrain's transformer layer and classification head
+    from .volo import OutlookAttention, VOLOClsHead, VOLONet  # noqa: F401
+    __all__ += ['VOLONet', 'VOLOClsHead', 'OutlookAttention']
+except ModuleNotFoundError as e:
+    if (e.name or '').split('.')[0] != 'mmpretrain':
+        raise
