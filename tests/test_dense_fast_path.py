@@ -1,9 +1,8 @@
-"""The CPU inference fast path of the dense layers (mmdwnet.ops.dense) changes no outputs, runs
-where it should and nowhere else."""
+"""The CPU inference fast path of the dense layers (mmdwnet.ops.dense: the Linear and FFN layer
+types) changes no outputs, runs where it should and nowhere else."""
 import pytest
 import torch
 import torch.nn as nn
-from mmcv.cnn.bricks.transformer import FFN
 from torch.profiler import profile
 
 import mmdwnet  # noqa: F401
@@ -96,8 +95,7 @@ def test_fast_path_off_while_tracing():
 
 def _ffn(c, act_cfg=dict(type='GELU'), **kwargs):
     torch.manual_seed(1)
-    return FFN(embed_dims=c, feedforward_channels=4 * c, num_fcs=2, act_cfg=act_cfg,
-               add_identity=False, **kwargs).eval()
+    return dense.FFN(c, 4 * c, act_cfg=act_cfg, **kwargs).eval()
 
 
 @pytest.mark.parametrize('norm', ['bn', 'ln', None])
@@ -118,7 +116,7 @@ def test_ffn_residual_matches_modules(norm, act, monkeypatch):
     x = torch.randn(2, 13, 11, c)
     with torch.no_grad():
         ref = x + ffn(apply_norm(x))
-        out = dense.ffn_residual(x, ffn, norm_layer)
+        out = ffn.fused_residual(x, norm_layer)
     assert out is not None and out.shape == x.shape
     assert (out - ref).abs().max().item() <= 1e-5
 
@@ -127,14 +125,14 @@ def test_ffn_residual_matches_modules(norm, act, monkeypatch):
 def test_ffn_residual_without_biases(with_bn):
     c = 16
     ffn = _ffn(c)
-    ffn.layers[0][0].bias = None
-    ffn.layers[1].bias = None
+    ffn.fc1.bias = None
+    ffn.fc2.bias = None
     bn = _randomize_norms(nn.BatchNorm2d(c)).eval() if with_bn else None
     x = torch.randn(1, 6, 7, c)
     with torch.no_grad():
         normed = bn(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1) if with_bn else x
         ref = x + ffn(normed)
-        out = dense.ffn_residual(x, ffn, bn)
+        out = ffn.fused_residual(x, bn)
     assert out is not None
     assert (out - ref).abs().max().item() <= 1e-5
 
@@ -144,12 +142,12 @@ def test_ffn_residual_declines_what_it_cannot_do():
     x = torch.randn(1, 4, 4, c)
     with torch.no_grad():
         # layer scale: not folded, the caller runs the modules
-        assert dense.ffn_residual(x, _ffn(c, layer_scale_init_value=0.1), None) is None
+        assert _ffn(c, layer_scale_init_value=0.1).fused_residual(x, None) is None
         # a BN without running statistics normalises with batch statistics
         bn = nn.BatchNorm2d(c, track_running_stats=False).eval()
-        assert dense.ffn_residual(x, _ffn(c), bn) is None
+        assert _ffn(c).fused_residual(x, bn) is None
         # an unknown norm
-        assert dense.ffn_residual(x, _ffn(c), nn.GroupNorm(2, c)) is None
+        assert _ffn(c).fused_residual(x, nn.GroupNorm(2, c)) is None
 
 
 def test_block_falls_back_to_modules_for_layer_scale():
@@ -164,16 +162,79 @@ def test_block_falls_back_to_modules_for_layer_scale():
     assert (out - ref).abs().max().item() <= 1e-6
 
 
-def test_linear_helper():
-    layer = nn.Linear(12, 20).eval()
+def test_linear_layer():
+    layer = dense.Linear(12, 20).eval()
+    assert isinstance(layer, nn.Linear) and set(layer.state_dict()) == {'weight', 'bias'}
     x = torch.randn(3, 5, 12).transpose(0, 1)  # non-contiguous
+    ref = nn.functional.linear(x, layer.weight, layer.bias)
     with torch.no_grad():
-        out, ran = _ran_fast_op(lambda: dense.linear(x, layer))
+        out, ran = _ran_fast_op(lambda: layer(x))
     assert ran and out.shape == (5, 3, 20)
-    assert (out - layer(x)).abs().max().item() <= 1e-5
+    assert (out - ref).abs().max().item() <= 1e-5
     layer.bias = None
     with torch.no_grad():
-        assert (dense.linear(x, layer) - layer(x)).abs().max().item() <= 1e-5
+        assert (layer(x) - nn.functional.linear(x, layer.weight)).abs().max().item() <= 1e-5
+
+
+def test_ffn_keeps_mmcv_layout_and_folds_batch_norm_once():
+    """Same state-dict keys as mmcv's FFN; the BN fold is made once per eval period, again
+    after training or a weight change, never per forward."""
+    from mmcv.cnn.bricks.transformer import FFN as MMCVFFN
+    c = 16
+    ffn = _ffn(c)
+    mmcv_ffn = MMCVFFN(embed_dims=c, feedforward_channels=4 * c, num_fcs=2, add_identity=False)
+    assert list(ffn.state_dict()) == list(mmcv_ffn.state_dict())
+    assert ffn.fc1 is ffn.layers[0][0] and ffn.fc2 is ffn.layers[1]
+    bn = _randomize_norms(nn.BatchNorm2d(c)).eval()
+    x = torch.randn(1, 5, 6, c)
+    calls = []
+    real_fold = dense._fold_batch_norm
+
+    def counting_fold(*args):
+        calls.append(1)
+        return real_fold(*args)
+
+    def ref():
+        return x + ffn(bn(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+
+    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dense, '_fold_batch_norm', counting_fold)
+        for _ in range(3):
+            assert (ffn.fused_residual(x, bn) - ref()).abs().max().item() <= 1e-5
+        assert len(calls) == 1
+        bn.running_mean.add_(0.5)  # a weight change (e.g. load_state_dict) refolds
+        assert (ffn.fused_residual(x, bn) - ref()).abs().max().item() <= 1e-5
+        assert len(calls) == 2
+        ffn.train()
+        assert ffn._fold is None  # dropped when training starts
+        ffn.eval()
+        dense.prepare_for_inference(ffn)  # no blocks inside: nothing to fold ahead
+        ffn.folded_fc1(bn)
+        ffn.fused_residual(x, bn)
+        assert len(calls) == 3
+
+
+def test_prepare_for_inference_folds_every_block_ahead():
+    model = _backbone('DWNet').train()
+    dense.prepare_for_inference(model)
+    assert not model.training
+    blocks = [b for s in model.stages for b in s.blocks]
+    assert all(b.ffn._fold is not None for b in blocks)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        with dense.fast_inference(False):
+            ref = model(x)
+    assert all((o - r).abs().max().item() <= 1e-5 for o, r in zip(out, ref))
+
+
+def test_switch_is_the_shared_one():
+    from mmdwnet.ops import switches
+    assert dense.fast_inference is switches.fast_inference
+    layer = dense.Linear(8, 8).eval()
+    with torch.no_grad(), switches.fast_inference(False):
+        _, ran = _ran_fast_op(lambda: layer(torch.randn(2, 8)))
+    assert not ran
 
 
 def test_torch_compile_in_inference_mode():

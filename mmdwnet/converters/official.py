@@ -11,6 +11,8 @@ from collections import OrderedDict
 
 import torch
 
+from mmdwnet.ops.dense import FFN
+
 __all__ = ['convert_official', 'infer_backbone', 'UnrecognisedCheckpoint']
 
 
@@ -38,8 +40,8 @@ _BLOCK_RULES = [
     (r'^attn\.relative_position_bias_table$', 'mixer.relative_position_bias_table'),
     (r'^attn\.relative_position_index$', None),
     (r'^attn_mask$', None),
-    (r'^mlp\.fc1\.', 'ffn.layers.0.0.'),
-    (r'^mlp\.fc2\.', 'ffn.layers.1.'),
+    (r'^mlp\.fc1\.', f'ffn.{FFN.FC1_KEY}.'),
+    (r'^mlp\.fc2\.', f'ffn.{FFN.FC2_KEY}.'),
 ]
 
 

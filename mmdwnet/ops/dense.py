@@ -12,56 +12,45 @@ projections).  Run as plain ``nn.Linear`` / ``nn.GELU`` modules on a CPU, that F
   allocation is new memory whose page faults cost as much as the matrix product;
 * separate passes for the bias, the activation, the pre-FFN norm and the residual add.
 
-:func:`ffn_residual` computes the same ``x + ffn(norm(x))`` with oneDNN matrix products
-(``torch.ops.mkldnn._linear_pointwise``, the op ``torch.compile`` itself emits for CPU linears)
-that fuse bias and activation, over chunks of rows so that the hidden tensor stays in cache,
-with an eval-mode BatchNorm folded into ``fc1``.  Outputs agree with the module path within
-float32 rounding (tests/test_dense_fast_path.py).
+Two layer types carry it, with the parameters and state-dict keys of the layers they replace:
+
+* :class:`Linear` (an ``nn.Linear``): one oneDNN matrix product, used for the mixers'
+  projections and the patch merging reduction;
+* :class:`FFN` (mmcv's two-layer ``FFN``): :meth:`FFN.fused_residual` computes the block's
+  ``x + ffn(norm(x))`` with oneDNN matrix products that fuse bias and activation
+  (``torch.ops.mkldnn._linear_pointwise``, the op ``torch.compile`` itself emits for CPU
+  linears), over chunks of rows so that the hidden tensor stays in cache, with an eval-mode
+  BatchNorm folded into ``fc1`` once (the fold is kept until the model trains again or a folded
+  tensor changes, or made ahead of time by :func:`prepare_for_inference`).
+
+Outputs agree with the module path within float32 rounding (tests/test_dense_fast_path.py).
 
 It runs only where nothing can tell the difference: no autograd graph is being recorded
-(``torch.no_grad`` / inference mode), the block is in eval mode, CPU float32 tensors, not while
+(``torch.no_grad`` / inference mode), the layer is in eval mode, CPU float32 tensors, not while
 TorchScript traces (FLOP counting) or ``torch.compile`` compiles, and only if oneDNN is present
-and passes a one-time check.
-``MMDWNET_FAST_INFERENCE=0`` or :func:`fast_inference` (``with fast_inference(False): ...``)
-switches it off (the benchmark's "plain modules" rows).
+and passes a one-time check.  ``MMDWNET_FAST_INFERENCE=0`` or
+:func:`mmdwnet.ops.switches.fast_inference` (``with fast_inference(False): ...``, re-exported
+here) switches it off (the benchmark's "plain modules" rows).
 """
-import contextlib
-import os
-import threading
 import warnings
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn.bricks.transformer import FFN as _MMCVFFN
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ['fast_inference', 'fast_inference_enabled', 'ffn_residual', 'linear', 'use_fast_path']
+from .switches import fast_inference, fast_inference_enabled
+
+__all__ = ['FFN', 'Linear', 'fast_inference', 'fast_inference_enabled', 'prepare_for_inference',
+           'use_fast_path']
 
 # Rows per chunk are chosen so that one chunk of the hidden tensor is about this many bytes
 # (fits the L2/L3 caches; measured flat between 1 and 8 MiB on the benchmark machine).
 HIDDEN_CHUNK_BYTES = 4 << 20
 
-_state = threading.local()
 _probe = {}
-
-
-def fast_inference_enabled():
-    """Whether the fast path is switched on (``MMDWNET_FAST_INFERENCE`` / :func:`fast_inference`)."""
-    flag = getattr(_state, 'enabled', None)
-    if flag is None:
-        return os.environ.get('MMDWNET_FAST_INFERENCE', '1').lower() not in ('0', 'false', 'off')
-    return flag
-
-
-@contextlib.contextmanager
-def fast_inference(enabled=True):
-    """Context manager that switches the CPU inference fast path on or off in this thread."""
-    previous = getattr(_state, 'enabled', None)
-    _state.enabled = bool(enabled)
-    try:
-        yield
-    finally:
-        _state.enabled = previous
 
 
 def _onednn_linear_ok():
@@ -89,7 +78,7 @@ def _compiling():
     return bool(is_compiling and is_compiling())
 
 
-def use_fast_path(module, x):
+def use_fast_path(module: nn.Module, x: torch.Tensor) -> bool:
     """True when ``module`` may run the fast path on ``x`` (see the module docstring).
 
     Off under ``torch.compile``, which makes its own fused CPU kernels (and cannot lower
@@ -98,17 +87,6 @@ def use_fast_path(module, x):
             and x.dtype == torch.float32 and not torch.jit.is_tracing()
             and not torch.jit.is_scripting() and not _compiling() and fast_inference_enabled()
             and _onednn_linear_ok())
-
-
-def linear(x, layer):
-    """``layer(x)`` for an ``nn.Linear`` ``layer``; one oneDNN matrix product on the fast path.
-
-    Shape:
-        (..., in_features) -> (..., out_features).
-    """
-    if not use_fast_path(layer, x):
-        return layer(x)
-    return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, 'none', [], '')
 
 
 def _activation(act):
@@ -133,62 +111,149 @@ def _fold_batch_norm(norm, fc1):
     return fc1.weight * scale, bias
 
 
-def _ffn_parts(ffn):
-    """(fc1, act, fc2) of an mmcv ``FFN`` with two fully connected layers, or None."""
-    layers = getattr(ffn, 'layers', None)
-    if (getattr(ffn, 'num_fcs', None) != 2 or not isinstance(layers, nn.Sequential)
-            or len(layers) < 2 or not isinstance(getattr(ffn, 'gamma2', None), nn.Identity)
-            or getattr(ffn, 'add_identity', False)):
+def _versions(tensors):
+    """Identity, storage and in-place version of each tensor (None if one has no version
+    counter)."""
+    try:
+        return tuple((id(t), t.data_ptr(), t._version) for t in tensors if t is not None)
+    except RuntimeError:  # inference tensors (a model built under torch.inference_mode)
         return None
-    first, fc2 = layers[0], layers[1]
-    if not (isinstance(first, nn.Sequential) and len(first) >= 2 and isinstance(first[0], nn.Linear)
-            and isinstance(fc2, nn.Linear)):
-        return None
-    return first[0], first[1], fc2
 
 
-def ffn_residual(x, ffn, norm=None):
-    """``x + ffn(norm(x))`` for channels-last ``x`` (..., C) in eval mode, fast on CPU.
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and state-dict keys) that runs one oneDNN matrix product
+    in CPU inference (see the module docstring); elsewhere exactly ``nn.Linear``.
+
+    Shape:
+        (..., in_features) -> (..., out_features).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_fast_path(self, x):
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, 'none', [], '')
+        return super().forward(x)
+
+
+class FFN(_MMCVFFN):
+    """mmcv's two-layer ``FFN`` (same parameters and state-dict keys) with a fused CPU
+    inference form of the block's ``x + ffn(norm(x))``: :meth:`fused_residual`.
+
+    This class is the one place that knows mmcv's layout: ``fc1`` is ``layers.0.0``, the
+    activation ``layers.0.1``, ``fc2`` is ``layers.1`` (:attr:`FC1_KEY`, :attr:`FC2_KEY`; the
+    checkpoint converter maps the official ``mlp.fc1`` / ``mlp.fc2`` onto them).
 
     Args:
-        x (Tensor): (..., C) float32 on the CPU.
-        ffn (mmcv.cnn.bricks.transformer.FFN): two fully connected layers, no identity.
-        norm (nn.Module | None): the norm before the FFN: an eval BatchNorm (folded into
-            ``fc1``), a LayerNorm (applied chunk by chunk) or None.
+        embed_dims (int): C.
+        feedforward_channels (int): hidden width.
+        act_cfg (dict): activation. Default: GELU.
+        ffn_drop (float): dropout after the activation and after ``fc2``. Default: 0.
+        **kwargs: other mmcv ``FFN`` options (e.g. ``layer_scale_init_value``; with a layer
+            scale the fused form steps aside).
 
-    Returns:
-        Tensor | None: (..., C); None when this FFN/norm has no fast form (then the caller runs
-        the modules).
+    Shape:
+        (..., C) -> (..., C).
     """
-    parts = _ffn_parts(ffn)
-    if parts is None:
-        return None
-    fc1, act, fc2 = parts
-    post = _activation(act)
-    layer_norm = None
-    w1, b1 = fc1.weight, fc1.bias
-    if isinstance(norm, _BatchNorm):
-        if norm.running_mean is None:
-            return None
-        w1, b1 = _fold_batch_norm(norm, fc1)
-    elif isinstance(norm, nn.LayerNorm):
-        layer_norm = norm
-    elif norm is not None:
-        return None
-    onednn_linear = torch.ops.mkldnn._linear_pointwise  # bias may be None
 
-    c = x.shape[-1]
-    rows = x.reshape(-1, c)
-    out = torch.empty_like(rows)
-    step = max(64, HIDDEN_CHUNK_BYTES // (w1.shape[0] * x.element_size()))
-    for a in range(0, rows.shape[0], step):
-        xr = rows[a:a + step]
-        h = xr if layer_norm is None else F.layer_norm(
-            xr, layer_norm.normalized_shape, layer_norm.weight, layer_norm.bias, layer_norm.eps)
-        if post is not None:
-            h = onednn_linear(h, w1, b1, post[0], [], post[1])
-        else:
-            h = act(onednn_linear(h, w1, b1, 'none', [], ''))
-        torch.add(xr, onednn_linear(h, fc2.weight, fc2.bias, 'none', [], ''),
-                  out=out[a:a + step])
-    return out.view(x.shape)
+    FC1_KEY = 'layers.0.0'
+    ACT_KEY = 'layers.0.1'
+    FC2_KEY = 'layers.1'
+
+    def __init__(self, embed_dims: int, feedforward_channels: int,
+                 act_cfg: dict = dict(type='GELU'), ffn_drop: float = 0., **kwargs) -> None:
+        super().__init__(embed_dims=embed_dims, feedforward_channels=feedforward_channels,
+                         num_fcs=2, ffn_drop=ffn_drop, dropout_layer=None, act_cfg=act_cfg,
+                         add_identity=False, **kwargs)
+        self._fold = None  # (key, fc1 weight, fc1 bias) with a BatchNorm folded in
+
+    @property
+    def fc1(self) -> nn.Linear:
+        return self.get_submodule(self.FC1_KEY)
+
+    @property
+    def act(self) -> nn.Module:
+        return self.get_submodule(self.ACT_KEY)
+
+    @property
+    def fc2(self) -> nn.Linear:
+        return self.get_submodule(self.FC2_KEY)
+
+    def train(self, mode: bool = True) -> 'FFN':
+        if mode:
+            self._fold = None  # folded again at the next inference
+        return super().train(mode)
+
+    def folded_fc1(self, norm: Optional[nn.Module]):
+        """(weight, bias) of ``fc1`` with the eval BatchNorm ``norm`` before it folded in.
+
+        Computed once and kept until the model trains again or one of the tensors it was made
+        from changes (their in-place version counters); None when ``norm`` cannot be folded.
+        """
+        fc1 = self.fc1
+        if not isinstance(norm, _BatchNorm):
+            return fc1.weight, fc1.bias
+        if norm.running_mean is None:  # batch statistics even in eval mode
+            return None
+        key = _versions((norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                         fc1.weight, fc1.bias))
+        if key is None or self._fold is None or self._fold[0] != key:
+            self._fold = (key, *_fold_batch_norm(norm, fc1))
+        return self._fold[1:]
+
+    def fused_residual(self, x: torch.Tensor,
+                       norm: Optional[nn.Module] = None) -> Optional[torch.Tensor]:
+        """``x + self(norm(x))`` for channels-last ``x`` in CPU inference, else None.
+
+        Args:
+            x (Tensor): (..., C).
+            norm (nn.Module | None): the norm before the FFN: an eval BatchNorm (folded into
+                ``fc1``), a LayerNorm (applied chunk by chunk) or None.
+
+        Returns:
+            Tensor | None: (..., C); None where the fast path does not run or this FFN/norm
+            has no fused form (then the caller runs the modules).
+        """
+        if (not use_fast_path(self, x) or not isinstance(self.gamma2, nn.Identity)
+                or not (norm is None or isinstance(norm, (_BatchNorm, nn.LayerNorm)))
+                or (norm is not None and norm.training)):
+            return None
+        folded = self.folded_fc1(norm)
+        if folded is None:
+            return None
+        w1, b1 = folded
+        layer_norm = norm if isinstance(norm, nn.LayerNorm) else None
+        act, fc2 = self.act, self.fc2
+        post = _activation(act)
+        onednn_linear = torch.ops.mkldnn._linear_pointwise  # bias may be None
+
+        c = x.shape[-1]
+        rows = x.reshape(-1, c)
+        out = torch.empty_like(rows)
+        step = max(64, HIDDEN_CHUNK_BYTES // (w1.shape[0] * x.element_size()))
+        for a in range(0, rows.shape[0], step):
+            xr = rows[a:a + step]
+            h = xr if layer_norm is None else F.layer_norm(
+                xr, layer_norm.normalized_shape, layer_norm.weight, layer_norm.bias,
+                layer_norm.eps)
+            if post is not None:
+                h = onednn_linear(h, w1, b1, post[0], [], post[1])
+            else:
+                h = act(onednn_linear(h, w1, b1, 'none', [], ''))
+            torch.add(xr, onednn_linear(h, fc2.weight, fc2.bias, 'none', [], ''),
+                      out=out[a:a + step])
+        return out.view(x.shape)
+
+
+def prepare_for_inference(model: nn.Module) -> nn.Module:
+    """Put ``model`` in eval mode and make the inference-only forms of its layers now (the
+    pre-FFN BatchNorm folds, otherwise made at the first inference); returns ``model``.
+
+    Every submodule with a ``prepare_for_inference()`` method (e.g.
+    :class:`mmdwnet.models.MixerBlock`) is asked to prepare.  Outputs are unchanged.
+    """
+    model.eval()
+    with torch.no_grad():
+        for m in model.modules():
+            prepare = getattr(m, 'prepare_for_inference', None)
+            if callable(prepare):
+                prepare()
+    return model

@@ -5,10 +5,9 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.drop import DropPath
-from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule
 
-from mmdwnet.ops.dense import ffn_residual, linear, use_fast_path
+from mmdwnet.ops.dense import FFN, Linear
 from ..checks import check_bool, check_int, check_positive, check_rate
 from ..norms import is_channels_first_norm
 
@@ -118,9 +117,8 @@ class MixerBlock(BaseModule):
                                             norm_first=ffn_dwconv_norm_first) \
             if ffn_dwconv_kernel else None
         self.norm2, self._norm2_cf = build_cl_norm(norm2_cfg, embed_dims)
-        self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=int(embed_dims * mlp_ratio),
-                       num_fcs=2, ffn_drop=drop_rate, dropout_layer=None, act_cfg=act_cfg,
-                       add_identity=False)
+        self.ffn = FFN(embed_dims, int(embed_dims * mlp_ratio), act_cfg=act_cfg,
+                       ffn_drop=drop_rate)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def _forward(self, x):
@@ -131,11 +129,14 @@ class MixerBlock(BaseModule):
         x = x + self.drop_path(y)
         if self.ffn_dwconv is not None:
             x = self.ffn_dwconv(x)
-        if use_fast_path(self, x):  # CPU inference: same result, fused and in cache
-            out = ffn_residual(x, self.ffn, self.norm2)
-            if out is not None:
-                return out
-        return x + self.drop_path(self.ffn(apply_cl_norm(self.norm2, self._norm2_cf, x)))
+        out = self.ffn.fused_residual(x, self.norm2)  # CPU inference: same result, fused
+        if out is None:
+            out = x + self.drop_path(self.ffn(apply_cl_norm(self.norm2, self._norm2_cf, x)))
+        return out
+
+    def prepare_for_inference(self) -> None:
+        """Fold the pre-FFN norm into the FFN now (:func:`mmdwnet.ops.dense.prepare_for_inference`)."""
+        self.ffn.folded_fc1(self.norm2)
 
     def forward(self, x):
         """(B, H, W, C) -> (B, H, W, C)."""
@@ -160,14 +161,14 @@ class PatchMerging(nn.Module):
         out_channels = 2 * in_channels if out_channels is None else out_channels
         check_int('out_channels', out_channels, owner=type(self).__name__)
         self.norm = build_norm_layer(norm_cfg, 4 * in_channels)[1]
-        self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
+        self.reduction = Linear(4 * in_channels, out_channels, bias=False)
 
     def forward(self, x):
         _, h, w, _ = x.shape
         if h % 2 or w % 2:
             x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
-        return linear(self.norm(x), self.reduction)
+        return self.reduction(self.norm(x))
 
 
 class MixerStage(nn.Module):

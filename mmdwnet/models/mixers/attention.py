@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmdwnet.ops import local_aggregate, local_correlate
-from mmdwnet.ops.dense import linear
+from mmdwnet.ops.dense import Linear
 from mmdwnet.registry import register_model
 from ..checks import check_bool, check_int, check_pair, check_rate, divisible_or_raise
 from .window import WindowGeometry, relative_position_index
@@ -96,15 +96,15 @@ class ShiftedWindowAttention(_WindowMixerBase):
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * window_size - 1)**2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.qkv = Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj = Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def attention_weights(self, windows, mask):
         """(B*nW, N, C) windows -> ((B*nW, heads, N, N) weights, (B*nW, heads, N, d) values)."""
         bw, n, c = windows.shape
-        qkv = linear(windows, self.qkv).reshape(bw, n, 3, self.num_heads, c // self.num_heads)
+        qkv = self.qkv(windows).reshape(bw, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         attn = (q * self.scale) @ k.transpose(-2, -1)
         attn = attn + self.relative_bias(self.relative_position_bias_table).unsqueeze(0)
@@ -119,7 +119,7 @@ class ShiftedWindowAttention(_WindowMixerBase):
         windows = geo.partition(x)
         attn, v = self.attention_weights(windows, geo.mask(x.device))
         out = (attn @ v).transpose(1, 2).reshape(windows.shape)
-        return geo.reverse(self.proj_drop(linear(out, self.proj)))
+        return geo.reverse(self.proj_drop(self.proj(out)))
 
     def aggregation(self, x):
         """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the value aggregation alone.
@@ -188,8 +188,8 @@ class LocalMLP(_WindowMixerBase):
             torch.zeros((2 * window_size - 1)**2, self.weight_heads))
         nn.init.trunc_normal_(self.local_weight, std=0.02)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self.v = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
-        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.v = Linear(embed_dims, embed_dims, bias=qkv_bias)
+        self.proj = Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def aggregation_weights(self, geo, device=None):
@@ -206,7 +206,7 @@ class LocalMLP(_WindowMixerBase):
                              f'{self.input_resolution} maps and cannot take '
                              f'{tuple(x.shape[1:3])}: its weights are per window')
         geo = self.geometry(x)
-        windows = linear(geo.partition(x), self.v)
+        windows = self.v(geo.partition(x))
         bw, n, c = windows.shape
         heads = self.weight_heads
         v = windows.view(-1, geo.num_windows, n, heads, c // heads).permute(0, 1, 3, 2, 4)
@@ -214,7 +214,7 @@ class LocalMLP(_WindowMixerBase):
         if weight.shape[0] == 1:
             weight = weight.squeeze(0)
         out = (weight @ v).permute(0, 1, 3, 2, 4).reshape(bw, n, c)
-        return geo.reverse(self.proj_drop(linear(out, self.proj)))
+        return geo.reverse(self.proj_drop(self.proj(out)))
 
     def aggregation(self, x):
         """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the window aggregation alone.
@@ -268,16 +268,16 @@ class SlidingWindowAttention(nn.Module):
         self.scale = (embed_dims // num_heads)**-0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros(num_heads, kernel_size**2))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.qkv = Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj = Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def attention_weights(self, x):
         """(B, H, W, C) -> ((B, heads, k, k, H, W) weights, (B, C, H, W) values)."""
         b, h, w, c = x.shape
         k = self.kernel_size
-        q, key, v = linear(x, self.qkv).permute(0, 3, 1, 2).reshape(b, 3, c, h, w).unbind(1)
+        q, key, v = self.qkv(x).permute(0, 3, 1, 2).reshape(b, 3, c, h, w).unbind(1)
         logits = local_correlate(q * self.scale, key, k, self.num_heads)
         bias = self.relative_position_bias_table.view(1, self.num_heads, k, k, 1, 1)
         ones = x.new_ones(1, 1, h, w)
@@ -289,7 +289,7 @@ class SlidingWindowAttention(nn.Module):
     def forward(self, x):
         attn, v = self.attention_weights(x)
         out = local_aggregate(v, attn).permute(0, 2, 3, 1)
-        return self.proj_drop(linear(out, self.proj))
+        return self.proj_drop(self.proj(out))
 
     def aggregation(self, x):
         """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the value aggregation alone.
