@@ -78,6 +78,7 @@ SECTION_TITLES = {
     'normalization_table12': 'Table 12: LayerNorm, BatchNorm, centering-calibrated BatchNorm',
     'retrain_384_table14': 'Table 14: fine-tuning at 384x384',
     'se_table15': 'Table 15: squeeze-and-excitation',
+    'other_architectures_table13': 'Table 13: the mixers inside Twins-SVT-S and VOLO-D1',
     'in22k_pretrain_in1k_ft_table10': 'Table 10: ImageNet-22K pre-training, ImageNet-1K '
                                       'fine-tuning (224x224)',
     'in22k_pretrain_downstream_table11': 'Table 11: from ImageNet-22K pre-trained backbones',
