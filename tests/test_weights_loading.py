@@ -1,0 +1,223 @@
+"""Issue 12: official checkpoints load wherever users put them, and never a silent random backbone.
+
+Every path loads the official-format reference files of ``../shared/reference`` (no conversion
+step) into the repo's configs and must reproduce the official outputs (<= 1e-5):
+``init_cfg=Pretrained`` with and without ``prefix``, ``load_from`` / ``tools/test.py``
+(mmengine's ``load_checkpoint``, strict), ``mmdwnet.apis.init_model``, ``mmpretrain.get_model``,
+``mmdet.apis.init_detector`` and ``mmseg.apis.init_model``.  Other-architecture, other-size,
+damaged and unrelated checkpoints raise; the expected exceptions (head re-initialised when
+fine-tuning, 22K -> 1K mapping) are checked too.
+"""
+import copy
+
+import pytest
+import torch
+from mmengine.runner.checkpoint import load_checkpoint
+
+from mmdwnet.apis import init_model
+from mmdwnet.converters.imagenet22k import load_22k_to_1k_map, map_22k_to_1k
+from mmdwnet.converters.loading import CheckpointMismatch, strict_loading
+from reference_models import (CLS_CASES, DET_CASES, build, max_diff, mmengine_messages,
+                              narrow_config)
+
+TOL = 1e-5
+
+
+def _io(reference_dir, case):
+    return torch.load(reference_dir / f'{case}.io.pth', weights_only=True)
+
+
+def _official(reference_dir, case):
+    return torch.load(reference_dir / f'{case}.pth', weights_only=True)
+
+
+def _with_pretrained(cfg, checkpoint, prefix):
+    cfg = copy.deepcopy(cfg)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(checkpoint))
+    if prefix is not None:
+        cfg.model.backbone.init_cfg.prefix = prefix
+    return cfg
+
+
+def assert_same_weights(model, reference, prefix=''):
+    """Every tensor of ``model`` equals ``reference``'s (same keys): the same outputs follow."""
+    got, want = model.state_dict(), reference.state_dict()
+    want = {k[len(prefix):]: v for k, v in want.items() if k.startswith(prefix)}
+    assert set(got) == set(want)
+    for key, value in got.items():
+        assert torch.equal(value, want[key]), key
+
+
+@pytest.mark.parametrize('case', CLS_CASES)
+def test_official_classification_file_loads_through_every_path(case, reference_dir, repo_root):
+    """init_model's outputs equal the official ones; every other path loads the same tensors."""
+    from mmpretrain import get_model
+    path = str(reference_dir / f'{case}.pth')
+    io = _io(reference_dir, case)
+    cfg = narrow_config(repo_root, case)
+
+    with mmengine_messages() as log:
+        model = init_model(cfg, path)
+    assert sum('converted an official' in m for m in log) == 1, log
+    with torch.no_grad():
+        assert max_diff(model(io['input'], mode='tensor'), io['output']) <= TOL
+
+    assert_same_weights(get_model(cfg, pretrained=path), model)
+    loaded = build(cfg)
+    with strict_loading():  # what tools/test.py (load_from, strict) does
+        load_checkpoint(loaded, path, map_location='cpu', strict=True)
+    assert_same_weights(loaded, model)
+    for prefix in ('backbone.', None):  # init_cfg of the classifier's backbone
+        pretrained = build(_with_pretrained(cfg, path, prefix))
+        pretrained.init_weights()
+        assert_same_weights(pretrained.backbone, model, 'backbone.')
+
+
+def _whole_mmdet2_file(tmp_path, official_backbone, detector):
+    """An mmdet 2.x whole-detector file: official backbone keys + neck/heads."""
+    state = dict(official_backbone['state_dict'])
+    state.update((k, v) for k, v in detector.state_dict().items() if not k.startswith('backbone.'))
+    path = tmp_path / 'whole.pth'
+    torch.save(dict(meta=dict(mmdet_version='2.25.0'), state_dict=state), path)
+    return str(path)
+
+
+@pytest.mark.parametrize('case', DET_CASES)
+def test_official_detection_file_loads_through_every_path(case, reference_dir, repo_root,
+                                                         tmp_path):
+    """init_detector's backbone outputs equal the official ones; whole mmdet 2.x files (strict
+    init_model, load_from), init_cfg and mmseg's init_model load the same tensors."""
+    from mmdet.apis import init_detector
+    path = str(reference_dir / f'{case}.pth')
+    io = _io(reference_dir, case)
+    cfg = narrow_config(repo_root, case)
+
+    detector = init_detector(cfg, path, device='cpu')  # the toolbox API, backbone-only file
+    with torch.no_grad():
+        assert max_diff(detector.backbone(io['input']), io['output']) <= TOL
+    if case == 'det_dwnet_narrow':  # (one case: each Cascade Mask R-CNN build costs seconds)
+        whole = _whole_mmdet2_file(tmp_path, _official(reference_dir, case), detector)
+        assert_same_weights(init_model(cfg, whole), detector)
+    from mmdwnet.registry import MODELS
+    for prefix in ('backbone.', None):
+        backbone_cfg = _with_pretrained(cfg, path, prefix).model.backbone
+        backbone = MODELS.build(backbone_cfg)
+        backbone.init_weights()
+        assert_same_weights(backbone, detector, 'backbone.')
+    if case == 'det_dwnet_narrow':  # the same backbone file in a segmentor
+        from mmseg.apis import init_model as init_segmentor
+        segmentor = init_segmentor(narrow_config(repo_root, 'seg_dwnet_narrow'), path,
+                                   device='cpu')
+        assert_same_weights(segmentor.backbone, detector, 'backbone.')
+
+
+# ---------------------------------------------------------------- what must raise
+def test_another_architecture_raises_everywhere(reference_dir, repo_root):
+    from mmpretrain import get_model
+    cfg = narrow_config(repo_root, 'cls_dwnet_narrow')
+    other = str(reference_dir / 'cls_dynamic_dwnet_narrow.pth')
+    match = r'official DynamicDWNet .* DWNet backbone .* another architecture'
+    with pytest.raises(CheckpointMismatch, match=match):
+        init_model(cfg, other)
+    with pytest.raises(CheckpointMismatch, match=match):
+        get_model(cfg, pretrained=other)
+    with pytest.raises(CheckpointMismatch, match=match):
+        load_checkpoint(build(cfg), other)  # load_from, non-strict: still refused
+    with pytest.raises(CheckpointMismatch, match=match):
+        build(_with_pretrained(cfg, other, 'backbone.')).init_weights()
+
+
+def test_another_size_raises(reference_dir, repo_root):
+    cfg = narrow_config(repo_root, 'cls_swin_narrow')
+    cfg.model.backbone.arch.embed_dims = 32
+    cfg.model.head.in_channels = 256
+    with pytest.raises(CheckpointMismatch, match=r'embed_dims=16.*embed_dims=32'):
+        load_checkpoint(build(cfg), str(reference_dir / 'cls_swin_narrow.pth'))
+
+
+@pytest.mark.parametrize('damage, match', [
+    (lambda s: [s.pop(k) for k in list(s) if k.startswith('layers.1.blocks.0.')],
+     r'missing keys: stages.1.blocks.0.mixer'),
+    (lambda s: s.update({'layers.1.blocks.0.attn2conv.conv.weight': torch.zeros(32, 1, 5, 5)}),
+     r'shape mismatches: stages.1.blocks.0.mixer.aggregate.weight: checkpoint \(32, 1, 5, 5\)'),
+    (lambda s: s.update({'layers.0.blocks.0.attn2conv.extra': torch.zeros(1)}),
+     r"unknown block key 'layers.0.blocks.0.attn2conv.extra'"),
+])
+def test_damaged_official_file_raises(damage, match, reference_dir, repo_root, tmp_path):
+    state = _official(reference_dir, 'cls_dwnet_narrow')['model']
+    damage(state)
+    torch.save({'model': state}, tmp_path / 'damaged.pth')
+    cfg = narrow_config(repo_root, 'cls_dwnet_narrow')
+    with pytest.raises(CheckpointMismatch, match=match):
+        load_checkpoint(build(cfg), str(tmp_path / 'damaged.pth'))
+
+
+def test_unrelated_checkpoint_and_wrong_prefix_raise(repo_root, tmp_path):
+    cfg = narrow_config(repo_root, 'cls_dwnet_narrow')
+    torch.save(dict(state_dict={'backbone.conv1.weight': torch.zeros(64, 3, 7, 7),
+                                'head.fc.weight': torch.zeros(10, 2048)}), tmp_path / 'r50.pth')
+    with pytest.raises(CheckpointMismatch, match=r'unexpected keys: conv1.weight.*Likely cause: '
+                       r'a checkpoint of another model'):
+        load_checkpoint(build(cfg), str(tmp_path / 'r50.pth'))
+    torch.save(dict(state_dict={'model.x': torch.zeros(1)}), tmp_path / 'none.pth')
+    with pytest.raises(CheckpointMismatch, match=r"no key starts with 'backbone.'.*\['model'\]"):
+        load_checkpoint(build(cfg), str(tmp_path / 'none.pth'))
+    with pytest.raises(CheckpointMismatch, match=r"init_cfg prefix 'encoder.'"):
+        build(_with_pretrained(cfg, tmp_path / 'r50.pth', 'encoder.')).init_weights()
+
+
+def test_head_of_another_size_reinitialised_when_fine_tuning_refused_in_strict(
+        reference_dir, repo_root):
+    path = str(reference_dir / 'cls_dwnet_narrow.pth')
+    cfg = narrow_config(repo_root, 'cls_dwnet_narrow', num_classes=5)
+    model = build(cfg)
+    head = model.head.fc.weight.detach().clone()
+    with mmengine_messages() as log:
+        load_checkpoint(model, path)  # fine-tuning on a 5-class set: allowed, with a warning
+    assert torch.equal(model.head.fc.weight, head)
+    assert any('head.fc has 10 classes, the model 5' in m and 're-initialised' in m for m in log)
+    official = _official(reference_dir, 'cls_dwnet_narrow')['model']
+    assert torch.equal(model.backbone.patch_embed.projection.weight,
+                       official['patch_embed.proj.weight'])
+    with pytest.raises(CheckpointMismatch, match=r'head.fc.weight: checkpoint \(10, 128\) vs '
+                       r'model \(5, 128\)'):
+        init_model(cfg, path)
+
+
+# ---------------------------------------------------------------- ImageNet-22K -> 1K
+def test_map_ships_with_the_package(reference_dir):
+    shipped = load_22k_to_1k_map()
+    official = [int(v) for v in (reference_dir / 'swin' / 'map22kto1k.txt').read_text().split()]
+    assert shipped.tolist() == official and len(official) == 1000
+    with pytest.raises(ValueError, match='21841 .* or 21842 .* rows, got 1000'):
+        map_22k_to_1k(torch.zeros(1000, 4))
+
+
+def _encoded_head(rows, channels=128):
+    """A head whose row i is the constant i: after mapping, row j tells which class it was."""
+    index = torch.arange(rows, dtype=torch.float32)
+    return index[:, None].expand(rows, channels).clone(), index.clone()
+
+
+@pytest.mark.parametrize('rows', [21841, 21842])
+def test_22k_head_mapped_onto_1k(rows, reference_dir, repo_root, tmp_path):
+    """Official Swin 22K files (21841 classes) and mmdwnet / mmpretrain 22K checkpoints
+    (21842-row heads) load into a 1000-class model: row i is 22K class map[i]."""
+    from mmpretrain import get_model
+    official = _official(reference_dir, 'cls_swin_narrow')['model']
+    official['head.weight'], official['head.bias'] = _encoded_head(rows)
+    if rows == 21841:  # the official layout
+        torch.save({'model': official}, tmp_path / 'in22k.pth')
+    else:  # mmdwnet's own layout (a 22K pre-training run with mmpretrain's 21842 classes)
+        ours = init_model(narrow_config(repo_root, 'cls_swin_narrow', num_classes=rows))
+        state = ours.state_dict()
+        state['head.fc.weight'], state['head.fc.bias'] = _encoded_head(rows)
+        torch.save(dict(state_dict=state), tmp_path / 'in22k.pth')
+    cfg = narrow_config(repo_root, 'cls_swin_narrow', num_classes=1000)
+    with mmengine_messages() as log:
+        model = get_model(cfg, pretrained=str(tmp_path / 'in22k.pth'))
+    expected = load_22k_to_1k_map().float()
+    assert torch.equal(model.head.fc.bias, expected)
+    assert torch.equal(model.head.fc.weight[:, 0], expected)
+    assert torch.equal(model.head.fc.weight[:, -1], expected)
+    assert any(f'mapped the {rows}-class ImageNet-22K head onto the 1000' in m for m in log), log
