@@ -95,3 +95,128 @@ def test_cli_refuses_a_pickle_that_needs_unsafe_loading(tmp_path, repo_root):
     assert proc.returncode == 2
     assert 'could not be read with weights_only=True' in proc.stderr
     assert not (tmp_path / 'out.pth').exists()
+
+
+# ---------------------------------------------------------------- issue 12: never lose data
+def _cli():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / CONVERTER
+    spec = importlib.util.spec_from_file_location('official2mmdwnet', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _snapshot(folder):
+    """{relative path: bytes} of every file under ``folder`` (temporary files included)."""
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob('*')) if p.is_file()}
+
+
+@pytest.fixture
+def workdir(tmp_path, reference_dir):
+    import shutil
+    shutil.copy(reference_dir / 'cls_dwnet_narrow.pth', tmp_path / 'src.pth')
+    (tmp_path / 'old.pth').write_bytes(b'an older conversion the user keeps')
+    (tmp_path / 'old.py').write_text('# a config the user wrote\n')
+    return tmp_path
+
+
+@pytest.mark.parametrize('args, message', [
+    (['src.pth', 'src.pth'], 'DST src.pth is the source checkpoint'),
+    (['src.pth', 'link.pth'], 'DST link.pth is the source checkpoint'),
+    (['src.pth', 'new.pth', '--config-out', 'src.pth'], '--config-out src.pth is the source'),
+    (['src.pth', 'new.pth', '--config-out', 'new.pth'], 'are the same file'),
+    (['src.pth', 'old.pth'], 'DST old.pth exists; pass --force'),
+    (['src.pth', 'new.pth', '--config-out', 'old.py'], '--config-out old.py exists; pass --force'),
+    (['src.pth', 'src.pth', '--force'], 'DST src.pth is the source checkpoint'),
+])
+def test_converter_refuses_to_overwrite(args, message, workdir, monkeypatch, capsys):
+    (workdir / 'link.pth').symlink_to(workdir / 'src.pth')
+    monkeypatch.chdir(workdir)
+    before = _snapshot(workdir)
+    assert _cli()(args) == 2
+    assert message in capsys.readouterr().err
+    assert _snapshot(workdir) == before  # byte for byte, nothing added
+
+
+def test_converter_overwrites_with_force(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    assert _cli()(['src.pth', 'old.pth', '--config-out', 'old.py', '--force']) == 0
+    assert torch.load(workdir / 'old.pth', weights_only=True)['meta']['converted_from'] == 'src.pth'
+    assert 'DWNet' in (workdir / 'old.py').read_text()
+    assert sorted(p.name for p in workdir.iterdir()) == ['old.pth', 'old.py', 'src.pth']
+
+
+def test_failure_while_writing_leaves_existing_files_untouched(workdir, monkeypatch, capsys):
+    """A full disk mid-write: the previous DST stays byte for byte, no partial file remains."""
+    import errno
+
+    import mmdwnet.converters.writer as writer
+
+    def full_disk(obj, f):
+        with open(f, 'wb') as out:
+            out.write(b'partial')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(writer.torch, 'save', full_disk)
+    monkeypatch.chdir(workdir)
+    before = _snapshot(workdir)
+    assert _cli()(['src.pth', 'old.pth', '--config-out', 'new.py', '--force']) == 2
+    assert 'No space left on device' in capsys.readouterr().err
+    assert _snapshot(workdir) == before
+
+
+@pytest.mark.parametrize('case, args, message', [
+    # the checkpoint is written first, then the config cannot be: no DST may remain
+    ('cls_dwnet_narrow', ['src.pth', 'sub/new.pth', '--config-out', 'src.pth/new.py'],
+     'cannot write src.pth/new.py'),
+    # a detector whose arch has no mmdwnet config: refused before anything is written
+    ('det_dwnet_narrow', ['src.pth', 'sub/new.pth', '--config-out', 'sub/new.py'],
+     'convert the backbone alone instead'),
+])
+def test_failure_after_converting_leaves_nothing_behind(case, args, message, reference_dir,
+                                                       tmp_path, monkeypatch, capsys):
+    import shutil
+    if case.startswith('det'):  # a whole mmdet 2.x detector file: backbone + a head key
+        ckpt = torch.load(reference_dir / f'{case}.pth', weights_only=True)
+        ckpt['state_dict']['roi_head.bbox_head.0.fc_cls.weight'] = torch.zeros(81, 1024)
+        torch.save(ckpt, tmp_path / 'src.pth')
+    else:
+        shutil.copy(reference_dir / f'{case}.pth', tmp_path / 'src.pth')
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tmp_path)
+    assert _cli()(args) == 2
+    assert message in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before
+    assert not (tmp_path / 'sub').exists()  # the folder made for DST is removed again
+
+
+def _drop(prefix):
+    return lambda s: [s.pop(k) for k in list(s) if k.startswith(prefix)]
+
+
+@pytest.mark.parametrize('damage, message', [
+    (_drop('layers.1.blocks.0.'), 'missing keys: stages.1.blocks.0.'),  # a block
+    (_drop('layers.1.'), "'depths': [1], "),  # a whole stage: stages 2, 3 are stray
+    (_drop('layers.2.downsample.'), 'missing keys: stages.2.downsample'),
+    (_drop('layers.3.blocks.0.attn2conv.bn2.'), 'missing keys: stages.3.blocks.0.mixer.norm_out'),
+    (lambda s: s.update({'layers.1.blocks.1.attn2conv.conv.weight': torch.zeros(32, 1, 5, 5)}),
+     'stages.1.blocks.1.mixer.aggregate.weight: checkpoint (32, 1, 5, 5) vs model (32, 1, 7, 7)'),
+    (lambda s: s.update({'layers.0.blocks.0.mlp.fc2.weight': torch.zeros(16, 32)}),
+     'stages.0.blocks.0.ffn'),
+    (lambda s: s.update({'head.weight': torch.zeros(10, 64)}), 'do not fit 128 features'),
+    (lambda s: s.update({'layers.0.blocks.0.attn2conv.stray': torch.zeros(1)}),
+     "unknown block key 'layers.0.blocks.0.attn2conv.stray'"),
+])
+def test_damaged_official_checkpoint_is_an_error(damage, message, reference_dir, tmp_path,
+                                                 monkeypatch, capsys):
+    state = torch.load(reference_dir / 'cls_dwnet_narrow.pth', weights_only=True)['model']
+    damage(state)
+    torch.save({'model': state}, tmp_path / 'src.pth')
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tmp_path)
+    assert _cli()(['src.pth', 'dst.pth', '--config-out', 'dst.py']) == 2
+    assert message in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before

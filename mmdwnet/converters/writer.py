@@ -11,7 +11,6 @@ from .official import UnrecognisedCheckpoint, convert_official, load_official
 
 _PRESET_NAMES = {'DWNet': 'dwnet', 'DynamicDWNet': 'dynamic-dwnet',
                  'IDynamicDWNet': 'i-dynamic-dwnet', 'SwinNet': 'swin'}
-_SIZES = {(96, (2, 2, 6, 2)): 'tiny', (96, (2, 2, 18, 2)): 'small', (128, (2, 2, 18, 2)): 'base'}
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 
 
@@ -37,10 +36,19 @@ def _py(name, value):
     return f'{name} = {pprint.pformat(value, indent=1, width=96, sort_dicts=False)}\n'
 
 
+def _size_name(arch):
+    """'tiny', 'small' or 'base' for an arch with those sizes' widths and depths, else None."""
+    from mmdwnet.models.backbones.local_mixer_net import LocalMixerNet  # models import us
+    for name, zoo in LocalMixerNet.arch_zoo.items():
+        if (zoo['embed_dims'], list(zoo['depths'])) == (arch['embed_dims'], list(arch['depths'])):
+            return name
+    return None
+
+
 def matching_config(info, task):
     """Path of the repo config whose model matches a converted whole detector/segmentor."""
     bb = info['backbone']
-    size = _SIZES.get((bb['arch']['embed_dims'], tuple(bb['arch']['depths'])))
+    size = _size_name(bb['arch'])
     name = _PRESET_NAMES.get(bb['type'])
     if size is None or name is None:
         raise UnrecognisedCheckpoint(f'no mmdwnet {task} config for a {bb["type"]} with arch '
@@ -86,7 +94,14 @@ def validate_converted(state, info):
     from mmdwnet.registry import MODELS
     from .loading import CheckpointMismatch, check_backbone_state
     downstream = info['kind'] != 'classification'
-    backbone = MODELS.build(_backbone_dict(info, downstream=downstream))
+    cfg = _backbone_dict(info, downstream=downstream)
+    if not downstream:
+        cfg['out_indices'] = (len(cfg['arch']['depths']) - 1, )
+    try:
+        backbone = MODELS.build(cfg)
+    except (ValueError, TypeError, KeyError) as e:
+        raise UnrecognisedCheckpoint(f'damaged checkpoint: its shapes give no valid model '
+                                     f'({cfg}): {e}') from e
     prefix = '' if info['kind'] == 'backbone' else 'backbone.'
     try:
         check_backbone_state(backbone, state, prefix)
