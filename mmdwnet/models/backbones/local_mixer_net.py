@@ -10,6 +10,8 @@ from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmdwnet.converters.loading import (backbone_pre_hook, load_pretrained,
+                                        pretrained_init_cfg)
 from mmdwnet.registry import register_model
 from ..checks import check_bool, check_cfg, check_int, check_pair, check_positive, check_rate
 from ..mixers.builder import build_mixer
@@ -62,7 +64,31 @@ class LocalMixerNet(BaseModule):
 
     Shape:
         (B, in_channels, H, W) -> tuple of (B, C_i, ceil(H/4/2^i), ceil(W/4/2^i)).
+
+    Examples:
+        >>> import torch
+        >>> from mmdwnet.models import LocalMixerNet
+        >>> model = LocalMixerNet(arch='tiny', mixer=dict(type='DWConv', kernel_size=7),
+        ...                       out_indices=(0, 1, 2, 3)).eval()
+        >>> with torch.no_grad():
+        ...     outs = model(torch.rand(1, 3, 224, 224))
+        >>> for out in outs:
+        ...     print(tuple(out.shape))
+        (1, 96, 56, 56)
+        (1, 192, 28, 28)
+        (1, 384, 14, 14)
+        (1, 768, 7, 7)
+        >>> # one mixer per stage, a small custom architecture
+        >>> model = LocalMixerNet(
+        ...     arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8]),
+        ...     mixer=[dict(type='DWConv'), dict(type='DynamicDWConv'),
+        ...            dict(type='IDynamicDWConv'), dict(type='ShiftedWindowAttention')],
+        ...     norm1_cfg=dict(type='LN'), pad_to_window=True).eval()
+        >>> model(torch.rand(2, 3, 64, 64))[0].shape
+        torch.Size([2, 128, 2, 2])
     """
+
+    converts_official_checkpoints = True  # parents get mmdwnet's checkpoint hook
 
     arch_zoo = {
         'tiny': dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
@@ -119,7 +145,7 @@ class LocalMixerNet(BaseModule):
 
         img_h, img_w = (img_size, img_size) if isinstance(img_size, int) else img_size
         res = (math.ceil(img_h / patch_size), math.ceil(img_w / patch_size))
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), dtype=torch.float64).tolist()
         self.stages = torch.nn.ModuleList()
         for i, depth in enumerate(depths):
             dims = self.num_features[i]
@@ -148,8 +174,23 @@ class LocalMixerNet(BaseModule):
             layer = build_norm_layer(out_norm_cfg, self.num_features[i])[1]
             self._out_norm_cf = is_channels_first_norm(layer)
             self.add_module(f'norm{i}', layer)
-        self._register_load_state_dict_pre_hook(self._skip_layer_norm_into_batch_norm)
+        # convert-on-load of official checkpoints, architecture and completeness checks
+        self._register_load_state_dict_pre_hook(backbone_pre_hook, with_module=True)
         self._freeze_stages()
+
+    def init_weights(self):
+        """Initialise; ``init_cfg=dict(type='Pretrained', checkpoint, prefix)`` loads official
+        or mmdwnet checkpoints (:func:`mmdwnet.converters.loading.load_pretrained`)."""
+        pretrained, others = pretrained_init_cfg(self.init_cfg)
+        if pretrained is None:
+            return super().init_weights()
+        self.init_cfg = others
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = pretrained if others is None else others + [pretrained]
+        load_pretrained(self, pretrained['checkpoint'], prefix=pretrained.get('prefix'),
+                        map_location=pretrained.get('map_location', 'cpu'))
 
     def _skip_layer_norm_into_batch_norm(self, state_dict, prefix, *args):
         """Do not load a classifier's LayerNorm ``norm{i}`` into a BatchNorm output norm.
@@ -253,6 +294,11 @@ class LocalMixerNet(BaseModule):
         mixer = list(mixer)
         if len(mixer) != self.num_stages:
             raise ValueError(f'{len(mixer)} mixer configs given for {self.num_stages} stages')
+        for i, cfg in enumerate(mixer):
+            if not isinstance(cfg, dict):
+                hint = f' Use dict(type={cfg!r}).' if isinstance(cfg, str) else ''
+                raise TypeError(f'{type(self).__name__}: mixer[{i}]={cfg!r} is not allowed; each '
+                                f'stage needs a mixer config dict.{hint}')
         return mixer
 
     # ------------------------------------------------------------------ forward
