@@ -13,6 +13,7 @@ registered twice:
 import contextlib
 import difflib
 import re
+from typing import Iterable, List
 
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
@@ -31,6 +32,13 @@ def register_model(cls=None, *, name=None):
     return _register(cls) if cls is not None else _register
 
 
+def close_matches(word: str, choices: Iterable[str], n: int = 5,
+                  cutoff: float = 0.5) -> List[str]:
+    """The ``n`` entries of ``choices`` closest to ``word`` (for "did you mean" messages); the one
+    close-name helper of the package."""
+    return difflib.get_close_matches(word, sorted(choices), n=n, cutoff=cutoff)
+
+
 def registered_names():
     """Names this package registers (sorted)."""
     return sorted(MODELS.module_dict)
@@ -43,7 +51,7 @@ def build_model_checked(cfg, registry=MODELS, **default_args):
         scope, _, key = type_name.rpartition('.')
         if registry.get(type_name) is None:
             known = registered_names()
-            close = difflib.get_close_matches(key, known, n=5, cutoff=0.4)
+            close = close_matches(key, known, cutoff=0.4)
             raise KeyError(f'{type_name!r} is not a registered mmdwnet module. '
                            f'Close names: {close or "none"}; all mmdwnet names: {known}.')
     return registry.build(cfg, default_args=default_args or None)
@@ -58,7 +66,7 @@ def close_names(name, scope=None, n=5):
     if scope and scope in MMENGINE_MODELS.children:
         candidates |= set(MMENGINE_MODELS.children[scope].module_dict)
     key = name.rpartition('.')[2]
-    return difflib.get_close_matches(key, sorted(candidates), n=n, cutoff=0.5)
+    return close_matches(key, candidates, n=n)
 
 
 _UNKNOWN = re.compile(r"^'?(?P<name>[\w.]+) is not in the (?P<scope>[\w]+)::(?P<reg>\w+) registry")
