@@ -3,8 +3,9 @@
 #
 #   bash tools/install.sh [VENV]        (default: .venv at the repo root; `make install` calls this)
 #
-# Steps: venv -> torch/torchvision -> build tools -> mmcv 2.1.0 with compiled ops (cached wheel,
-# else the matching prebuilt wheel in ../shared/wheels, else a source build) -> OpenMMLab stack ->
+# Steps: venv -> torch/torchvision -> mmcv 2.1.0 with compiled ops (cached wheel,
+# else the matching prebuilt wheel in ../shared/wheels, else a source build with the build-only
+# pins of requirements/build.txt) -> OpenMMLab stack (runtime pins: requirements/constraints.txt) ->
 # `pip install -e .`.  A second run on a ready machine only re-checks and finishes in seconds.
 set -euo pipefail
 
@@ -28,9 +29,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
+# Runtime pins (numpy<2, setuptools, matplotlib, the stack) for every pip call; users pass the
+# same file to their own installs: pip install -c requirements/constraints.txt PACKAGE
+CONSTRAINTS=(-c "$ROOT/requirements/constraints.txt")
 
 # ---- fast path: everything already there -------------------------------------------------------
-if "$PY" - <<'PYEOF' 2>/dev/null; then
+if "$PY" - "$ROOT/requirements/constraints.txt" <<'PYEOF' 2>/dev/null; then
 import importlib.metadata as md, sys
 want = {'torch': '2.14.1', 'torchvision': '0.29.1', 'mmcv': '2.1.0', 'mmengine': '0.10.7',
         'mmpretrain': '1.2.0', 'mmdet': '3.3.0', 'mmsegmentation': '1.2.2'}
@@ -38,7 +42,14 @@ for name, ver in want.items():
     if md.version(name).split('+')[0] != ver:
         sys.exit(1)
 import mmcv.ops  # compiled ops present
-for extra in ('ftfy', 'regex', 'mim', 'matplotlib', 'skimage', 'pycocotools', 'pytest'):
+from packaging.requirements import Requirement  # runtime pins of requirements/constraints.txt
+for line in open(sys.argv[1]):
+    line = line.split('#')[0].strip()
+    if line:
+        req = Requirement(line)
+        if not req.specifier.contains(md.version(req.name), prereleases=True):
+            sys.exit(1)
+for extra in ('ftfy', 'regex', 'mim', 'matplotlib', 'skimage', 'sklearn', 'pycocotools', 'pytest'):
     __import__(extra)
 PYEOF
   step "stack already installed in $VENV; (re)installing mmdwnet in editable mode"
@@ -48,11 +59,8 @@ PYEOF
   exit 0
 fi
 
-step "1/5 PyTorch + torchvision (requirements/torch.txt)"
-"${PIP[@]}" install --progress-bar on -r "$ROOT/requirements/torch.txt"
-
-step "2/5 build tools (requirements/build.txt)"
-"${PIP[@]}" install -q -r "$ROOT/requirements/build.txt"
+step "1/4 PyTorch + torchvision (requirements/torch.txt)"
+"${PIP[@]}" install --progress-bar on -r "$ROOT/requirements/torch.txt" "${CONSTRAINTS[@]}"
 
 # ---- mmcv with compiled ops ------------------------------------------------------------------
 TORCH_VER=$("$PY" -c 'import torch; print(torch.__version__)')
@@ -65,13 +73,16 @@ wheel=$(ls "$WHEEL_DIR"/mmcv-${MMCV_VERSION}-*.whl 2>/dev/null | head -n1 || tru
 if [ -z "$wheel" ] && [ "$TORCH_VER" = "2.14.1+cu130" ] && [ "$PY_TAG" = cp311 ] \
    && [ -f "$SHARED_WHEELS/mmcv-${MMCV_VERSION}-cp311-cp311-linux_x86_64.whl" ] \
    && [ "$(uname -m)" = x86_64 ]; then
-  step "3/5 mmcv ${MMCV_VERSION}: using the prebuilt wheel in $SHARED_WHEELS (same Python/torch)"
+  step "2/4 mmcv ${MMCV_VERSION}: using the prebuilt wheel in $SHARED_WHEELS (same Python/torch)"
   cp "$SHARED_WHEELS/mmcv-${MMCV_VERSION}-cp311-cp311-linux_x86_64.whl" "$WHEEL_DIR/"
   wheel="$WHEEL_DIR/mmcv-${MMCV_VERSION}-cp311-cp311-linux_x86_64.whl"
 fi
 
 if [ -z "$wheel" ]; then
-  step "3/5 mmcv ${MMCV_VERSION}: building from source with compiled ops (about 20 min on 2 cores)"
+  step "2/4 mmcv ${MMCV_VERSION}: building from source with compiled ops (about 20 min on 2 cores)"
+  # build-only pins (setuptools<70 for mmcv's setup.py); the runtime install below restores
+  # the runtime ones (requirements/constraints.txt)
+  "${PIP[@]}" install -q -r "$ROOT/requirements/build.txt"
   BUILD="$(mktemp -d)"
   trap 'rm -rf "$BUILD"' EXIT
   (cd "$BUILD" && "${PIP[@]}" download -q --no-deps --no-binary :all: "mmcv==${MMCV_VERSION}") \
@@ -83,17 +94,18 @@ if [ -z "$wheel" ]; then
   bash "$ROOT/tools/build_mmcv.sh" "$PY" "$SRC" "$WHEEL_DIR" "$CACHE/mmcv-build.log" || exit 1
   wheel=$(ls "$WHEEL_DIR"/mmcv-${MMCV_VERSION}-*.whl | head -n1)
 else
-  step "3/5 mmcv ${MMCV_VERSION}: cached wheel $wheel"
+  step "2/4 mmcv ${MMCV_VERSION}: cached wheel $wheel"
 fi
 "${PIP[@]}" install -q --no-deps "$wheel"
 # mmcv's own runtime dependencies (addict, yapf, opencv, ...), resolved against the pinned stack.
-"${PIP[@]}" install -q "$wheel" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+"${PIP[@]}" install -q "$wheel" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
+  "${CONSTRAINTS[@]}"
 
-step "4/5 check that the compiled mmcv ops load"
+step "3/4 check that the compiled mmcv ops load"
 "$PY" -c 'import mmcv, mmcv.ops; from mmcv.ops import nms, RoIAlign; print("mmcv", mmcv.__version__, "ops OK")' \
   || die "mmcv imported without its compiled ops; remove $WHEEL_DIR and run make install again"
 
-step "5/5 mmdwnet (editable)"
+step "4/4 mmdwnet (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
 "$PY" -c 'import mmdwnet; print("mmdwnet", mmdwnet.__version__, "installed in", __import__("sys").prefix)'
 "$PY" -c 'from mmdwnet.ops.backends import cpu as k; print("mmdwnet CPU kernels:", k.build(verbose=True) or "not built, pure-PyTorch ops")'
