@@ -1,13 +1,19 @@
-# mmdwnet -- `make install` then `make test` (see README.md).
+# mmdwnet -- `make demo` and `make test` (see README.md); each creates the environment first.
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
+DEMO_EPOCHS ?=
+# Written after tools/install.sh succeeds: `make demo` / `make test` (re)run the idempotent
+# install when the environment is missing or its recipe changed since.
+ENV_STAMP := $(VENV)/.mmdwnet-installed
 
-.PHONY: install test bench bench-compile bench-gpu analysis clean help
+.PHONY: install demo test bench bench-compile bench-gpu analysis clean help
 
 help:
-	@echo "make install   create $(VENV) with the whole OpenMMLab stack and mmdwnet (editable)"
+	@echo "make demo      train, test and run a small DWNet and I-D-DWNet on digits -> work_dirs/demo/"
 	@echo "make test      run the test suite in $(VENV)"
+	@echo "make install   create $(VENV) with the whole OpenMMLab stack and mmdwnet (editable)"
+	@echo "               (demo and test run it when $(VENV) is missing or out of date)"
 	@echo "make bench     speed/memory benchmark -> docs/benchmark.md"
 	@echo "make bench-compile  inference with torch.compile and channels-last -> docs/benchmark_compile.md"
 	@echo "make bench-gpu CUDA speed/memory benchmark (needs a GPU) -> docs/benchmark_gpu.md"
@@ -15,10 +21,17 @@ help:
 
 install:
 	bash tools/install.sh $(VENV)
+	@touch $(ENV_STAMP)
 
-test:
-	@test -x $(PYTHON) || { echo "no environment at $(VENV): run 'make install' first"; exit 1; }
+$(ENV_STAMP): tools/install.sh setup.py $(wildcard requirements/*.txt)
+	bash tools/install.sh $(VENV)
+	@touch $@
+
+test: $(ENV_STAMP)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+demo: $(ENV_STAMP)
+	$(PYTHON) demo/digits_demo.py $(if $(DEMO_EPOCHS),--epochs $(DEMO_EPOCHS))
 
 bench:
 	$(PYTHON) tools/analysis_tools/benchmark.py --out docs/benchmark.md
