@@ -77,7 +77,8 @@ def test_every_config_builds_and_runs_a_forward_pass_at_its_resolution(params):
         model = init_model(cfg)
         with torch.no_grad():
             out = model(torch.randn(1, 3, size, size), mode='tensor')
-        assert out.shape == (1, 1000), name
+        assert out.shape == (1, cfg.model.head.num_classes), name
+        assert cfg.model.head.num_classes == (21842 if name.endswith('_in21k.py') else 1000)
 
 
 def test_table2_parameter_counts_match_the_paper(params, paper_tables):

@@ -3,7 +3,7 @@
 _base_ = [
     './_base_/models/tiny_224.py',
     './_base_/datasets/imagenet_bs128_swin_384.py',
-    './_base_/schedules/imagenet_bs1024_adamw_30e_ft.py',
+    './_base_/schedules/imagenet_bs1024_adamw_30e_ft-384px.py',
     './_base_/default_runtime.py',
 ]
 

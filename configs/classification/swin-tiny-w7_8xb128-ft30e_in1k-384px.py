@@ -3,7 +3,7 @@
 _base_ = [
     './_base_/models/tiny_224.py',
     './_base_/datasets/imagenet_bs128_swin_384.py',
-    './_base_/schedules/imagenet_bs1024_adamw_30e_ft.py',
+    './_base_/schedules/imagenet_bs1024_adamw_30e_ft-384px.py',
     './_base_/default_runtime.py',
 ]
 
@@ -11,4 +11,4 @@ model = dict(
     backbone=dict(type='SwinNet', img_size=384, drop_path_rate=0.1, mixer=dict(window_size=7)))
 
 # The 224 checkpoint loads as is: no weight depends on the input size.
-load_from = 'checkpoints/swin-tiny_8xb128_in1k.pth'
+load_from = 'checkpoints/swin-tiny_in1k.pth'  # the conversion command's output name
