@@ -56,11 +56,20 @@ def build(cfg):
         return MODELS.build(cfg.model).eval()
 
 
-def official_classifier_output(model, official_state, x):
-    """Backbone of ``model`` + global pooling + the official file's own head tensors."""
-    with torch.no_grad():
-        feats = model.backbone(x)[-1].mean((2, 3))
-        return feats @ official_state['head.weight'].t() + official_state['head.bias']
+def with_image_folder_test_set(cfg, folder):
+    """Point ``cfg``'s test set at a small image folder (one sub-folder per class) made of
+    scikit-image's sample photographs; returns ``cfg``."""
+    import mmcv
+    from skimage import data
+    for name, image in (('astronaut', data.astronaut()), ('coffee', data.coffee())):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        mmcv.imwrite(image[..., ::-1], str(folder / name / f'{name}.png'))  # RGB -> BGR file
+    cfg.test_dataloader = dict(
+        batch_size=1, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+        dataset=dict(type='CustomDataset', data_root=str(folder), with_label=True,
+                     pipeline=cfg.test_dataloader.dataset.pipeline))
+    cfg.test_evaluator = dict(type='Accuracy', topk=(1, ))
+    return cfg
 
 
 def max_diff(outs, refs):

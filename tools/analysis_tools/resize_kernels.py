@@ -173,7 +173,8 @@ def resize_state_dict(state_dict, model, mode='bicubic', scale='none'):
 
 
 def load_state_dict(path):
-    ckpt = torch.load(path, map_location='cpu')
+    from mmdwnet.utils.torch_load import safe_torch_load
+    ckpt = safe_torch_load(path, map_location='cpu')  # weights_only=True, explicitly
     if isinstance(ckpt, dict) and 'state_dict' in ckpt:
         return ckpt['state_dict'], ckpt.get('meta', {})
     if isinstance(ckpt, dict) and all(isinstance(v, torch.Tensor) for v in ckpt.values()):

@@ -1,0 +1,75 @@
+"""Issue 14 item 4: checkpoints are always unpickled with weights_only=True.
+
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` makes ``torch.load`` unpickle arbitrary objects wherever
+``weights_only`` is not passed (torch reads the variable at every call).  A malicious checkpoint
+(its pickle calls ``open(marker, 'w')``) goes through every load path of the package and tools
+under that variable; the marker file must never appear.  A control load without
+``weights_only`` shows that the variable does disarm torch's default, so the test can fail.
+"""
+import importlib.util
+import pickle
+
+import pytest
+import torch
+from mmengine.runner import load_checkpoint
+
+from mmdwnet.apis import init_model
+from reference_models import build, narrow_config, with_image_folder_test_set
+
+
+class _Evil:
+    """Unpickling this runs ``open(marker, 'w')``: the marker proves code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def _tool(repo_root, rel):
+    spec = importlib.util.spec_from_file_location(rel.replace('/', '_')[:-3], repo_root / rel)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture
+def evil(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    torch.save(dict(state_dict={'backbone.patch_embed.projection.weight': _Evil(str(marker))}),
+               path)
+    control_marker = tmp_path / 'control-pwned'
+    torch.save({'x': _Evil(str(control_marker))}, tmp_path / 'control.pth')
+    torch.load(tmp_path / 'control.pth')  # no weights_only: the variable turns the check off
+    assert control_marker.exists(), 'the environment variable did not disarm torch.load'
+    return str(path), marker
+
+
+def test_malicious_checkpoint_runs_nothing_in_any_load_path(evil, repo_root, tmp_path, capsys):
+    from mmpretrain import get_model
+    path, marker = evil
+    cfg = narrow_config(repo_root, 'cls_dwnet_narrow')
+    pretrained = cfg.copy()
+    pretrained.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=path,
+                                              prefix='backbone.')
+    test_cfg = with_image_folder_test_set(cfg.copy(), tmp_path / 'images')
+    test_cfg.dump(str(tmp_path / 'cfg.py'))
+    paths = {
+        'init_model': lambda: init_model(cfg, path),
+        'load_checkpoint (load_from, --resume)': lambda: load_checkpoint(build(cfg), path),
+        'init_cfg Pretrained': lambda: build(pretrained).init_weights(),
+        'mmpretrain.get_model': lambda: get_model(cfg, pretrained=path),
+        'tools/test.py': lambda: _tool(repo_root, 'tools/test.py')(
+            [str(tmp_path / 'cfg.py'), path, '--work-dir', str(tmp_path / 'work')]),
+    }
+    for name, load in paths.items():
+        with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
+            load()
+        assert not marker.exists(), name
+    converter = _tool(repo_root, 'tools/model_converters/official2mmdwnet.py')
+    assert converter([path, str(tmp_path / 'out.pth')]) == 2
+    assert 'could not be read with weights_only=True' in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / 'out.pth').exists()
