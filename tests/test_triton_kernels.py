@@ -97,6 +97,16 @@ def check(actual, expected, dtype):
     torch.testing.assert_close(actual.float(), expected.float(), **TOL[dtype])
 
 
+def check_all(actual, expected, dtype):
+    """``check`` for each pair of gradients; ``None`` (no bias) must stay ``None``."""
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        if e is None:
+            assert a is None
+        else:
+            check(a, e, dtype)
+
+
 # ---------------------------------------------------------------------------- the kernels
 @interpreted
 @pytest.mark.parametrize('k', KERNEL_SIZES)
@@ -129,13 +139,7 @@ def test_aggregate_pointwise(k, groups, bias, dtype):
     b = randn(groups * k * k, dtype=dtype, scale=1 / k) if bias else None
     out, grads = ref_grads(lambda *t: ref_pointwise(*t, groups, k), (x, feat, w2d, b), g)
     check(backend.aggregate_pointwise(x, feat, w2d, b, groups, k), out, dtype)
-    actual = backend.aggregate_pointwise_backward(g, x, feat, w2d, b, groups, k)
-    assert len(actual) == 4
-    for a, e in zip(actual, grads):
-        if e is None:
-            assert a is None
-        else:
-            check(a, e, dtype)
+    check_all(backend.aggregate_pointwise_backward(g, x, feat, w2d, b, groups, k), grads, dtype)
 
 
 @interpreted
@@ -148,12 +152,7 @@ def test_dynamic_depthwise(k, bias, dtype):
     b = randn(C, dtype=dtype) if bias else None
     out, grads = ref_grads(ref_depthwise, (x, kernels, b), g)
     check(backend.dynamic_depthwise(x, kernels, b), out, dtype)
-    actual = backend.dynamic_depthwise_backward(g, x, kernels, b)
-    for a, e in zip(actual, grads):
-        if e is None:
-            assert a is None
-        else:
-            check(a, e, dtype)
+    check_all(backend.dynamic_depthwise_backward(g, x, kernels, b), grads, dtype)
 
 
 @interpreted

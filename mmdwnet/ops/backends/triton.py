@@ -355,13 +355,14 @@ def _correlate(g: Tensor, x: Tensor, groups: int, k: int, reduce: bool) -> Tenso
     return out
 
 
-def _dot_config(*tensors: Tensor) -> Tuple['tl.dtype', str]:
-    """(operand dtype, input precision) of the on-chip matrix products (module docstring)."""
+def _dot_config(*tensors: Tensor) -> Tuple['tl.dtype', Optional[str]]:
+    """(operand dtype, input precision) of the on-chip matrix products (module docstring);
+    precision None is the target's default (TF32 on NVIDIA GPUs for float32)."""
     dtypes = {t.dtype for t in tensors}
     if len(dtypes) == 1 and not interpreting() and torch.float32 not in dtypes:
-        return (tl.float16 if torch.float16 in dtypes else tl.bfloat16), 'ieee'
-    return tl.float32, 'tf32' if torch.backends.cudnn.allow_tf32 and not interpreting() \
-        else 'ieee'
+        return (tl.float16 if torch.float16 in dtypes else tl.bfloat16), None
+    tf32 = torch.backends.cudnn.allow_tf32 and not interpreting()
+    return tl.float32, None if tf32 else 'ieee'
 
 
 # ---------------------------------------------------------------------------- the protocol
