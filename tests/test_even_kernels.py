@@ -86,50 +86,52 @@ def test_fusion_and_checkpoint_layout_unchanged_for_even_kernels():
         torch.testing.assert_close(fused(x)[0], expected, rtol=1e-4, atol=1e-4)
 
 
-def _even_supported(cls, **kwargs):
-    try:
-        return cls(16, kernel_size=4, **kwargs)
-    except ValueError as e:  # the op does not take even kernels (yet): a clear refusal
-        assert 'kernel_size is 4' in str(e) and 'odd kernel sizes only' in str(e)
-        return None
+def _backends():
+    """The ops backends this machine runs: the PyTorch reference and the compiled CPU kernels."""
+    from mmdwnet.ops.backends import cpu
+    return ['torch'] + (['cpu'] if cpu.available() else [])
 
 
-def test_dynamic_dwconv_even_kernels_match_the_definition_or_are_refused():
+@pytest.mark.parametrize('backend', _backends())
+def test_dynamic_dwconv_even_kernels_match_the_definition(backend):
+    from mmdwnet.ops.switches import use_ops_backend
     torch.manual_seed(0)
-    mixer = _even_supported(DynamicDWConv)
-    if mixer is None:
-        pytest.skip('mmdwnet.ops.dynamic_depthwise_conv2d does not take even kernels yet')
-    agg = mixer.aggregate.eval()
+    agg = DynamicDWConv(16, kernel_size=4).aggregate.eval()
     x = torch.randn(2, 16, 7, 9)
-    with torch.no_grad():
+    with torch.no_grad(), use_ops_backend(backend):
         kernels = agg.generate_weight(x).view(2, 16, 4, 4)
         expected = _reference(x, lambda i, j: kernels[:, :, i, j, None, None], 4)
         torch.testing.assert_close(agg(x), expected + agg.bias.view(1, -1, 1, 1),
                                    rtol=1e-4, atol=1e-5)
+        frozen = agg.frozen(x[:1])  # the analysis hook pads the same way
+        torch.testing.assert_close(frozen(x[:1]), agg(x[:1]), rtol=1e-4, atol=1e-5)
 
 
-def test_inhomogeneous_dwconv_even_kernels_match_the_definition_or_are_refused():
+@pytest.mark.parametrize('backend', _backends())
+def test_inhomogeneous_dwconv_even_kernels_match_the_definition(backend):
+    from mmdwnet.ops.switches import use_ops_backend
     torch.manual_seed(0)
-    mixer = _even_supported(IDynamicDWConv, group_channels=4)
-    if mixer is None:
-        pytest.skip('mmdwnet.ops.local_aggregate does not take even kernels yet')
-    agg = mixer.aggregate.eval()
+    agg = IDynamicDWConv(16, kernel_size=4, group_channels=4).aggregate.eval()
     x = torch.randn(2, 16, 7, 9)
-    with torch.no_grad():
+    with torch.no_grad(), use_ops_backend(backend):
         weight = agg.generate_weight(x).repeat_interleave(4, dim=1)  # (N, C, k, k, H, W)
         expected = _reference(x, lambda i, j: weight[:, :, i, j], 4)
         torch.testing.assert_close(agg(x), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_locally_connected_even_kernels_match_the_definition_or_are_refused():
-    try:
-        mixer = DWConv(16, kernel_size=4, share_positions=False, input_resolution=(8, 8))
-    except ValueError as e:
-        assert 'share_positions=False' in str(e) and 'odd kernel sizes only' in str(e)
-        pytest.skip('mmdwnet.ops.local_aggregate does not take even kernels yet')
-    agg = mixer.aggregate
+def test_locally_connected_even_kernels_match_the_definition():
+    agg = DWConv(16, kernel_size=4, share_positions=False, input_resolution=(8, 8)).aggregate
     x = torch.randn(1, 16, 8, 8)
     with torch.no_grad():
         expected = _reference(x, lambda i, j: agg.weight[:, :, i, j], 4)
         torch.testing.assert_close(agg(x), expected + agg.bias.view(1, -1, 1, 1),
                                    rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('backbone', ['DynamicDWNet', 'IDynamicDWNet'])
+def test_dynamic_backbones_take_kernel_12(backbone):
+    model = MODELS.build(dict(type=backbone, arch=TINY, mixer=dict(kernel_size=12),
+                              out_indices=(0, 1, 2, 3), pad_to_window=True)).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 70, 90))
+    assert [o.shape[-2:] for o in outs] == [(18, 23), (9, 12), (5, 6), (3, 3)]

@@ -19,16 +19,6 @@ from mmdwnet.registry import register_model
 from ..checks import check_bool, check_cfg, check_int, check_pair, divisible_or_raise
 
 
-def _kernel_size_or_raise(kernel_size, stage=None, allow_even=True, owner='the mixer'):
-    where = f' in stage {stage}' if stage is not None else ''
-    if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 1:
-        raise ValueError(f'kernel_size{where} must be a positive int, got {kernel_size!r}')
-    if kernel_size % 2 == 0 and not allow_even:
-        raise ValueError(f'{owner}: kernel_size{where} is {kernel_size}, but this aggregation op '
-                         'supports odd kernel sizes only so far; use an odd kernel_size (e.g. '
-                         f'{kernel_size + 1}) or the static DWConv, which takes even sizes')
-
-
 def same_padding(kernel_size):
     """(left, right, top, bottom) zero padding that keeps H x W for a k x k kernel at stride 1.
 
@@ -62,7 +52,7 @@ class SharedDepthwiseConv2d(nn.Module):
 
     Args:
         channels (int): C.
-        kernel_size (int): odd k.
+        kernel_size (int): k, odd or even.
         groups (int): G weight groups; channel ``c`` uses kernel ``c // (C/G)``.  ``G == C`` is an
             ordinary depth-wise conv (no sharing across channels).
         input_resolution (tuple[int, int] | None): (H, W); required when ``share_positions`` is
@@ -161,7 +151,7 @@ class IDynamicDWConv2d(nn.Module):
 
     Args:
         channels (int): C.
-        kernel_size (int): odd k.
+        kernel_size (int): k, odd or even.
         group_channels (int): channels sharing one weight (the official ``inhomo_heads``);
             G = C / group_channels.
 
@@ -224,7 +214,6 @@ class _PointwiseSpatialPointwise(nn.Module):
         owner = type(self).__name__
         check_int('embed_dims', embed_dims, owner=owner, stage=stage)
         check_int('kernel_size', kernel_size, owner=owner, stage=stage)  # type and sign
-        _kernel_size_or_raise(kernel_size, stage, self.even_kernels, type(self).__name__)
         check_bool('pad_to_window', pad_to_window, owner=owner)
         check_cfg('norm_cfg', norm_cfg, owner=owner)
         self.embed_dims, self.kernel_size = embed_dims, kernel_size
@@ -236,9 +225,6 @@ class _PointwiseSpatialPointwise(nn.Module):
         self.norm_mid = build_norm_layer(norm_cfg, embed_dims)[1]
         self.proj_out = nn.Conv2d(embed_dims, embed_dims, 1, bias=False)
         self.norm_out = build_norm_layer(norm_cfg, embed_dims)[1]
-
-    # whether the aggregation takes even kernel sizes (same-size output, see same_padding)
-    even_kernels = True
 
     def build_aggregate(self, channels, kernel_size):
         raise NotImplementedError
@@ -279,7 +265,7 @@ class DWConv(_PointwiseSpatialPointwise):
 
     Args:
         embed_dims (int): C.
-        kernel_size (int): odd k. Default: 7.
+        kernel_size (int): k, odd or even. Default: 7.
         share_channels (bool): share each kernel across the ``C / num_heads`` channels of a head
             (Table 4 "SC"). Default: False (one kernel per channel).
         share_positions (bool): False makes the aggregation locally connected, one kernel per
@@ -312,8 +298,6 @@ class DWConv(_PointwiseSpatialPointwise):
                 return SameDepthwiseConv2d(channels, kernel_size)
             return nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
                              groups=channels)
-        if not self.share_positions:
-            _kernel_size_or_raise(kernel_size, None, False, 'DWConv(share_positions=False)')
         if not self.share_positions and self.pad_to_window:
             raise ValueError('DWConv(share_positions=False) has one kernel per position and '
                              'cannot pad to window multiples; set pad_to_window=False')
@@ -328,13 +312,12 @@ class DynamicDWConv(_PointwiseSpatialPointwise):
 
     Args:
         embed_dims (int): C (divisible by ``reduction``).
-        kernel_size (int): odd k. Default: 7.
+        kernel_size (int): k, odd or even. Default: 7.
         reduction (int): channel reduction of the kernel generator. Default: 4.
 
     Shape:
         (B, H, W, C) -> (B, H, W, C).
     """
-    even_kernels = False  # until mmdwnet.ops.dynamic_depthwise_conv2d takes even k
 
     def __init__(self, embed_dims, kernel_size=7, reduction=4, pad_to_window=False,
                  norm_cfg=dict(type='BN'), stage=None):
@@ -352,7 +335,7 @@ class IDynamicDWConv(_PointwiseSpatialPointwise):
 
     Args:
         embed_dims (int): C.
-        kernel_size (int): odd k. Default: 7.
+        kernel_size (int): k, odd or even. Default: 7.
         group_channels (int | None): channels that share one aggregation weight.  None takes
             ``num_heads`` (the official convention: ``inhomo_heads=[3, 6, 12, 24]`` for the tiny
             model, i.e. 32 weight groups in every stage).
@@ -362,7 +345,6 @@ class IDynamicDWConv(_PointwiseSpatialPointwise):
     Shape:
         (B, H, W, C) -> (B, H, W, C).
     """
-    even_kernels = False  # until mmdwnet.ops.local_aggregate takes even k
 
     def __init__(self, embed_dims, kernel_size=7, group_channels=None, num_heads=None,
                  reduction=4, pad_to_window=False, norm_cfg=dict(type='BN'), stage=None):
