@@ -181,6 +181,28 @@ def test_tiles_and_strided_inputs():
                                atol=1e-5)
 
 
+@interpreted
+def test_public_ops_dispatch_to_triton():
+    """``MMDWNET_OPS_BACKEND=triton`` (here its per-thread switch) runs the public ops, autograd
+    included, on this backend, with the results of the pure-PyTorch backend."""
+    from mmdwnet.ops import backends, local_aggregate_pointwise, local_correlate
+    from mmdwnet.ops.switches import use_ops_backend
+    torch.manual_seed(2)
+    x, feat = torch.randn(N, C, H, W), torch.randn(N, 3, H, W)
+    w, b = torch.randn(2 * 49, 3, 1, 1) / 7, torch.randn(2 * 49) / 7
+    results = {}
+    for name in ('triton', 'torch'):
+        inputs = [t.clone().requires_grad_() for t in (x, feat, w, b)]
+        with use_ops_backend(name):
+            assert backends.select(x, feat).NAME == name
+            out = local_aggregate_pointwise(*inputs, 2, 7)
+            logits = local_correlate(inputs[0], inputs[1].repeat(1, 2, 1, 1)[:, :C], 7, 2)
+            grads = torch.autograd.grad((out.square().sum() + logits.sum()), inputs)
+        results[name] = (out, logits) + grads
+    for a, e in zip(results['triton'], results['torch']):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-4)
+
+
 # ---------------------------------------------------------------------------- protocol
 def test_protocol_and_refusals():
     x = torch.randn(1, 2, 3, 3)
