@@ -6,14 +6,18 @@ mmengine's root model registry, so plain ``type='DWNet'`` builds under the defau
 """
 from .version import __version__
 from . import models  # noqa: F401  (registers the modules)
+from . import engine  # noqa: F401  (registers CompileModulesHook)
 from .analysis.complexity import register_handles
-from .utils.torch_load import allow_mmengine_checkpoints
+from .utils.torch_load import install_safe_checkpoint_loaders
 
-allow_mmengine_checkpoints()
+# mmengine reads checkpoints with weights_only=True (mmengine's own types allow-listed)
+install_safe_checkpoint_loaders()
 register_handles()  # mmengine's FLOP counter counts the mmdwnet ops
 
 try:  # the classification dataset needs mmpretrain; without it the rest still works
     from . import datasets  # noqa: F401
+    from .hub import register_models
+    register_models()  # mmpretrain.get_model('<config name>'), list_models('*dwnet*')
     from . import evaluation  # noqa: F401  (ReaLAccuracy)
 except ModuleNotFoundError as e:
     if (e.name or '').split('.')[0] != 'mmpretrain':
