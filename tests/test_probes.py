@@ -64,7 +64,8 @@ BAD_BACKBONES = [
     (dict(type='DWNet', arch=TINY, frozen_stages=-2), ValueError, r'frozen_stages=-2 .*>= -1'),
     (dict(type='DWNet', arch=TINY, pad_to_window='yes'), TypeError,
      r"pad_to_window='yes' .*True or False"),
-    (dict(type='DWNet', arch=TINY, norm2_cfg='BN'), TypeError, r"norm2_cfg='BN'.*dict\(type='BN'\)"),
+    (dict(type='DWNet', arch=TINY, norm2_cfg='BN'), TypeError,
+     r"norm2_cfg='BN'.*dict\(type='BN'\)"),
     # mixers
     (dict(type='SwinNet', arch=TINY, mixer=dict(window_size=0)), ValueError,
      r'window_size=0 .*int >= 1'),
@@ -150,7 +151,8 @@ def _backbone(name, **kwargs):
 
 
 BAD_INPUTS = [
-    (torch.randn(3, 64, 64), ValueError, r'\(B, C, H, W\) with C = in_channels = 3, got \(3, 64, 64\)'),
+    (torch.randn(3, 64, 64), ValueError,
+     r'\(B, C, H, W\) with C = in_channels = 3, got \(3, 64, 64\)'),
     (torch.randn(1, 1, 3, 64, 64), ValueError, r'\(B, C, H, W\).*got \(1, 1, 3, 64, 64\)'),
     (torch.randn(1, 4, 64, 64), ValueError, r'C = in_channels = 3, got \(1, 4, 64, 64\)'),
     (torch.zeros(1, 3, 64, 64, dtype=torch.long), TypeError, r'floating-point.*x\.float\(\)'),

@@ -1,4 +1,6 @@
 """The macro-architecture pieces: mixer block, patch merging, stage."""
+from typing import List, Optional, Sequence, Tuple, Union
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -12,13 +14,13 @@ from ..checks import check_bool, check_int, check_positive, check_rate
 from ..norms import is_channels_first_norm
 
 
-def build_cl_norm(norm_cfg, channels):
+def build_cl_norm(norm_cfg: dict, channels: int) -> Tuple[nn.Module, bool]:
     """Build a norm for channels-last tensors: returns (module, channels_first_flag)."""
     layer = build_norm_layer(norm_cfg, channels)[1]
     return layer, is_channels_first_norm(layer)
 
 
-def apply_cl_norm(norm, channels_first, x):
+def apply_cl_norm(norm: nn.Module, channels_first: bool, x: torch.Tensor) -> torch.Tensor:
     """Run ``norm`` on the (B, H, W, C) tensor ``x``."""
     if channels_first:
         return norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -28,14 +30,14 @@ def apply_cl_norm(norm, channels_first, x):
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation on (B, H, W, C) (Table 15): C -> C/ratio -> C, sigmoid gate."""
 
-    def __init__(self, channels, ratio=16):
+    def __init__(self, channels: int, ratio: float = 16) -> None:
         super().__init__()
         hidden = max(int(channels // ratio), 8)
         self.fc1 = nn.Linear(channels, hidden)
         self.act = nn.ReLU(inplace=True)
         self.fc2 = nn.Linear(hidden, channels)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.fc2(self.act(self.fc1(x.mean(dim=(1, 2), keepdim=True))))
         return x * gate.sigmoid()
 
@@ -50,7 +52,8 @@ class DepthwiseResidual(nn.Module):
     variant, where it follows the conv.
     """
 
-    def __init__(self, channels, kernel_size=3, norm_cfg=dict(type='BN'), norm_first=True):
+    def __init__(self, channels: int, kernel_size: int = 3, norm_cfg: dict = dict(type='BN'),
+                 norm_first: bool = True) -> None:
         super().__init__()
         self.norm_first = norm_first
         if norm_first:
@@ -60,7 +63,7 @@ class DepthwiseResidual(nn.Module):
         if not norm_first:
             self.norm = build_norm_layer(norm_cfg, channels)[1]
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x.permute(0, 3, 1, 2)
         y = self.conv(self.norm(y)) if self.norm_first else self.norm(self.conv(y))
         return x + y.permute(0, 2, 3, 1)
@@ -88,10 +91,12 @@ class MixerBlock(BaseModule):
         with_cp (bool): gradient checkpointing. Default: False.
     """
 
-    def __init__(self, embed_dims, mixer, mlp_ratio=4., drop_rate=0., drop_path=0.,
-                 norm1_cfg=None, norm2_cfg=dict(type='BN'), act_cfg=dict(type='GELU'),
-                 se_ratio=None, ffn_dwconv_kernel=None, with_cp=False, init_cfg=None,
-                 ffn_dwconv_norm_first=True):
+    def __init__(self, embed_dims: int, mixer: nn.Module, mlp_ratio: float = 4.,
+                 drop_rate: float = 0., drop_path: float = 0., norm1_cfg: Optional[dict] = None,
+                 norm2_cfg: dict = dict(type='BN'), act_cfg: dict = dict(type='GELU'),
+                 se_ratio: Optional[float] = None, ffn_dwconv_kernel: Optional[int] = None,
+                 with_cp: bool = False, init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 ffn_dwconv_norm_first: bool = True) -> None:
         super().__init__(init_cfg=init_cfg)
         owner = type(self).__name__
         check_int('embed_dims', embed_dims, owner=owner)
@@ -135,10 +140,11 @@ class MixerBlock(BaseModule):
         return out
 
     def prepare_for_inference(self) -> None:
-        """Fold the pre-FFN norm into the FFN now (:func:`mmdwnet.ops.dense.prepare_for_inference`)."""
+        """Fold the pre-FFN norm into the FFN now (see
+        :func:`mmdwnet.ops.dense.prepare_for_inference`)."""
         self.ffn.folded_fc1(self.norm2)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._forward, x, use_reentrant=False)
@@ -155,7 +161,8 @@ class PatchMerging(nn.Module):
         (B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C).
     """
 
-    def __init__(self, in_channels, out_channels=None, norm_cfg=dict(type='LN')):
+    def __init__(self, in_channels: int, out_channels: Optional[int] = None,
+                 norm_cfg: dict = dict(type='LN')) -> None:
         super().__init__()
         check_int('in_channels', in_channels, owner=type(self).__name__)
         out_channels = 2 * in_channels if out_channels is None else out_channels
@@ -163,7 +170,7 @@ class PatchMerging(nn.Module):
         self.norm = build_norm_layer(norm_cfg, 4 * in_channels)[1]
         self.reduction = Linear(4 * in_channels, out_channels, bias=False)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w, _ = x.shape
         if h % 2 or w % 2:
             x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
@@ -174,12 +181,12 @@ class PatchMerging(nn.Module):
 class MixerStage(nn.Module):
     """``blocks`` (a ModuleList of :class:`MixerBlock`) then an optional ``downsample``."""
 
-    def __init__(self, blocks, downsample=None):
+    def __init__(self, blocks: Sequence[nn.Module], downsample: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C), before the downsample."""
         for block in self.blocks:
             x = block(x)

@@ -4,6 +4,8 @@
 * :class:`SlidingWindowAttention` -- every position attends to its own k x k neighbourhood.
 * :class:`LocalMLP` -- Swin without query/key: static per-window connection weights.
 """
+from typing import Callable, Optional, Tuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,8 +30,8 @@ class _WindowMixerBase(nn.Module):
         stage (int | None): for error messages.
     """
 
-    def __init__(self, embed_dims, num_heads, window_size=7, shift=False, pad_to_window=False,
-                 stage=None):
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int = 7, shift: bool = False,
+                 pad_to_window: bool = False, stage: Optional[int] = None) -> None:
         super().__init__()
         owner = type(self).__name__
         check_int('embed_dims', embed_dims, owner=owner, stage=stage)
@@ -44,11 +46,12 @@ class _WindowMixerBase(nn.Module):
         self.register_buffer('relative_position_index', relative_position_index(window_size),
                              persistent=False)
 
-    def geometry(self, x):
+    def geometry(self, x: torch.Tensor) -> WindowGeometry:
         return WindowGeometry(x.shape[1], x.shape[2], self.window_size, self.shift_size,
                               self.pad_to_window, self.stage)
 
-    def window_aggregation(self, geo, weight, values, pad_value):
+    def window_aggregation(self, geo: WindowGeometry, weight: torch.Tensor, values: torch.Tensor,
+                           pad_value: torch.Tensor) -> torch.Tensor:
         """Analysis hook helper: (N, C, H, W) values -> (N, C, H, W) aggregated with the fixed
         per-window ``weight`` (nW or 1, groups, w*w, w*w); padded tokens take ``pad_value`` (C,),
         the value a zero token gets, as in ``forward``."""
@@ -59,7 +62,7 @@ class _WindowMixerBase(nn.Module):
         out = (weight @ win).permute(0, 1, 3, 2, 4).reshape(bw, n, c)
         return geo.reverse(out).permute(0, 3, 1, 2)
 
-    def relative_bias(self, table):
+    def relative_bias(self, table: torch.Tensor) -> torch.Tensor:
         """Table ((2w-1)^2, heads) -> (heads, w*w, w*w)."""
         n = self.window_size**2
         return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
@@ -86,8 +89,9 @@ class ShiftedWindowAttention(_WindowMixerBase):
         (B, H, W, C) -> (B, H, W, C).
     """
 
-    def __init__(self, embed_dims, num_heads, window_size=7, shift=False, qkv_bias=True,
-                 attn_drop=0., proj_drop=0., pad_to_window=False, stage=None):
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int = 7, shift: bool = False,
+                 qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
+                 pad_to_window: bool = False, stage: Optional[int] = None) -> None:
         super().__init__(embed_dims, num_heads, window_size, shift, pad_to_window, stage)
         check_bool('qkv_bias', qkv_bias, owner=type(self).__name__)
         check_rate('attn_drop', attn_drop, owner=type(self).__name__)
@@ -101,7 +105,8 @@ class ShiftedWindowAttention(_WindowMixerBase):
         self.proj = Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def attention_weights(self, windows, mask):
+    def attention_weights(self, windows: torch.Tensor, mask: Optional[torch.Tensor]
+                          ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B*nW, N, C) windows -> ((B*nW, heads, N, N) weights, (B*nW, heads, N, d) values)."""
         bw, n, c = windows.shape
         qkv = self.qkv(windows).reshape(bw, n, 3, self.num_heads, c // self.num_heads)
@@ -114,14 +119,14 @@ class ShiftedWindowAttention(_WindowMixerBase):
                 mask[None, :, None], float('-inf')).view(bw, self.num_heads, n, n)
         return self.attn_drop(attn.softmax(dim=-1)), v
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         geo = self.geometry(x)
         windows = geo.partition(x)
         attn, v = self.attention_weights(windows, geo.mask(x.device))
         out = (attn @ v).transpose(1, 2).reshape(windows.shape)
         return geo.reverse(self.proj_drop(self.proj(out)))
 
-    def aggregation(self, x):
+    def aggregation(self, x: torch.Tensor) -> Tuple[torch.Tensor, Callable]:
         """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the value aggregation alone.
 
         Args:
@@ -163,9 +168,11 @@ class LocalMLP(_WindowMixerBase):
         (B, H, W, C) -> (B, H, W, C).
     """
 
-    def __init__(self, embed_dims, num_heads, window_size=7, shift=False, share_channels=True,
-                 share_positions=True, input_resolution=None, qkv_bias=True, proj_drop=0.,
-                 pad_to_window=False, stage=None):
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int = 7, shift: bool = False,
+                 share_channels: bool = True, share_positions: bool = True,
+                 input_resolution: Optional[Tuple[int, int]] = None, qkv_bias: bool = True,
+                 proj_drop: float = 0., pad_to_window: bool = False,
+                 stage: Optional[int] = None) -> None:
         super().__init__(embed_dims, num_heads, window_size, shift, pad_to_window, stage)
         for name, flag in (('share_channels', share_channels),
                            ('share_positions', share_positions), ('qkv_bias', qkv_bias)):
@@ -192,7 +199,7 @@ class LocalMLP(_WindowMixerBase):
         self.proj = Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def aggregation_weights(self, geo, device=None):
+    def aggregation_weights(self, geo: WindowGeometry, device=None) -> torch.Tensor:
         """(nW or 1, heads', N, N) static weights, masked for shifted windows."""
         weight = self.local_weight + self.relative_bias(self.relative_position_bias_table)[None]
         mask = geo.mask(device)
@@ -200,7 +207,7 @@ class LocalMLP(_WindowMixerBase):
             weight = weight.masked_fill(mask[:, None], 0.)
         return weight
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.share_positions and tuple(x.shape[1:3]) != self.input_resolution:
             raise ValueError(f'LocalMLP(share_positions=False) was built for '
                              f'{self.input_resolution} maps and cannot take '
@@ -216,7 +223,7 @@ class LocalMLP(_WindowMixerBase):
         out = (weight @ v).permute(0, 1, 3, 2, 4).reshape(bw, n, c)
         return geo.reverse(self.proj_drop(self.proj(out)))
 
-    def aggregation(self, x):
+    def aggregation(self, x: torch.Tensor) -> Tuple[torch.Tensor, Callable]:
         """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the window aggregation alone.
 
         Args:
@@ -253,8 +260,9 @@ class SlidingWindowAttention(nn.Module):
         (B, H, W, C) -> (B, H, W, C).
     """
 
-    def __init__(self, embed_dims, num_heads, kernel_size=7, qkv_bias=True, attn_drop=0.,
-                 proj_drop=0., stage=None):
+    def __init__(self, embed_dims: int, num_heads: int, kernel_size: int = 7,
+                 qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
+                 stage: Optional[int] = None) -> None:
         super().__init__()
         owner = 'SlidingWindowAttention'
         check_int('embed_dims', embed_dims, owner=owner, stage=stage)
@@ -273,7 +281,7 @@ class SlidingWindowAttention(nn.Module):
         self.proj = Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def attention_weights(self, x):
+    def attention_weights(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B, H, W, C) -> ((B, heads, k, k, H, W) weights, (B, C, H, W) values)."""
         b, h, w, c = x.shape
         k = self.kernel_size
@@ -286,12 +294,12 @@ class SlidingWindowAttention(nn.Module):
         attn = logits.flatten(2, 3).softmax(dim=2).view_as(logits)
         return self.attn_drop(attn), v
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         attn, v = self.attention_weights(x)
         out = local_aggregate(v, attn).permute(0, 2, 3, 1)
         return self.proj_drop(self.proj(out))
 
-    def aggregation(self, x):
+    def aggregation(self, x: torch.Tensor) -> Tuple[torch.Tensor, Callable]:
         """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the value aggregation alone.
 
         Args:

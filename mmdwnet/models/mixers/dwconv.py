@@ -8,6 +8,8 @@ The children are declared in that order so that ``mmcv.cnn.fuse_conv_bn`` folds 
 conv -> BN pair (``proj_in``/``norm_in``, a static ``aggregate``/``norm_mid``,
 ``proj_out``/``norm_out`` and the kernel generators' ``reduce``/``norm``).
 """
+from typing import Callable, Optional, Tuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -40,10 +42,10 @@ class SameDepthwiseConv2d(nn.Conv2d):
         (N, C, H, W) -> (N, C, H, W).
     """
 
-    def __init__(self, channels, kernel_size, bias=True):
+    def __init__(self, channels: int, kernel_size: int, bias: bool = True) -> None:
         super().__init__(channels, channels, kernel_size, padding=0, groups=channels, bias=bias)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(F.pad(x, same_padding(self.kernel_size[0])))
 
 
@@ -63,8 +65,9 @@ class SharedDepthwiseConv2d(nn.Module):
         (N, C, H, W) -> (N, C, H, W).
     """
 
-    def __init__(self, channels, kernel_size, groups, input_resolution=None, share_positions=True,
-                 bias=True):
+    def __init__(self, channels: int, kernel_size: int, groups: int,
+                 input_resolution: Optional[Tuple[int, int]] = None,
+                 share_positions: bool = True, bias: bool = True) -> None:
         super().__init__()
         self.channels, self.kernel_size, self.groups = channels, kernel_size, groups
         self.share_positions = share_positions
@@ -80,7 +83,7 @@ class SharedDepthwiseConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
         nn.init.trunc_normal_(self.weight, std=0.02)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.share_positions:
             weight = self.weight.repeat_interleave(self.channels // self.groups, dim=0)
             if self.kernel_size % 2 == 0:
@@ -111,7 +114,8 @@ class DynamicDWConv2d(nn.Module):
         (N, C, H, W) -> (N, C, H, W).
     """
 
-    def __init__(self, channels, kernel_size, reduction=4, norm_cfg=dict(type='BN')):
+    def __init__(self, channels: int, kernel_size: int, reduction: int = 4,
+                 norm_cfg: dict = dict(type='BN')) -> None:
         super().__init__()
         self.channels, self.kernel_size = channels, kernel_size
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -121,7 +125,7 @@ class DynamicDWConv2d(nn.Module):
         self.expand = nn.Conv2d(channels // reduction, channels * kernel_size**2, 1)
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def generate_weight(self, x):
+    def generate_weight(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> kernels (N*C, 1, k, k)."""
         k = self.kernel_size
         # The 1x1 convs on the pooled (N, C, 1, 1) vector run as matrix products (a CPU conv
@@ -130,12 +134,14 @@ class DynamicDWConv2d(nn.Module):
         z = self.act(self.norm(z[:, :, None, None])).flatten(1)
         return F.linear(z, self.expand.weight.flatten(1), self.expand.bias).view(-1, 1, k, k)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         k = self.kernel_size
+        if n == 0:  # an empty batch: the grouped conv would have 0 groups
+            return x + self.bias.view(1, -1, 1, 1)
         return dynamic_depthwise_conv2d(x, self.generate_weight(x).view(n, c, k, k), self.bias)
 
-    def frozen(self, x):
+    def frozen(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """Analysis hook: this aggregation with the kernels generated from one image ``x``
         (1, C, H, W) held fixed, as a function (N, C, H, W) -> (N, C, H, W)."""
         weight = self.generate_weight(x).detach()
@@ -159,8 +165,8 @@ class IDynamicDWConv2d(nn.Module):
         (N, C, H, W) -> (N, C, H, W).
     """
 
-    def __init__(self, channels, kernel_size, group_channels, reduction=4,
-                 norm_cfg=dict(type='BN')):
+    def __init__(self, channels: int, kernel_size: int, group_channels: int, reduction: int = 4,
+                 norm_cfg: dict = dict(type='BN')) -> None:
         super().__init__()
         self.channels, self.kernel_size = channels, kernel_size
         self.groups = channels // group_channels
@@ -169,20 +175,20 @@ class IDynamicDWConv2d(nn.Module):
         self.act = nn.ReLU()
         self.expand = nn.Conv2d(channels // reduction, kernel_size**2 * self.groups, 1)
 
-    def generate_weight(self, x):
+    def generate_weight(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> weights (N, G, k, k, H, W)."""
         n, _, h, w = x.shape
         k = self.kernel_size
         return self.expand(self.act(self.norm(self.reduce(x)))).view(n, self.groups, k, k, h, w)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         # = local_aggregate(x, self.generate_weight(x)); the (N, G*k*k, H, W) kernels are made
         # a few images at a time.
         return local_aggregate_pointwise(x, self.act(self.norm(self.reduce(x))),
                                          self.expand.weight, self.expand.bias, self.groups,
                                          self.kernel_size)
 
-    def frozen(self, x):
+    def frozen(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """Analysis hook: this aggregation with the weights generated from one image ``x``
         (1, C, H, W) held fixed, as a function (N, C, H, W) -> (N, C, H, W)."""
         weight = self.generate_weight(x).detach()
@@ -208,8 +214,8 @@ class _PointwiseSpatialPointwise(nn.Module):
         (B, H, W, C) -> (B, H, W, C).
     """
 
-    def __init__(self, embed_dims, kernel_size=7, pad_to_window=False, norm_cfg=dict(type='BN'),
-                 stage=None):
+    def __init__(self, embed_dims: int, kernel_size: int = 7, pad_to_window: bool = False,
+                 norm_cfg: dict = dict(type='BN'), stage: Optional[int] = None) -> None:
         super().__init__()
         owner = type(self).__name__
         check_int('embed_dims', embed_dims, owner=owner, stage=stage)
@@ -226,10 +232,10 @@ class _PointwiseSpatialPointwise(nn.Module):
         self.proj_out = nn.Conv2d(embed_dims, embed_dims, 1, bias=False)
         self.norm_out = build_norm_layer(norm_cfg, embed_dims)[1]
 
-    def build_aggregate(self, channels, kernel_size):
+    def build_aggregate(self, channels: int, kernel_size: int) -> nn.Module:
         raise NotImplementedError
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w, _ = x.shape
         if self.pad_to_window:
             k = self.kernel_size
@@ -240,7 +246,7 @@ class _PointwiseSpatialPointwise(nn.Module):
         x = self.norm_out(self.proj_out(x)).permute(0, 2, 3, 1)
         return x[:, :h, :w, :] if self.pad_to_window else x
 
-    def aggregation(self, x):
+    def aggregation(self, x: torch.Tensor) -> Tuple[torch.Tensor, Callable]:
         """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the k x k aggregation alone.
 
         Args:
@@ -278,9 +284,10 @@ class DWConv(_PointwiseSpatialPointwise):
         (B, H, W, C) -> (B, H, W, C).
     """
 
-    def __init__(self, embed_dims, kernel_size=7, share_channels=False, share_positions=True,
-                 num_heads=1, input_resolution=None, pad_to_window=False,
-                 norm_cfg=dict(type='BN'), stage=None):
+    def __init__(self, embed_dims: int, kernel_size: int = 7, share_channels: bool = False,
+                 share_positions: bool = True, num_heads: int = 1,
+                 input_resolution: Optional[Tuple[int, int]] = None, pad_to_window: bool = False,
+                 norm_cfg: dict = dict(type='BN'), stage: Optional[int] = None) -> None:
         check_bool('share_channels', share_channels, owner='DWConv')
         check_bool('share_positions', share_positions, owner='DWConv')
         if input_resolution is not None:
@@ -292,7 +299,7 @@ class DWConv(_PointwiseSpatialPointwise):
         self.num_heads, self.input_resolution = num_heads, input_resolution
         super().__init__(embed_dims, kernel_size, pad_to_window, norm_cfg, stage)
 
-    def build_aggregate(self, channels, kernel_size):
+    def build_aggregate(self, channels: int, kernel_size: int) -> nn.Module:
         if not self.share_channels and self.share_positions:
             if kernel_size % 2 == 0:
                 return SameDepthwiseConv2d(channels, kernel_size)
@@ -319,13 +326,14 @@ class DynamicDWConv(_PointwiseSpatialPointwise):
         (B, H, W, C) -> (B, H, W, C).
     """
 
-    def __init__(self, embed_dims, kernel_size=7, reduction=4, pad_to_window=False,
-                 norm_cfg=dict(type='BN'), stage=None):
+    def __init__(self, embed_dims: int, kernel_size: int = 7, reduction: int = 4,
+                 pad_to_window: bool = False, norm_cfg: dict = dict(type='BN'),
+                 stage: Optional[int] = None) -> None:
         divisible_or_raise('DynamicDWConv: reduction', embed_dims, reduction, stage)
         self.reduction, self.gen_norm_cfg = reduction, norm_cfg
         super().__init__(embed_dims, kernel_size, pad_to_window, norm_cfg, stage)
 
-    def build_aggregate(self, channels, kernel_size):
+    def build_aggregate(self, channels: int, kernel_size: int) -> nn.Module:
         return DynamicDWConv2d(channels, kernel_size, self.reduction, self.gen_norm_cfg)
 
 
@@ -346,8 +354,10 @@ class IDynamicDWConv(_PointwiseSpatialPointwise):
         (B, H, W, C) -> (B, H, W, C).
     """
 
-    def __init__(self, embed_dims, kernel_size=7, group_channels=None, num_heads=None,
-                 reduction=4, pad_to_window=False, norm_cfg=dict(type='BN'), stage=None):
+    def __init__(self, embed_dims: int, kernel_size: int = 7,
+                 group_channels: Optional[int] = None, num_heads: Optional[int] = None,
+                 reduction: int = 4, pad_to_window: bool = False,
+                 norm_cfg: dict = dict(type='BN'), stage: Optional[int] = None) -> None:
         group_channels = group_channels if group_channels is not None else num_heads
         if group_channels is None:
             raise ValueError('IDynamicDWConv needs group_channels (or the stage num_heads)')
@@ -357,6 +367,6 @@ class IDynamicDWConv(_PointwiseSpatialPointwise):
         self.group_channels, self.reduction, self.gen_norm_cfg = group_channels, reduction, norm_cfg
         super().__init__(embed_dims, kernel_size, pad_to_window, norm_cfg, stage)
 
-    def build_aggregate(self, channels, kernel_size):
+    def build_aggregate(self, channels: int, kernel_size: int) -> nn.Module:
         return IDynamicDWConv2d(channels, kernel_size, self.group_channels, self.reduction,
                                 self.gen_norm_cfg)
