@@ -1,0 +1,79 @@
+"""``make demo`` (demo/digits_demo.py), shortened to a few epochs: outputs and their numbers."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from digits_run import EPOCHS, ROOT, demo_run, run
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    return demo_run(tmp_path_factory)
+
+
+@pytest.mark.slow
+def test_demo_writes_figure_and_table(demo):
+    from PIL import Image
+    work_dir, results, out = demo
+    assert set(results['models']) == {'DWNet', 'I-D-DWNet'} and results['epochs'] == EPOCHS
+    with Image.open(work_dir / 'predictions.png') as img:
+        assert img.size[0] > 800 and img.size[1] > 200
+    table = (work_dir / 'results.md').read_text()
+    for name, res in results['models'].items():
+        row = next(line for line in table.splitlines() if line.startswith(f'| {name} |'))
+        assert f'| {res["top1"]:.2f} |' in row and f'{res["params"] / 1e6:.2f} M' in row
+        assert res['params'] > 0 and res['flops'] > 0 and res['images_per_s'] > 0
+        assert len(res['predictions']) == len(results['images']) == 10
+        assert Path(res['checkpoint']).name == f'epoch_{EPOCHS}.pth'
+    assert 'Epoch(train)' in out and 'Epoch(test)' in out  # mmengine's progress is shown
+    assert [img['label'] for img in results['images']] == list(range(10))  # one per digit
+
+
+@pytest.mark.slow
+def test_reported_top1_is_what_tools_test_gives(demo, tmp_path):
+    work_dir, results, _ = demo
+    res = results['models']['DWNet']
+    data_root = Path(results['images'][0]['path']).parents[2]
+    proc = run([sys.executable, 'tools/test.py', ROOT / res['config'], res['checkpoint'],
+                '--work-dir', tmp_path / 'test', '--cfg-options',
+                f'test_dataloader.dataset.data_root={data_root}'])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    top1 = float(re.search(r'accuracy/top1: (\d+\.\d+)', proc.stdout + proc.stderr).group(1))
+    assert abs(top1 - res['top1']) < 1e-3, (top1, res['top1'])
+
+
+@pytest.mark.slow
+def test_predictions_match_an_independently_built_model(demo):
+    """The inferencer's labels equal argmax of mmpretrain.get_model on the same images."""
+    import mmcv
+    import torch
+    from mmpretrain import get_model
+    _, results, _ = demo
+    res = results['models']['I-D-DWNet']
+    model = get_model(str(ROOT / res['config']), pretrained=res['checkpoint'], device='cpu')
+    images = [mmcv.imread(img['path']) for img in results['images']]  # BGR, as the pipeline
+    batch = torch.stack([torch.from_numpy(i).permute(2, 0, 1) for i in images]).float()
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=list(batch)), False)
+        logits = model(data['inputs'], mode='tensor')
+    assert logits.argmax(1).tolist() == res['predictions']
+
+
+def test_bad_epochs_is_refused_before_anything_runs():
+    proc = subprocess.run([sys.executable, 'demo/digits_demo.py', '--epochs', '1'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and '--epochs 1: use at least 2' in proc.stderr
+
+
+def test_make_targets_create_the_environment_first(tmp_path):
+    venv = tmp_path / 'fresh-venv'
+    for target, command in (('demo', 'demo/digits_demo.py --epochs 3'), ('test', '-m pytest')):
+        proc = subprocess.run(['make', '-n', target, f'VENV={venv}', 'DEMO_EPOCHS=3'], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[0] == f'bash tools/install.sh {venv}', lines  # install first ...
+        assert lines[-1].strip() == f'{venv}/bin/python {command}'  # ... then the command
