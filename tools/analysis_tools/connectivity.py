@@ -13,13 +13,15 @@ measured properties).  See docs/analysis.md for what each column measures.
 """
 import argparse
 import sys
+from typing import List, Optional
 
 import mmdwnet  # noqa: F401  (registers the mixers)
-from mmdwnet.analysis.connectivity import (default_mixer_configs, parse_mixer_config,
-                                           probe_mixers, to_markdown, write_outputs)
+from mmdwnet.analysis.connectivity.probes import (default_mixer_configs, parse_mixer_config,
+                                                  probe_mixers)
+from mmdwnet.analysis.connectivity.report import to_markdown, write_outputs
 
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--mixer', action='append', default=[], metavar='CFG',
                         help="mixer config, e.g. \"dict(type='DWConv', kernel_size=5)\" or "
@@ -52,7 +54,7 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     cfgs = ([] if args.only else default_mixer_configs()) + args.mixer
     try:
