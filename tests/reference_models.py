@@ -39,6 +39,7 @@ def narrow_config(repo_root, case, num_classes=NUM_CLASSES):
     backbone.init_cfg = None
     if case.startswith('cls_'):
         cfg.model.head.num_classes = num_classes
+        cfg.data_preprocessor.num_classes = num_classes
         cfg.model.head.in_channels = WIDTHS[-1]
     elif case.startswith('det_'):
         cfg.model.neck.in_channels = WIDTHS

@@ -221,3 +221,41 @@ def test_22k_head_mapped_onto_1k(rows, reference_dir, repo_root, tmp_path):
     assert torch.equal(model.head.fc.weight[:, 0], expected)
     assert torch.equal(model.head.fc.weight[:, -1], expected)
     assert any(f'mapped the {rows}-class ImageNet-22K head onto the 1000' in m for m in log), log
+
+
+# ---------------------------------------------------------------- tools/test.py
+def test_tools_test_evaluates_official_files_and_never_what_did_not_load(reference_dir, repo_root,
+                                                                        tmp_path):
+    import importlib.util
+
+    import mmengine
+    from mmpretrain.apis import ImageClassificationInferencer
+
+    from reference_models import with_image_folder_test_set
+    spec = importlib.util.spec_from_file_location('mmdwnet_test_tool', repo_root / 'tools/test.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = with_image_folder_test_set(narrow_config(repo_root, 'cls_dwnet_narrow'),
+                                     tmp_path / 'images')
+    cfg.dump(str(tmp_path / 'cfg.py'))
+    official = str(reference_dir / 'cls_dwnet_narrow.pth')
+
+    def run(checkpoint, *extra):
+        return tool.main([str(tmp_path / 'cfg.py'), checkpoint, '--work-dir',
+                          str(tmp_path / 'work'), *extra])
+
+    metrics = run(official, '--out', str(tmp_path / 'preds.pkl'))  # no conversion step
+    assert 'accuracy/top1' in metrics
+    dumped = mmengine.load(tmp_path / 'preds.pkl')
+    inferencer = ImageClassificationInferencer(init_model(cfg, official))
+    for sample in dumped:  # the evaluated scores are those of the official weights
+        expected = inferencer(sample['img_path'])[0]['pred_scores']
+        assert max_diff(sample['pred_score'], torch.from_numpy(expected)) <= TOL
+
+    with pytest.raises(CheckpointMismatch, match='another architecture'):
+        run(str(reference_dir / 'cls_dynamic_dwnet_narrow.pth'))
+    backbone_only = {k: v for k, v in init_model(cfg, official).state_dict().items()
+                     if k.startswith('backbone.')}
+    torch.save(dict(state_dict=backbone_only), tmp_path / 'backbone_only.pth')
+    with pytest.raises(CheckpointMismatch, match=r'missing keys: head.fc.weight, head.fc.bias'):
+        run(str(tmp_path / 'backbone_only.pth'))  # a random head is never evaluated
