@@ -297,3 +297,22 @@ def test_every_table13_config_builds_with_the_metafile_parameter_count(metafile)
         assert count_params(model) == metafile[name]['Metadata']['Parameters'], name
         swapped = sum(isinstance(m, MixerAdapter) for m in model.modules())
         assert swapped == (9 if name == 'svt-small-dwconv_8xb128_in1k' else 0)
+
+
+def test_volo_classifier_config_trains_and_predicts():
+    """The config's classifier (VOLONet + VOLOClsHead, label smoothing) on a small arch: a loss,
+    gradients in every parameter (the auxiliary head included), 1000-class predictions."""
+    from mmpretrain.structures import DataSample
+    cfg = Config.fromfile(str(CLS / 'volo-d1-dwconv_8xb128_in1k.py'))
+    cfg.model.backbone.arch = dict(SMALL_VOLO, outlook_depth=1, depth=1)
+    cfg.model.head.in_channels = SMALL_VOLO['embed_dims']
+    torch.manual_seed(0)
+    model = init_model(cfg).train()
+    x = torch.randn(2, 3, 61, 75)
+    loss = model(x, [DataSample().set_gt_label(3), DataSample().set_gt_label(7)], mode='loss')
+    loss['loss'].backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+    assert model.head.aux_fc.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        pred = model.eval()(x, mode='predict')
+    assert pred[0].pred_score.shape == (1000, )
