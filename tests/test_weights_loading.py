@@ -259,3 +259,57 @@ def test_tools_test_evaluates_official_files_and_never_what_did_not_load(referen
     torch.save(dict(state_dict=backbone_only), tmp_path / 'backbone_only.pth')
     with pytest.raises(CheckpointMismatch, match=r'missing keys: head.fc.weight, head.fc.bias'):
         run(str(tmp_path / 'backbone_only.pth'))  # a random head is never evaluated
+
+
+# ---------------------------------------------------------------- model zoo
+def _metafile_weights(repo_root):
+    import yaml
+    for task in ('classification', 'detection', 'segmentation'):
+        for model in yaml.safe_load((repo_root / 'configs' / task / 'metafile.yml').read_text())[
+                'Models']:
+            if model.get('Weights') or model.get('Converted From'):
+                yield task, model
+
+
+OFFICIAL_RELEASES = ('https://github.com/Atten4Vis/DemystifyLocalViT/releases/download/',
+                     'https://github.com/SwinTransformer/storage/releases/download/')
+
+
+def test_metafile_weights_are_the_official_releases(repo_root):
+    """Every released model has ``Weights``: the official file itself (converted on load)."""
+    entries = list(_metafile_weights(repo_root))
+    assert len(entries) >= 18
+    for task, model in entries:
+        assert model['Weights'] == model['Converted From']['Weights'], model['Name']
+        assert model['Weights'].startswith(OFFICIAL_RELEASES), model['Name']
+        assert (repo_root / model['Config']).is_file()
+
+
+@pytest.mark.parametrize('config', [
+    'classification/swin-tiny_8xb128_in1k.py',
+    'classification/dwnet-tiny_8xb128_in1k.py',
+    'classification/dynamic-dwnet-tiny_8xb128_in1k.py',
+    'detection/cascade-mask-rcnn_dwnet-tiny_fpn_giou-4conv1f_ms-3x_coco.py',
+    'segmentation/upernet_swin-tiny_8xb2-160k_ade20k-512x512.py',
+])
+def test_metafile_configs_take_the_official_layout_strictly(config, repo_root):
+    """The official key layout of each zoo config's architecture loads into it (strict) --
+    what ``tools/test.py CONFIG WEIGHTS`` does with the released file (full-size files are
+    not downloaded here; the reference files above check the values)."""
+    from mmengine.config import Config
+
+    from mmdwnet.registry import MODELS
+    from official_layout import official_backbone_state
+    cfg = Config.fromfile(str(repo_root / 'configs' / config))
+    cfg.model.backbone.init_cfg = None
+    backbone = MODELS.build(cfg.model.backbone)
+    classification = config.startswith('classification')
+    official = official_backbone_state(backbone.state_dict(), classification=classification)
+    if classification:
+        official = {'model': dict(official, **{'head.weight': torch.zeros(1000, 768),
+                                                'head.bias': torch.zeros(1000)})}
+    else:
+        official = {'backbone.' + k: v for k, v in official.items()}
+    with strict_loading(), mmengine_messages() as log:
+        backbone.load_state_dict(official, strict=True)
+    assert any('converted an official' in m for m in log)
