@@ -63,7 +63,9 @@ if __name__ == '__main__':
         license='MIT',
         packages=find_packages(exclude=('configs', 'tools', 'tests', 'docs')),
         include_package_data=True,
-        package_data={'mmdwnet': ['.mim/**/*', '.mim/*', 'ops/csrc/*.c']},
+        # converters/map22kto1k.txt: the ImageNet-22K -> 1K head map of checkpoint loading
+        package_data={'mmdwnet': ['.mim/**/*', '.mim/*', 'ops/csrc/*.c',
+                                  'converters/map22kto1k.txt']},
         python_requires='>=3.9',
         install_requires=['mmengine>=0.10.7,<0.11', 'mmpretrain>=1.2.0,<1.3'],
         extras_require={
