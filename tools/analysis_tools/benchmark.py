@@ -2,7 +2,7 @@
 
     python tools/analysis_tools/benchmark.py --out docs/benchmark.md      (``make bench``)
     python tools/analysis_tools/benchmark.py --models dwnet swin --rounds 3 --no-train --out /tmp/b.md
-    python tools/analysis_tools/benchmark.py --device cuda --out docs/benchmark_gpu.md  (``make bench-gpu``)
+    python tools/analysis_tools/benchmark.py --device cuda   (``make bench-gpu``, docs/benchmark_gpu.md)
 
 What is measured, in one process:
 
@@ -348,7 +348,7 @@ def time_impls(impls, inputs, grad, args, device, progress=None):
 
 
 def on_backend(fn, name):
-    """``fn`` run with the ops on backend ``name`` (:func:`mmdwnet.ops.switches.use_ops_backend`)."""
+    """``fn`` with the ops on backend ``name`` (:func:`mmdwnet.ops.switches.use_ops_backend`)."""
     from mmdwnet.ops.switches import use_ops_backend
 
     def wrapped(*inputs):
@@ -808,13 +808,15 @@ def gpu_op_lines(ops, target):
             lines.append(f'| `{name}` | {fmt_ms(r["fwd"])} | {fmt_ms(r["fwd_bwd"])} | '
                          f'{fmt_mib(r["mem_fwd"])} | {fmt_mib(r["mem_fwd_bwd"])} | '
                          f'{r["max_abs_diff"]:.2e} |')
+        lines.append('')
         torch_name = f'{op} (torch)'
         for name in res:
             if name == torch_name:
                 continue
             sp = {p: statistics.median(res[torch_name][p]) / statistics.median(res[name][p])
                   for p in ('fwd', 'fwd_bwd')}
-            line = (f'- `{name}` vs the pure-PyTorch CUDA path: forward **{sp["fwd"]:.1f}x**, '
+            line = (f'- `{name}`: speed-up over the pure-PyTorch path: forward '
+                    f'**{sp["fwd"]:.1f}x**, '
                     f'forward+backward **{sp["fwd_bwd"]:.1f}x**')
             if op == 'local_aggregate_pointwise' and name.endswith('(triton)'):
                 met = min(sp.values()) >= target

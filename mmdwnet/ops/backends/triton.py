@@ -7,7 +7,7 @@ Backend protocol (module level, used by the op dispatcher in :mod:`mmdwnet.ops`)
 :func:`dynamic_depthwise_backward`.  Shapes (``pb = (k - 1) // 2``, zero padding; an even ``k``
 pads ``(k - 1) // 2`` before and ``k // 2`` after, like PyTorch's ``padding='same'``)::
 
-    aggregate   out[n, c, h, w]       = sum_ij w[n, c // (C/G), i, j, h, w] * x[n, c, h+i-pb, w+j-pb]
+    aggregate   out[n, c, h, w] = sum_ij w[n, c // (C/G), i, j, h, w] * x[n, c, h+i-pb, w+j-pb]
     scatter     the transpose of aggregate w.r.t. x (its input gradient)
     correlate   out[n, g, i, j, h, w] = sum_{c in g} g[n, c, h, w] * x[n, c, h+i-pb, w+j-pb]
 
