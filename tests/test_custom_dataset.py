@@ -45,13 +45,14 @@ def test_configs_inherit_the_imagenet_presets_and_change_arch_data_schedule():
 
 def test_without_delete_the_merge_fails_as_the_doc_says(tmp_path):
     bad_arch = tmp_path / 'bad_arch.py'
-    bad_arch.write_text(f'_base_ = [{str(ROOT / "configs/classification/dwnet-tiny_8xb128_in1k.py")!r}]\n'
+    imagenet = ROOT / 'configs/classification/dwnet-tiny_8xb128_in1k.py'
+    bad_arch.write_text(f'_base_ = [{str(imagenet)!r}]\n'
                         'model = dict(backbone=dict(arch=dict(embed_dims=32, depths=[1, 1, 2, 1], '
                         'num_heads=[1, 2, 4, 8])))\n')
     with pytest.raises(TypeError, match='_delete_'):
         Config.fromfile(str(bad_arch))
     # the base dataset's keys merged into CustomDataset (what happens without _delete_)
-    base = Config.fromfile(str(ROOT / 'configs/classification/dwnet-tiny_8xb128_in1k.py'))
+    base = Config.fromfile(str(imagenet))
     merged = dict(base.train_dataloader.dataset, type='CustomDataset', data_prefix='train')
     from mmpretrain.registry import DATASETS
     with pytest.raises(TypeError, match="'split'"):  # ImageNetFolder's key, unknown here

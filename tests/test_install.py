@@ -10,22 +10,65 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_opens_with_exactly_the_two_setup_commands():
+def readme_commands():
     text = (ROOT / 'README.md').read_text()
     first_block = re.search(r'```bash\n(.*?)```', text, re.S).group(1)
-    commands = [line.split('#')[0].strip() for line in first_block.splitlines() if line.strip()]
-    assert commands == ['make install', 'make test']
+    return [line.split('#')[0].strip() for line in first_block.splitlines() if line.strip()]
+
+
+def test_readme_opens_with_the_two_commands_and_the_demo_figure():
+    text = (ROOT / 'README.md').read_text()
+    assert readme_commands() == ['make demo', 'make test']
     assert text.index('```bash') < text.index('mmdwnet**')  # before any prose
+    figure = re.search(r'!\[[^]]*\]\((docs/demo\.png)\)', text)
+    assert figure and figure.start() < text.index('mmdwnet**')
+    assert (ROOT / figure.group(1)).is_file()
 
 
-def test_ci_runs_the_readme_commands_only():
+def test_ci_runs_exactly_the_readme_test_command():
     lines = [line.strip() for line in (ROOT / '.ci/run').read_text().splitlines()
              if line.strip() and not line.lstrip().startswith('#')]
-    assert lines[-2:] == ['make install', 'make test']
+    assert lines[-1] == readme_commands()[1] == 'make test'
+    assert not any(line.startswith('make') for line in lines[:-1])
     make = (ROOT / 'Makefile').read_text()
     assert re.search(r'^install:\n\tbash tools/install.sh \$\(VENV\)', make, re.M)
-    assert re.search(r'^test:\n(\t.*\n)*\t\$\(PYTHON\) -m pytest', make, re.M)
+    # demo and test depend on the stamp that tools/install.sh writes (see test_demo.py for the
+    # order of the commands on a fresh VENV)
+    assert re.search(r'^\$\(ENV_STAMP\):.*\n\tbash tools/install.sh \$\(VENV\)', make, re.M)
+    assert re.search(r'^test: \$\(ENV_STAMP\)\n(\t.*\n)*\t\$\(PYTHON\) -m pytest', make, re.M)
+    assert re.search(r'^demo: \$\(ENV_STAMP\)\n\t\$\(PYTHON\) demo/digits_demo.py', make, re.M)
     assert 'VENV ?= .venv' in make
+
+
+def test_installed_environment_passes_pip_check():
+    proc = subprocess.run([sys.executable, '-m', 'pip', 'check', '--disable-pip-version-check'],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_constraints_hold_and_every_runtime_pip_call_uses_them():
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+    constraints = ROOT / 'requirements' / 'constraints.txt'
+    pins = [Requirement(line.split('#')[0]) for line in constraints.read_text().splitlines()
+            if line.split('#')[0].strip()]
+    assert {'numpy', 'setuptools', 'matplotlib', 'torch', 'mmcv'} <= {p.name for p in pins}
+    for pin in pins:
+        assert pin.specifier.contains(md.version(pin.name), prereleases=True), \
+            (pin, md.version(pin.name))
+    script = (ROOT / 'tools/install.sh').read_text()
+    installs = re.findall(r'"\$\{PIP\[@\]\}" install ((?:[^\n]*\\\n)*[^\n]*)', script)
+    assert len(installs) >= 5
+    for args in installs:
+        if '--no-deps' in args:  # the mmcv wheel alone, mmdwnet itself: resolves nothing
+            continue
+        if 'build.txt' in args:  # build-only pins: inside the mmcv source-build branch only
+            branch = script[script.index('if [ -z "$wheel" ]; then\n  step'):]
+            assert branch.index('build.txt') < branch.index('\nelse\n')
+            continue
+        assert '"${CONSTRAINTS[@]}"' in args, args
+    assert 'setuptools<' in (ROOT / 'requirements/build.txt').read_text()
 
 
 def test_stack_is_pinned_and_installed():

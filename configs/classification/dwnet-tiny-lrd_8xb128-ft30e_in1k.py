@@ -19,5 +19,6 @@ optim_wrapper = dict(
     paramwise_cfg=dict(layer_decay_rate=0.75))
 
 # The converted official (or your own) 224 checkpoint:
-#   python tools/model_converters/official2mmdwnet.py dwnet_tiny_224.pth checkpoints/dwnet-tiny_in1k.pth
+#   python tools/model_converters/official2mmdwnet.py dwnet_tiny_224.pth \
+#       checkpoints/dwnet-tiny_in1k.pth
 load_from = 'checkpoints/dwnet-tiny_in1k.pth'
