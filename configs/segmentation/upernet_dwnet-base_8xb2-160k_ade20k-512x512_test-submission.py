@@ -1,5 +1,8 @@
-# upernet_dwnet-base_8xb2-160k_ade20k-512x512: ADE20K test-set PNGs (labels 1..150) for the benchmark server, see
-# docs/segmentation.md. `python tools/test.py THIS_CONFIG CHECKPOINT`.
-_base_ = ['./upernet_dwnet-base_8xb2-160k_ade20k-512x512.py', './_base_/ade20k_test_submission.py']
+# ADE20K test-set PNGs (labels 1..150) for the benchmark server from the model of
+# upernet_dwnet-base_8xb2-160k_ade20k-512x512.py; see docs/segmentation.md.
+_base_ = [
+    './upernet_dwnet-base_8xb2-160k_ade20k-512x512.py',
+    './_base_/ade20k_test_submission.py',
+]
 test_dataloader = {{_base_.submission_dataloader}}
 test_evaluator = {{_base_.submission_evaluator}}
