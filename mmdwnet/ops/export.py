@@ -1,13 +1,177 @@
-"""Exporter support for the mmdwnet ops (placeholder being written in this session).
+"""The mmdwnet ops as standard PyTorch ops, for exporters that cannot see custom operators.
 
 Contract used by :mod:`mmdwnet.ops`: every public op first asks :func:`exporting`; when it is
-True the op returns the decomposition into standard PyTorch ops defined here (same signature).
-"""
-import torch
+True the op returns the function of the same name defined here (same arguments, same result).
 
-__all__ = ['exporting']
+Every decomposition is a loop over the ``k x k`` offsets of the window: zero-pad the input once
+(``(k - 1) // 2`` before, ``k // 2`` after, so even kernel sizes work too), take the shifted
+``(H, W)`` slice of each offset and multiply-add it with that offset's weight.  Only ``Pad``,
+``Slice``, ``Mul``, ``Add``, ``ReduceSum``, ``Reshape`` and ``Concat`` (and one 1x1 ``Conv`` with
+a static weight) reach the graph, all of which take symbolic batch and spatial sizes, so an
+exported model accepts any batch and image size (``--dynamic``).  In particular the dynamic
+depth-wise conv is *not* a grouped convolution over the batch folded into channels (the eager
+form): ONNX ``Conv`` needs a static ``group`` and a kernel of known shape, which is why the
+TorchScript exporter used to fail on it ("convolution for kernel of unknown shape").
+
+Which exporter sees what (:func:`exporting`):
+
+* ``torch.onnx.export`` -- TorchScript exporter (``dynamo=False``) and the ``torch.export``-based
+  exporter (``dynamo=True``) alike: the decompositions below.  Both set
+  ``torch.onnx.is_in_onnx_export()``.  An ONNX graph must consist of operators that ONNX
+  runtimes implement; a custom-domain node ``mmdwnet::local_aggregate`` would load in no runtime,
+  and the old ``prim::PythonOp`` route froze the kernels' result for the example input into a
+  constant.  The decomposition gives a graph that onnxruntime runs, equal to eager.
+* ``torch.export.export`` alone: the registered ``torch.ops.mmdwnet`` operators stay in the
+  graph as single nodes (their fake implementations give the shapes), so an
+  :class:`~torch.export.ExportedProgram` runs the same fast kernels as eager; if those
+  operators are not registered (ops still autograd Functions over ctypes kernels, which fake
+  tensors cannot run), the decompositions are used instead.  To turn such a program into
+  standard ops (e.g. to hand it to ``torch.onnx.export``, which cannot translate
+  ``mmdwnet::`` nodes and says so), run ``program.run_decompositions(decompositions())``.
+"""
+from typing import Callable, Dict, Iterator, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ['exporting', 'decompositions', 'local_aggregate', 'local_aggregate_pointwise', 'local_correlate',
+           'dynamic_depthwise_conv2d']
+
+_OPS = ('local_aggregate', 'local_aggregate_pointwise', 'local_correlate',
+        'dynamic_depthwise_conv2d')
+
+
+def _library_ops_registered() -> bool:
+    """Whether every mmdwnet op is a registered ``torch.ops.mmdwnet`` operator."""
+    try:
+        return all(hasattr(torch.ops.mmdwnet, name) for name in _OPS)
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def exporting() -> bool:
-    """True while an exporter traces the model (TorchScript ONNX export)."""
-    return bool(torch.onnx.is_in_onnx_export())
+    """True while an exporter that needs standard ops traces the model.
+
+    That is any ONNX export (``torch.onnx.is_in_onnx_export()``, set by both the TorchScript
+    and the dynamo exporter), and ``torch.export`` when the ops are not registered
+    ``torch.library`` operators (see the module docstring).
+    """
+    if torch.onnx.is_in_onnx_export():
+        return True
+    is_exporting = getattr(torch.compiler, 'is_exporting', None)
+    return bool(is_exporting is not None and is_exporting() and not _library_ops_registered())
+
+
+def decompositions() -> Dict[torch._ops.OpOverload, Callable]:
+    """Decomposition table for :meth:`torch.export.ExportedProgram.run_decompositions`.
+
+    Maps every ``torch.ops.mmdwnet`` operator to its standard-op form below, e.g.
+    ``torch.onnx.export(program.run_decompositions(decompositions()))``.  Merge it into
+    ``torch.export.default_decompositions()`` to lower the rest of the program to core ATen too.
+
+    Raises:
+        RuntimeError: the ops are not registered ``torch.library`` operators.
+    """
+    if not _library_ops_registered():
+        raise RuntimeError('the mmdwnet ops are not registered as torch.ops.mmdwnet operators '
+                           '(import mmdwnet.ops first); nothing to decompose')
+    return {getattr(torch.ops.mmdwnet, name).default: globals()[name] for name in _OPS}
+
+
+def _neighbours(x: Tensor, kernel_size: int) -> Iterator[Tuple[int, int, Tensor]]:
+    """(i, j, x shifted by offset (i, j)) for the k x k offsets, zero padding.
+
+    ``shifted[..., h, w] = x[..., h + i - (k-1)//2, w + j - (k-1)//2]`` (zero outside), same
+    shape as ``x`` (..., H, W).
+    """
+    before, after = (kernel_size - 1) // 2, kernel_size // 2
+    xp = F.pad(x, (before, after, before, after))
+    for i in range(kernel_size):
+        rows = xp[..., i:xp.shape[-2] - (kernel_size - 1 - i), :]
+        for j in range(kernel_size):
+            yield i, j, rows[..., j:xp.shape[-1] - (kernel_size - 1 - j)]
+
+
+def local_aggregate(x: Tensor, weight: Tensor) -> Tensor:
+    """Standard-op form of :func:`mmdwnet.ops.local_aggregate`.
+
+    ``out[n, c, h, w] = sum_ij weight[n, c // (C/G), i, j, h, w] * x[n, c, h+i-pb, w+j-pb]``,
+    ``pb = (k - 1) // 2``, zero padding.
+
+    Args:
+        x (Tensor): (N, C, H, W).
+        weight (Tensor): (N or 1, G, k, k, H, W).
+
+    Returns:
+        Tensor: (N, C, H, W).
+    """
+    n, c, h, w = x.shape
+    groups, k = weight.shape[1], weight.shape[2]
+    xg = x.reshape(n, groups, c // groups, h, w)
+    out = None
+    for i, j, shifted in _neighbours(xg, k):
+        term = shifted * weight[:, :, i, j].unsqueeze(2)
+        out = term if out is None else out + term
+    return out.reshape(n, c, h, w)
+
+
+def local_aggregate_pointwise(x: Tensor, feat: Tensor, weight: Tensor, bias: Optional[Tensor],
+                              groups: int, kernel_size: int) -> Tensor:
+    """Standard-op form of :func:`mmdwnet.ops.local_aggregate_pointwise`:
+    ``local_aggregate(x, conv1x1(feat, weight, bias).view(N, G, k, k, H, W))``.
+
+    Args:
+        x (Tensor): (N, C, H, W).
+        feat (Tensor): (N, R, H, W).
+        weight (Tensor): (G*k*k, R, 1, 1) or (G*k*k, R).
+        bias (Tensor | None): (G*k*k, ).
+        groups (int): G.
+        kernel_size (int): k.
+
+    Returns:
+        Tensor: (N, C, H, W).
+    """
+    n, _, h, w = x.shape
+    kernels = F.conv2d(feat, weight.reshape(weight.shape[0], -1, 1, 1), bias)
+    return local_aggregate(x, kernels.reshape(n, groups, kernel_size, kernel_size, h, w))
+
+
+def local_correlate(q: Tensor, k_map: Tensor, kernel_size: int, groups: int) -> Tensor:
+    """Standard-op form of :func:`mmdwnet.ops.local_correlate`.
+
+    ``out[n, g, i, j, h, w] = sum_{c in g} q[n, c, h, w] * k_map[n, c, h+i-pb, w+j-pb]``.
+
+    Args:
+        q (Tensor): (N, C, H, W).
+        k_map (Tensor): (N, C, H, W).
+        kernel_size (int): k.
+        groups (int): G, dividing C.
+
+    Returns:
+        Tensor: (N, G, k, k, H, W).
+    """
+    n, c, h, w = q.shape
+    qg = q.reshape(n, groups, c // groups, h, w)
+    kg = k_map.reshape(n, groups, c // groups, h, w)
+    logits = [(qg * shifted).sum(2, keepdim=True) for _, _, shifted in _neighbours(kg, kernel_size)]
+    return torch.cat(logits, 2).reshape(n, groups, kernel_size, kernel_size, h, w)
+
+
+def dynamic_depthwise_conv2d(x: Tensor, kernels: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """Standard-op form of :func:`mmdwnet.ops.dynamic_depthwise_conv2d`.
+
+    Each image's depth-wise conv as :func:`local_aggregate` with one weight per (image, channel)
+    broadcast over the positions: a sum of shifted inputs times scalars, so neither the batch
+    size nor the kernels need to be known when the graph is built.
+
+    Args:
+        x (Tensor): (N, C, H, W).
+        kernels (Tensor): (N, C, k, k).
+        bias (Tensor | None): (C, ).
+
+    Returns:
+        Tensor: (N, C, H, W).
+    """
+    out = local_aggregate(x, kernels[..., None, None])  # weights broadcast over positions
+    return out if bias is None else out + bias.reshape(1, -1, 1, 1)
