@@ -170,6 +170,29 @@ def test_transposes_are_adjoint(k):
 
 
 @interpreted
+def test_pointwise_backward_is_the_directional_derivative():
+    """Gradcheck-style, with the backend alone: for each input, <its gradient, a direction>
+    equals the central difference of <aggregate_pointwise(...), g> along that direction (exact
+    up to rounding: the op is linear in each input)."""
+    torch.manual_seed(3)
+    k, groups = 7, 2
+    g = torch.randn(N, C, H, W)
+    point = [torch.randn(N, C, H, W), torch.randn(N, 3, H, W),
+             torch.randn(groups * k * k, 3) / k, torch.randn(groups * k * k) / k]
+    grads = backend.aggregate_pointwise_backward(g, *point, groups, k)
+    for i, grad in enumerate(grads):
+        direction = torch.randn_like(point[i])
+
+        def loss(t):
+            moved = [p + t * direction if j == i else p for j, p in enumerate(point)]
+            return (backend.aggregate_pointwise(*moved, groups, k) * g).double().sum()
+
+        numeric = (loss(0.5) - loss(-0.5)) / 1.0
+        analytic = (grad.double() * direction.double()).sum()
+        torch.testing.assert_close(numeric, analytic, rtol=1e-4, atol=1e-4)
+
+
+@interpreted
 def test_tiles_and_strided_inputs():
     """Several pixel tiles per image (13x11 > one 64-pixel tile at k=13) and a channels-last
     input give the reference result."""
