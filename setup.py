@@ -16,6 +16,12 @@ def get_version():
     return ns['__version__']
 
 
+def read_requirements(name):
+    """Requirement lines of requirements/``name`` (comments and blank lines dropped)."""
+    with open(osp.join(HERE, 'requirements', name)) as f:
+        return [line.split('#')[0].strip() for line in f if line.split('#')[0].strip()]
+
+
 def add_mim_extension():
     """Ship configs/tools/model-index inside the package (OpenMMLab's ``.mim`` convention).
 
@@ -71,6 +77,7 @@ if __name__ == '__main__':
         extras_require={
             'det': ['mmdet>=3.3.0,<3.4'],
             'seg': ['mmsegmentation>=1.2.2,<1.3', 'ftfy', 'regex'],
+            'deploy': read_requirements('deploy.txt'),  # ONNX export (docs/deployment.md)
         },
         zip_safe=False,
     )

@@ -49,7 +49,8 @@ for line in open(sys.argv[1]):
         req = Requirement(line)
         if not req.specifier.contains(md.version(req.name), prereleases=True):
             sys.exit(1)
-for extra in ('ftfy', 'regex', 'mim', 'matplotlib', 'skimage', 'sklearn', 'pycocotools', 'pytest'):
+for extra in ('ftfy', 'regex', 'mim', 'matplotlib', 'skimage', 'sklearn', 'pycocotools', 'pytest',
+              'onnx', 'onnxruntime', 'onnxscript'):  # last three: requirements/deploy.txt
     __import__(extra)
 PYEOF
   step "stack already installed in $VENV; (re)installing mmdwnet in editable mode"
@@ -99,7 +100,7 @@ fi
 "${PIP[@]}" install -q --no-deps "$wheel"
 # mmcv's own runtime dependencies (addict, yapf, opencv, ...), resolved against the pinned stack.
 "${PIP[@]}" install -q "$wheel" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
-  "${CONSTRAINTS[@]}"
+  -r "$ROOT/requirements/deploy.txt" "${CONSTRAINTS[@]}"
 
 step "3/4 check that the compiled mmcv ops load"
 "$PY" -c 'import mmcv, mmcv.ops; from mmcv.ops import nms, RoIAlign; print("mmcv", mmcv.__version__, "ops OK")' \
