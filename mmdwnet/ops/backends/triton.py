@@ -113,8 +113,9 @@ def _require(*tensors: Optional[Tensor]) -> None:
         found = ', '.join(f'{t.dtype} on {t.device}' for t in tensors if t is not None)
         raise RuntimeError(
             f'the Triton ops backend runs CUDA tensors (CPU tensors only with '
-            f'TRITON_INTERPRET=1) of dtype float32/float16/bfloat16; got {found}. Use '
-            'MMDWNET_OPS_BACKEND=torch or cpu for these tensors.')
+            f'TRITON_INTERPRET=1 set before Triton is imported) of dtype '
+            f'float32/float16/bfloat16; got {found}. Use MMDWNET_OPS_BACKEND=torch or cpu for '
+            'these tensors.')
 
 
 # ---------------------------------------------------------------------------- kernels
