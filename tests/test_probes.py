@@ -121,6 +121,8 @@ BAD_PARTS = [
      r'MixerBlock: drop_path=1\.0'),
     (lambda: MixerBlock(16, 'DWConv'), TypeError, r'mixer must be a built nn\.Module'),
     (lambda: MixerBlock(16, nn.Identity(), with_cp=1), TypeError, r'with_cp=1 .*True or False'),
+    (lambda: MixerBlock(16, nn.Identity(), act_cfg='GELU'), TypeError,
+     r"act_cfg='GELU'.*dict\(type='GELU'\)"),
     (lambda: PatchMerging(0), ValueError, r'PatchMerging: in_channels=0'),
     (lambda: PatchMerging(8, out_channels=-1), ValueError, r'out_channels=-1'),
     (lambda: DWConv(16, kernel_size=0), ValueError, r'DWConv: kernel_size=0'),

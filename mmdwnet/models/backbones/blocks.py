@@ -10,7 +10,7 @@ from mmcv.cnn.bricks.drop import DropPath
 from mmengine.model import BaseModule
 
 from mmdwnet.ops.dense import FFN, Linear
-from ..checks import check_bool, check_int, check_positive, check_rate
+from ..checks import check_bool, check_cfg, check_int, check_positive, check_rate
 from ..norms import is_channels_first_norm
 
 
@@ -111,6 +111,9 @@ class MixerBlock(BaseModule):
         if ffn_dwconv_kernel is not None:  # even kernels would change the map size
             check_int('ffn_dwconv_kernel', ffn_dwconv_kernel, odd=True, owner=owner)
         check_bool('with_cp', with_cp, owner=owner)
+        check_cfg('norm1_cfg', norm1_cfg, owner=owner, allow_none=True)
+        check_cfg('norm2_cfg', norm2_cfg, owner=owner)
+        check_cfg('act_cfg', act_cfg, owner=owner)
         self.with_cp = with_cp
         if norm1_cfg is not None:
             self.norm1, self._norm1_cf = build_cl_norm(norm1_cfg, embed_dims)
