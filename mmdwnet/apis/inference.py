@@ -80,7 +80,10 @@ def init_model(config, checkpoint=None, device='cpu', cfg_options=None):
                                   cfg_options=None if checkpoint else {})
         elif scope == 'mmseg':
             from mmseg.apis import init_model as init_segmentor
+            backbone_init = copy.deepcopy(cfg.model.get('backbone', {}).get('init_cfg'))
             model = init_segmentor(cfg, checkpoint, device=device)
+            if checkpoint is None and backbone_init is not None:
+                model.backbone.init_cfg = backbone_init  # mmseg's init_model drops it
         elif scope is None:
             model = _build_bare(cfg, checkpoint, device)
         else:

@@ -100,9 +100,13 @@ def _short_arch(arch):
     return f"embed_dims={arch['embed_dims']}, depths={list(arch['depths'])}"
 
 
-def describe_mismatch(model_state, ckpt_state, show=5, ignore=('num_batches_tracked', )):
-    """A short description of missing/unexpected/mis-shaped keys, or '' when they match."""
-    missing = [k for k in model_state if k not in ckpt_state and not k.endswith(ignore)]
+def describe_mismatch(model_state, ckpt_state, show=5, allowed_missing=()):
+    """A short description of missing/unexpected/mis-shaped keys, or '' when they match.
+
+    BN ``num_batches_tracked`` counters and ``allowed_missing`` keys may be absent.
+    """
+    missing = [k for k in model_state if k not in ckpt_state and k not in allowed_missing
+               and not k.endswith('num_batches_tracked')]
     unexpected = [k for k in ckpt_state if k not in model_state]
     shapes = [f'{k}: checkpoint {tuple(ckpt_state[k].shape)} vs model {tuple(v.shape)}'
               for k, v in model_state.items()
@@ -195,7 +199,7 @@ def check_backbone_state(backbone, state, prefix, unconverted=None):
             f'{prefix!r}): a wrong prefix, or not a checkpoint of this model.')
     expected = backbone.state_dict()
     allowed = _allowed_missing(backbone, sub)
-    problem = describe_mismatch({k: v for k, v in expected.items() if k not in allowed}, sub)
+    problem = describe_mismatch(expected, sub, allowed_missing=allowed)
     if problem:
         unexpected = [k for k in sub if k not in expected]
         if unconverted:
