@@ -1,8 +1,7 @@
 """One Swin-style macro architecture in which only the spatial mixer changes."""
 import copy
-import difflib
 import math
-from typing import Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmcv.cnn import build_norm_layer
@@ -12,7 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdwnet.converters.loading import (backbone_pre_hook, load_pretrained,
                                         pretrained_init_cfg)
-from mmdwnet.registry import register_model
+from mmdwnet.registry import close_matches, register_model
 from ..checks import check_bool, check_cfg, check_int, check_pair, check_positive, check_rate
 from ..mixers.builder import build_mixer
 from ..norms import is_channels_first_norm
@@ -97,28 +96,28 @@ class LocalMixerNet(BaseModule):
     }
 
     def __init__(self,
-                 arch='tiny',
-                 mixer=dict(type='DWConv', kernel_size=7),
-                 img_size=224,
-                 in_channels=3,
-                 patch_size=4,
-                 mlp_ratio=4.,
-                 drop_rate=0.,
-                 drop_path_rate=0.1,
-                 norm1_cfg=None,
-                 norm2_cfg=dict(type='BN'),
-                 patch_norm_cfg=dict(type='LN'),
-                 merge_norm_cfg=dict(type='LN'),
-                 out_indices=(3, ),
-                 out_norm_cfg=dict(type='LN'),
-                 pad_to_window=False,
-                 se_ratio=None,
-                 ffn_dwconv_kernel=None,
-                 ffn_dwconv_norm_first=True,
-                 frozen_stages=-1,
-                 norm_eval=False,
-                 with_cp=False,
-                 init_cfg=None):
+                 arch: Union[str, dict] = 'tiny',
+                 mixer: Union[dict, Sequence[dict]] = dict(type='DWConv', kernel_size=7),
+                 img_size: Union[int, Tuple[int, int]] = 224,
+                 in_channels: int = 3,
+                 patch_size: int = 4,
+                 mlp_ratio: float = 4.,
+                 drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 norm1_cfg: Optional[dict] = None,
+                 norm2_cfg: dict = dict(type='BN'),
+                 patch_norm_cfg: Optional[dict] = dict(type='LN'),
+                 merge_norm_cfg: dict = dict(type='LN'),
+                 out_indices: Union[int, Sequence[int]] = (3, ),
+                 out_norm_cfg: Optional[dict] = dict(type='LN'),
+                 pad_to_window: bool = False,
+                 se_ratio: Optional[float] = None,
+                 ffn_dwconv_kernel: Optional[int] = None,
+                 ffn_dwconv_norm_first: bool = True,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         if init_cfg is None:
             init_cfg = [
                 dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
@@ -229,7 +228,7 @@ class LocalMixerNet(BaseModule):
         if isinstance(arch, str):
             key = arch.lower()
             if key not in self.arch_zoo:
-                close = difflib.get_close_matches(key, list(self.arch_zoo), n=3)
+                close = close_matches(key, self.arch_zoo, n=3)
                 raise ValueError(f'unknown arch {arch!r}; choose one of {sorted(self.arch_zoo)} '
                                  f'(close: {close}) or pass a dict with embed_dims, depths, '
                                  'num_heads')
@@ -348,7 +347,7 @@ class LocalMixerNet(BaseModule):
                 for p in m.parameters():
                     p.requires_grad = False
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> 'LocalMixerNet':
         """Set train mode, keep frozen stages (and BN with ``norm_eval``) in eval; return self."""
         super().train(mode)
         self._freeze_stages()
@@ -357,3 +356,34 @@ class LocalMixerNet(BaseModule):
                 if isinstance(m, (_BatchNorm, torch.nn.SyncBatchNorm)):
                     m.eval()
         return self
+
+    # ------------------------------------------------------------------ fine-tuning
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Layer-wise depth of a parameter (layer-wise lr decay, mmpretrain's convention).
+
+        Used by mmpretrain's ``LearningRateDecayOptimWrapperConstructor`` through
+        ``ImageClassifier.get_layer_depth`` (``prefix='backbone.'``). As in mmpretrain's
+        ``SwinTransformer.get_layer_depth``, with ``num_layers = sum(depths) + 2``:
+
+        * ``patch_embed.*``: depth 0;
+        * ``stages.i.blocks.j.*``: ``sum(depths[:i]) + j + 1``;
+        * ``stages.i.downsample.*`` (patch merging after stage i): ``sum(depths[:i + 1])``;
+        * everything else -- output norms ``norm{i}``, and names without ``prefix`` (neck,
+          head): ``num_layers - 1``.
+
+        Returns:
+            tuple[int, int]: (layer depth, number of layers).
+        """
+        depths = self.arch_settings['depths']
+        num_layers = sum(depths) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        parts = param_name[len(prefix):].split('.')
+        if parts[0] == 'patch_embed':
+            return 0, num_layers
+        if parts[0] == 'stages':
+            stage = int(parts[1])
+            if parts[2] == 'downsample':
+                return sum(depths[:stage + 1]), num_layers
+            return sum(depths[:stage]) + int(parts[3]) + 1, num_layers
+        return num_layers - 1, num_layers
