@@ -23,10 +23,12 @@ MIXERS = ['DWConv', 'DynamicDWConv', 'IDynamicDWConv', 'ShiftedWindowAttention',
 SCOPES = [None, 'mmpretrain', 'mmdet', 'mmseg']
 # Table 13 (other architectures): VOLO and the mixer-swap builder, tested in test_table13.py
 OTHER_ARCHITECTURES = ['VOLONet', 'VOLOClsHead', 'OutlookAttention', 'MixerSwap']
+# Table 12 norm layers, tested in test_ccbn.py
+NORMS = ['CCBN', 'SyncCCBN']
 
 
 def test_registered_names_are_the_documented_ones():
-    assert registered_names() == sorted(BACKBONES + MIXERS + OTHER_ARCHITECTURES)
+    assert registered_names() == sorted(BACKBONES + MIXERS + OTHER_ARCHITECTURES + NORMS)
     assert mmdwnet.__version__.count('.') == 2
 
 
