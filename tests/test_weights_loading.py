@@ -313,3 +313,22 @@ def test_metafile_configs_take_the_official_layout_strictly(config, repo_root):
     with strict_loading(), mmengine_messages() as log:
         backbone.load_state_dict(official, strict=True)
     assert any('converted an official' in m for m in log)
+
+
+def test_resume_needs_a_training_checkpoint(reference_dir, repo_root, tmp_path):
+    """--resume PATH with weights alone (an official file) says to use load_from instead."""
+    import argparse
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('mmdwnet_train_tool', repo_root / 'tools/train.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    official = str(reference_dir / 'cls_dwnet_narrow.pth')
+    cfg = narrow_config(repo_root, 'cls_dwnet_narrow')
+    args = argparse.Namespace(amp=False, auto_scale_lr=False, no_validate=False, resume=official,
+                              config='cfg.py')
+    with pytest.raises(ValueError, match=f'not a training checkpoint.*load_from={official}'):
+        tool.merge_args(cfg, args)
+    runner_ckpt = tmp_path / 'epoch_1.pth'  # what mmengine's runner saves (meta epoch/iter)
+    torch.save(dict(meta=dict(epoch=1, iter=10), state_dict={}), runner_ckpt)
+    args.resume = str(runner_ckpt)
+    assert tool.merge_args(cfg, args).resume is True

@@ -28,6 +28,18 @@ def parse_args(argv=None):
     return parse_with_local_rank(parser, argv)
 
 
+def check_resumable(path):
+    """--resume needs a runner checkpoint (weights and the epoch/iter reached); weights alone --
+    an official release, a converted file -- start a run through ``load_from`` instead."""
+    from mmdwnet.utils.torch_load import safe_torch_load
+    ckpt = safe_torch_load(path, map_location='cpu')  # weights_only=True
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or 'epoch' not in meta or 'iter' not in meta:
+        raise ValueError(f'--resume {path}: not a training checkpoint (no epoch/iter to resume '
+                         'from; e.g. an official or converted weights file). Start from its '
+                         f'weights instead: --cfg-options load_from={path}')
+
+
 def merge_args(cfg, args):
     """Apply the training-only options to ``cfg``."""
     if args.amp:
@@ -45,6 +57,7 @@ def merge_args(cfg, args):
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint')
+        check_resumable(args.resume)
         cfg.resume, cfg.load_from = True, args.resume
     return cfg
 
