@@ -1,4 +1,10 @@
-"""Let ``torch.load(weights_only=True)`` (the default from torch 2.6) read mmengine checkpoints.
+"""Checkpoints are read with ``torch.load(weights_only=True)``, explicitly, everywhere.
+
+:func:`install_safe_checkpoint_loaders` (called by ``import mmdwnet``) replaces mmengine's
+loaders for local files and http(s) URLs by ones that pass ``weights_only=True``, so
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` cannot turn the safe unpickler off for ``load_from``,
+``--resume``, ``init_cfg`` or the toolboxes' model builders.  The rest of this module lets
+that loader read mmengine checkpoints.
 
 mmengine 0.10.7 saves, beside the tensors, a ``message_hub`` holding ``HistoryBuffer`` objects
 whose logs are numpy arrays, and numpy scalars in ``meta``.  Rather than turning the safe
