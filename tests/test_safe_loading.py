@@ -73,3 +73,22 @@ def test_malicious_checkpoint_runs_nothing_in_any_load_path(evil, repo_root, tmp
     assert converter([path, str(tmp_path / 'out.pth')]) == 2
     assert 'could not be read with weights_only=True' in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / 'out.pth').exists()
+
+
+def test_urls_are_downloaded_and_read_with_weights_only(reference_dir, repo_root, monkeypatch):
+    """A metafile ``Weights`` URL goes through mmdwnet's http loader: torch.hub's download with
+    ``weights_only=True``, then convert-on-load (the download itself is faked: no network)."""
+    calls = []
+
+    def fake_download(url, model_dir=None, map_location=None, progress=True, weights_only=False,
+                      **kwargs):
+        calls.append((url, weights_only))
+        return torch.load(reference_dir / 'cls_dwnet_narrow.pth', map_location=map_location,
+                          weights_only=True)
+
+    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', fake_download)
+    url = 'https://github.com/Atten4Vis/DemystifyLocalViT/releases/download/prerelease/x.pth'
+    model = init_model(narrow_config(repo_root, 'cls_dwnet_narrow'), url)
+    assert calls == [(url, True)]
+    official = torch.load(reference_dir / 'cls_dwnet_narrow.pth', weights_only=True)['model']
+    assert torch.equal(model.head.fc.weight, official['head.weight'])
