@@ -192,10 +192,16 @@ def test_get_flops_tool_on_detector(repo_root, det_dir, tmp_path):
 
 
 def test_syncbn_built_as_syncbn_and_reverted_by_runner(det_dir, tmp_path):
-    """Heads and DW backbone outputs use SyncBN; a non-distributed Runner reverts it to BN."""
+    """Heads and DW backbone outputs use SyncBN as the config builds them (mmdet's registry;
+    ``init_model`` goes through mmdet's ``init_detector``, which reverts SyncBN for inference);
+    a non-distributed Runner reverts it to BN."""
+    import mmdet.models  # noqa: F401  (registers the detector)
+    from mmdet.registry import MODELS as DET_MODELS
+    from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
     cfg = tiny_detector_cfg(det_dir)
-    model = init_model(cfg)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = DET_MODELS.build(cfg.model)
     assert isinstance(model.backbone.norm0, torch.nn.SyncBatchNorm)
     assert isinstance(model.roi_head.bbox_head[0].shared_convs[0].bn, torch.nn.SyncBatchNorm)
     cfg.work_dir = str(tmp_path)
