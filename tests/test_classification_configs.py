@@ -192,3 +192,42 @@ def test_finetune_384_configs():
         assert cfg.train_dataloader.dataset.pipeline[1]['scale'] == 384
         assert cfg.val_dataloader.dataset.pipeline[2]['crop_size'] == 384
         assert cfg.train_cfg.max_epochs == 30 and cfg.load_from
+
+
+@pytest.mark.parametrize('norm_first', [True, False])
+def test_table6_extra_conv_is_shuffle_transformers_form(norm_first):
+    """Table 6: x + DW(BN(x)) as Shuffle Transformer (the config's default); the variant
+    x + BN(DW(x)) on request. Checked against the formula; conv-BN fusion stays exact."""
+    from mmcv.cnn import fuse_conv_bn
+    cfg = Config.fromfile(str(CLS / 'i-dynamic-dwnet-tiny-ffn-dw7_8xb128_in1k.py'))
+    backbone = cfg.model.backbone
+    backbone.arch = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])
+    backbone.ffn_dwconv_norm_first = norm_first
+    cfg.model.head.in_channels = 128
+    layer = init_model(cfg).backbone.stages[0].blocks[0].ffn_dwconv
+    assert layer.norm_first is norm_first and layer.conv.kernel_size == (7, 7)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(layer.norm.running_mean)
+    torch.nn.init.uniform_(layer.norm.running_var, 0.5, 2.)
+    torch.nn.init.normal_(layer.norm.weight)
+    layer.eval()
+    x = torch.randn(2, 9, 11, 16)  # (B, H, W, C)
+    nchw = x.permute(0, 3, 1, 2)
+    bn = layer.norm
+
+    def norm(t):
+        return (t - bn.running_mean.view(1, -1, 1, 1)) / (bn.running_var.view(1, -1, 1, 1)
+                                                          + bn.eps).sqrt() \
+            * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+
+    def conv(t):
+        return torch.nn.functional.conv2d(t, layer.conv.weight, layer.conv.bias, padding=3,
+                                          groups=16)
+
+    with torch.no_grad():
+        branch = conv(norm(nchw)) if norm_first else norm(conv(nchw))
+        expected = x + branch.permute(0, 2, 3, 1)
+        torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+        fused = fuse_conv_bn(layer)
+        assert isinstance(fused.norm, torch.nn.Identity) is (not norm_first)  # BN after conv
+        torch.testing.assert_close(fused(x), expected, rtol=1e-4, atol=1e-4)
