@@ -15,7 +15,7 @@ help:
 	@echo "make install   create $(VENV) with the whole OpenMMLab stack and mmdwnet (editable)"
 	@echo "               (demo and test run it when $(VENV) is missing or out of date)"
 	@echo "make bench     speed/memory benchmark -> docs/benchmark.md"
-	@echo "make bench-compile  inference with torch.compile and channels-last -> docs/benchmark_compile.md"
+	@echo "make bench-compile  torch.compile and channels-last (inference; training) -> docs/benchmark_compile.md"
 	@echo "make bench-gpu CUDA speed/memory benchmark (needs a GPU) -> docs/benchmark_gpu.md"
 	@echo "make analysis  measured connectivity table -> docs/analysis/"
 
@@ -39,6 +39,8 @@ bench:
 bench-compile:
 	$(PYTHON) tools/analysis_tools/benchmark.py --out docs/benchmark_compile.md --compile \
 		--channels-last --rounds 5 --no-train --no-unfused --no-batch1 --no-memory --no-ops
+	$(PYTHON) tools/analysis_tools/benchmark_compile_train.py --out docs/benchmark_compile.md \
+		--rounds 3 --threads 2
 
 bench-gpu:
 	$(PYTHON) tools/analysis_tools/benchmark.py --device cuda --out docs/benchmark_gpu.md \

@@ -2,10 +2,8 @@
 
 ``demo/digits_demo.py --epochs 3`` writes the digits image folder, trains the nano DWNet and
 I-D-DWNet with ``tools/train.py``, tests them with ``tools/test.py`` and runs the inferencer;
-the run happens once per pytest session (``functools.lru_cache`` on the session's
-``tmp_path_factory``), whichever module asks first.
+the run happens once per pytest session (kept in ``_RUNS``), whichever module asks first.
 """
-import functools
 import json
 import os
 import subprocess
@@ -24,12 +22,17 @@ def run(cmd, timeout=900, **env):
                           text=True, timeout=timeout)
 
 
-@functools.lru_cache(maxsize=None)
+_RUNS = {}
+
+
 def demo_run(tmp_path_factory):
     """(work dir, results.json as a dict, demo output) of the shortened demo."""
+    if 'demo' in _RUNS:
+        return _RUNS['demo']
     tmp = tmp_path_factory.mktemp('digits_demo')
     proc = run([sys.executable, 'demo/digits_demo.py', '--epochs', EPOCHS, '--data-root',
                 tmp / 'digits', '--work-dir', tmp / 'demo'])
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    return tmp / 'demo', json.loads((tmp / 'demo' / 'results.json').read_text()), out
+    _RUNS['demo'] = tmp / 'demo', json.loads((tmp / 'demo' / 'results.json').read_text()), out
+    return _RUNS['demo']
