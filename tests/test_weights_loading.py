@@ -332,3 +332,19 @@ def test_resume_needs_a_training_checkpoint(reference_dir, repo_root, tmp_path):
     torch.save(dict(meta=dict(epoch=1, iter=10), state_dict={}), runner_ckpt)
     args.resume = str(runner_ckpt)
     assert tool.merge_args(cfg, args).resume is True
+
+
+def test_other_libraries_swin_still_reads_the_official_swin_file(reference_dir):
+    """The loaders return checkpoints unchanged: mmdet's own Swin converts official Swin weights
+    in its init_weights as before (conversion happens only in mmdwnet backbones)."""
+    from mmdet.models.backbones import SwinTransformer
+    from mmengine.config import ConfigDict
+    path = str(reference_dir / 'cls_swin_narrow.pth')
+    swin = SwinTransformer(embed_dims=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 8],
+                           convert_weights=True,
+                           init_cfg=ConfigDict(type='Pretrained', checkpoint=path))
+    swin.init_weights()
+    official = _official(reference_dir, 'cls_swin_narrow')['model']
+    assert torch.equal(swin.patch_embed.projection.weight, official['patch_embed.proj.weight'])
+    assert torch.equal(swin.stages[1].blocks[1].ffn.layers[1].weight,
+                       official['layers.1.blocks.1.mlp.fc2.weight'])
