@@ -85,30 +85,35 @@ def _whole_mmdet2_file(tmp_path, official_backbone, detector):
 @pytest.mark.parametrize('case', DET_CASES)
 def test_official_detection_file_loads_through_every_path(case, reference_dir, repo_root,
                                                          tmp_path):
-    """init_detector's backbone outputs equal the official ones; whole mmdet 2.x files (strict
-    init_model, load_from), init_cfg and mmseg's init_model load the same tensors."""
-    from mmdet.apis import init_detector
+    """The detection config's backbone, through init_cfg, gives the official outputs; the
+    toolboxes' builders, strict init_model and load_from of whole mmdet 2.x files load the same
+    tensors (one case: each Cascade Mask R-CNN build costs seconds)."""
+    from mmdwnet.registry import MODELS
     path = str(reference_dir / f'{case}.pth')
     io = _io(reference_dir, case)
     cfg = narrow_config(repo_root, case)
-
-    detector = init_detector(cfg, path, device='cpu')  # the toolbox API, backbone-only file
-    with torch.no_grad():
-        assert max_diff(detector.backbone(io['input']), io['output']) <= TOL
-    if case == 'det_dwnet_narrow':  # (one case: each Cascade Mask R-CNN build costs seconds)
-        whole = _whole_mmdet2_file(tmp_path, _official(reference_dir, case), detector)
-        assert_same_weights(init_model(cfg, whole), detector)
-    from mmdwnet.registry import MODELS
+    backbones = []
     for prefix in ('backbone.', None):
-        backbone_cfg = _with_pretrained(cfg, path, prefix).model.backbone
-        backbone = MODELS.build(backbone_cfg)
+        backbone = MODELS.build(_with_pretrained(cfg, path, prefix).model.backbone)
         backbone.init_weights()
-        assert_same_weights(backbone, detector, 'backbone.')
-    if case == 'det_dwnet_narrow':  # the same backbone file in a segmentor
-        from mmseg.apis import init_model as init_segmentor
-        segmentor = init_segmentor(narrow_config(repo_root, 'seg_dwnet_narrow'), path,
-                                   device='cpu')
-        assert_same_weights(segmentor.backbone, detector, 'backbone.')
+        backbones.append(backbone.eval())
+    with torch.no_grad():
+        assert max_diff(backbones[0](io['input']), io['output']) <= TOL
+    assert_same_weights(backbones[1], backbones[0])
+    if case != 'det_dwnet_narrow':
+        return
+    from mmdet.apis import init_detector
+    from mmseg.apis import init_model as init_segmentor
+    detector = init_detector(cfg, path, device='cpu')  # the toolbox API, backbone-only file
+    assert_same_weights(detector.backbone, backbones[0])
+    whole = _whole_mmdet2_file(tmp_path, _official(reference_dir, case), detector)
+    assert_same_weights(init_model(cfg, whole), detector)
+    loaded = build(cfg)
+    with strict_loading():
+        load_checkpoint(loaded, whole, map_location='cpu', strict=True)
+    assert_same_weights(loaded, detector)
+    segmentor = init_segmentor(narrow_config(repo_root, 'seg_dwnet_narrow'), path, device='cpu')
+    assert_same_weights(segmentor.backbone, backbones[0])
 
 
 # ---------------------------------------------------------------- what must raise
