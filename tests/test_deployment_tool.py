@@ -57,6 +57,9 @@ def test_cli_exports_classifier_and_refuses_to_overwrite(tiny, tmp_path):
                          env=dict(os.environ, PYTHONWARNINGS='ignore'))
     assert res.returncode == 0, res.stdout + res.stderr
     assert 'max abs diff' in res.stdout and out.is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary new file's mode
 
     # the written graph: the classifier's scores for any batch, equal to PyTorch
     sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])

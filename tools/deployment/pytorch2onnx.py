@@ -148,6 +148,9 @@ def write_atomically(data, path, force):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a new file's mode
         if force:
             os.replace(tmp, path)
         else:
