@@ -230,3 +230,26 @@ def test_small_ddwnet_torchscript_export_with_dynamic_batch():
         with torch.no_grad():
             ref = model(inp)[0].numpy()
         assert np.abs(got[0] - ref).max() <= TOL
+
+
+class _Aggregate(nn.Module):
+    """local_aggregate with weights generated from the input (the I-D-DW pattern, no params)."""
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        return ops.local_aggregate(x, x[:, :2].repeat(1, 9, 1, 1).view(n, 2, 3, 3, h, w))
+
+
+def test_onnx_of_an_exported_program_refuses_custom_ops_then_decomposes():
+    """An ExportedProgram keeps the mmdwnet nodes; the ONNX exporter refuses them (no silent
+    graph) and exports them after run_decompositions(decompositions())."""
+    pytest.importorskip('onnxscript', reason='torch.onnx.export(dynamo=True) needs onnxscript')
+    x, x2 = torch.randn(2, 4, 6, 7), torch.randn(2, 4, 6, 7)
+    program = torch.export.export(_Aggregate(), (x, ))
+    with pytest.raises(Exception, match='mmdwnet'):
+        torch.onnx.export(program, dynamo=True, verbose=False)
+    onnx_program = torch.onnx.export(program.run_decompositions(export.decompositions()),
+                                     dynamo=True, verbose=False)
+    (got, ), (got2, ) = _run_onnx(onnx_program.model_proto.SerializeToString(), (x, x2))
+    torch.testing.assert_close(torch.from_numpy(got), _Aggregate()(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(got2), _Aggregate()(x2), rtol=1e-5, atol=1e-5)
