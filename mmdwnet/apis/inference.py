@@ -40,13 +40,25 @@ def _build_bare(cfg, checkpoint, device):
     return model.to(device)
 
 
+def _is_task_model(cfg, scope):
+    """Whether ``cfg.model`` is a whole task model (a ``BaseModel``: classifier, detector,
+    segmentor) that the toolbox's builder expects, rather than a part (a backbone alone)."""
+    from mmengine.model import BaseModel
+    model_type = cfg.model.get('type')
+    if not isinstance(model_type, str):
+        return isinstance(model_type, type) and issubclass(model_type, BaseModel)
+    with ROOT_MODELS.switch_scope_and_registry(scope) as registry:
+        cls = registry.get(model_type)
+    return cls is not None and issubclass(cls, BaseModel)
+
+
 def init_model(config, checkpoint=None, device='cpu', cfg_options=None):
     """Build the model of ``config`` and load ``checkpoint``: what the toolboxes build.
 
     By the config's ``default_scope`` this is ``mmpretrain.get_model(cfg, pretrained=...)``
     (the classifier with the config's top-level ``data_preprocessor``: mean/std, BGR->RGB),
     ``mmdet.apis.init_detector`` or ``mmseg.apis.init_model``; a config without a scope (a
-    backbone alone) is built from mmengine's root registry.  ``checkpoint`` may be an mmdwnet
+    backbone alone, or a part such as a backbone in any scope) is built from mmengine's registry.  ``checkpoint`` may be an mmdwnet
     checkpoint or an official DemystifyLocalViT / Swin file, local or URL: official layouts are
     converted on load (:mod:`mmdwnet.converters.loading`).  The load is strict
     (:func:`~mmdwnet.converters.loading.strict_loading`): a checkpoint of another architecture,
@@ -69,7 +81,10 @@ def init_model(config, checkpoint=None, device='cpu', cfg_options=None):
 
     scope = cfg.get('default_scope', None)
     with strict_loading(), explain_unknown_types():
-        if scope == 'mmpretrain':
+        if scope is not None and not _is_task_model(cfg, scope):
+            with ROOT_MODELS.switch_scope_and_registry(scope):
+                model = _build_bare(cfg, checkpoint, device)
+        elif scope == 'mmpretrain':
             from mmpretrain import get_model
             model = get_model(cfg, pretrained=checkpoint or False, device=device)
         elif scope == 'mmdet':
