@@ -32,6 +32,8 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 # Runtime pins (numpy<2, setuptools, matplotlib, the stack) for every pip call; users pass the
 # same file to their own installs: pip install -c requirements/constraints.txt PACKAGE
 CONSTRAINTS=(-c "$ROOT/requirements/constraints.txt")
+# mmdwnet is installed in setuptools' legacy editable mode (an egg-link to the checkout), where
+# openmim finds it (`mim list`, `mim train mmdwnet`); see requirements/constraints.txt.
 
 # ---- fast path: everything already there -------------------------------------------------------
 if "$PY" - "$ROOT/requirements/constraints.txt" <<'PYEOF' 2>/dev/null; then
@@ -54,7 +56,7 @@ for extra in ('ftfy', 'regex', 'mim', 'matplotlib', 'skimage', 'sklearn', 'pycoc
     __import__(extra)
 PYEOF
   step "stack already installed in $VENV; (re)installing mmdwnet in editable mode"
-  "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
+  SETUPTOOLS_ENABLE_FEATURES=legacy-editable "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
   "$PY" -c 'import mmdwnet; print("mmdwnet", mmdwnet.__version__, "ready in", __import__("sys").prefix)'
   "$PY" -c 'from mmdwnet.ops.backends import cpu as k; print("mmdwnet CPU kernels:", k.build(verbose=True) or "not built, pure-PyTorch ops")'
   exit 0
@@ -107,6 +109,6 @@ step "3/4 check that the compiled mmcv ops load"
   || die "mmcv imported without its compiled ops; remove $WHEEL_DIR and run make install again"
 
 step "4/4 mmdwnet (editable)"
-"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
+SETUPTOOLS_ENABLE_FEATURES=legacy-editable "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT"
 "$PY" -c 'import mmdwnet; print("mmdwnet", mmdwnet.__version__, "installed in", __import__("sys").prefix)'
 "$PY" -c 'from mmdwnet.ops.backends import cpu as k; print("mmdwnet CPU kernels:", k.build(verbose=True) or "not built, pure-PyTorch ops")'
