@@ -63,11 +63,14 @@ def test_compiled_training_equals_eager_training(tmp_path):
     assert {'paramwise_cfg', 'optimizer'} <= set(Config.fromfile(str(DIGITS)).optim_wrapper)
     eager = train(config(tmp_path, data, 'eager'))
     torch._dynamo.reset()
+    from torch._dynamo.utils import counters
+    counters.clear()
     # aot_eager: TorchDynamo + AOTAutograd (the graph capture that failed on the optimizer),
     # without inductor's C++ compilation
     compiled = train(config(tmp_path, data, 'compiled', dict(backend='aot_eager')))
     hook, = [h for h in compiled.hooks if isinstance(h, CompileModulesHook)]
     assert hook.compiled == ['backbone']
+    assert counters['stats']['unique_graphs'] >= 1  # TorchDynamo captured the backbone
     assert compiled.model.backbone._compiled_call_impl is not None  # nn.Module.compile
     assert compiled.cfg.get('compile') is None  # mmengine's whole-train_step compile is off
     assert compiled.iter == eager.iter == 2
