@@ -14,7 +14,8 @@ pytest.importorskip('onnx', reason='needs `pip install mmdwnet[deploy]`')
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'deployment' / 'pytorch2onnx.py'
-BASE = ROOT / 'configs' / 'classification' / 'digits' / 'i-dynamic-dwnet-nano_1xb64-10e_digits-32px.py'
+BASE = (ROOT / 'configs' / 'classification' / 'digits'
+        / 'i-dynamic-dwnet-nano_1xb64-10e_digits-32px.py')
 
 
 def _load_tool():

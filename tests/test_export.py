@@ -45,7 +45,8 @@ class AllPresets(nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.backbones = nn.ModuleList(
-            getattr(presets, name)(arch=dict(ARCH, depths=[DEPTH.get(name, 1)]), out_indices=(0, ), drop_path_rate=0.,
+            getattr(presets, name)(arch=dict(ARCH, depths=[DEPTH.get(name, 1)]),
+                                   out_indices=(0, ), drop_path_rate=0.,
                                    img_size=size, pad_to_window=pad_to_window,
                                    mixer=dict(kernel_size=KERNEL[name]) if name in KERNEL else None)
             for name in PRESETS)
@@ -206,8 +207,8 @@ def test_pointwise_and_dynamic_depthwise_decompositions(k):
                      for i in range(n)])  # one ordinary depth-wise conv per image
     torch.testing.assert_close(export.dynamic_depthwise_conv2d(x, ddw, cbias), ref,
                                rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(export.dynamic_depthwise_conv2d(x, ddw), ref - cbias.view(1, -1, 1, 1),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(export.dynamic_depthwise_conv2d(x, ddw),
+                               ref - cbias.view(1, -1, 1, 1), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(export.dynamic_depthwise_conv2d(x, ddw, cbias),
                                ops.dynamic_depthwise_conv2d(x, ddw, cbias), rtol=1e-5, atol=1e-5)
 

@@ -7,8 +7,8 @@ Every decomposition is a loop over the ``k x k`` offsets of the window: zero-pad
 (``(k - 1) // 2`` before, ``k // 2`` after, so even kernel sizes work too), take the shifted
 ``(H, W)`` slice of each offset and multiply-add it with that offset's weight.  Only ``Pad``,
 ``Slice``, ``Mul``, ``Add``, ``ReduceSum``, ``Reshape`` and ``Concat`` (and one 1x1 ``Conv`` with
-a static weight) reach the graph, all of which take symbolic batch and spatial sizes, so an
-exported model accepts any batch and image size (``--dynamic``).  In particular the dynamic
+a static weight) reach the graph, all of which take symbolic batch and spatial sizes: the
+decompositions never fix the batch or the image size of a graph.  In particular the dynamic
 depth-wise conv is *not* a grouped convolution over the batch folded into channels (the eager
 form): ONNX ``Conv`` needs a static ``group`` and a kernel of known shape, which is why the
 TorchScript exporter used to fail on it ("convolution for kernel of unknown shape").
@@ -21,11 +21,10 @@ Which exporter sees what (:func:`exporting`):
   runtimes implement; a custom-domain node ``mmdwnet::local_aggregate`` would load in no runtime,
   and the old ``prim::PythonOp`` route froze the kernels' result for the example input into a
   constant.  The decomposition gives a graph that onnxruntime runs, equal to eager.
-* ``torch.export.export`` alone: the registered ``torch.ops.mmdwnet`` operators stay in the
-  graph as single nodes (their fake implementations give the shapes), so an
-  :class:`~torch.export.ExportedProgram` runs the same fast kernels as eager; if those
-  operators are not registered (ops still autograd Functions over ctypes kernels, which fake
-  tensors cannot run), the decompositions are used instead.  To turn such a program into
+* ``torch.export.export`` alone: the ``torch.ops.mmdwnet`` operators stay in the graph as
+  single nodes (their fake implementations give the shapes), so an
+  :class:`~torch.export.ExportedProgram` runs the same fast kernels as eager.  To turn such a
+  program into
   standard ops (e.g. to hand it to ``torch.onnx.export``, which cannot translate
   ``mmdwnet::`` nodes and says so), run ``program.run_decompositions(decompositions())``.
 """
@@ -35,32 +34,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['exporting', 'decompositions', 'local_aggregate', 'local_aggregate_pointwise', 'local_correlate',
-           'dynamic_depthwise_conv2d']
+__all__ = ['exporting', 'decompositions', 'local_aggregate', 'local_aggregate_pointwise',
+           'local_correlate', 'dynamic_depthwise_conv2d']
 
 _OPS = ('local_aggregate', 'local_aggregate_pointwise', 'local_correlate',
         'dynamic_depthwise_conv2d')
 
 
-def _library_ops_registered() -> bool:
-    """Whether every mmdwnet op is a registered ``torch.ops.mmdwnet`` operator."""
-    try:
-        return all(hasattr(torch.ops.mmdwnet, name) for name in _OPS)
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def exporting() -> bool:
-    """True while an exporter that needs standard ops traces the model.
-
-    That is any ONNX export (``torch.onnx.is_in_onnx_export()``, set by both the TorchScript
-    and the dynamo exporter), and ``torch.export`` when the ops are not registered
-    ``torch.library`` operators (see the module docstring).
-    """
-    if torch.onnx.is_in_onnx_export():
-        return True
-    is_exporting = getattr(torch.compiler, 'is_exporting', None)
-    return bool(is_exporting is not None and is_exporting() and not _library_ops_registered())
+    """True while an ONNX exporter traces the model: ``torch.onnx.is_in_onnx_export()``, set
+    by both the TorchScript and the dynamo exporter (``torch.export`` alone keeps the operators,
+    see the module docstring)."""
+    return bool(torch.onnx.is_in_onnx_export())
 
 
 def decompositions() -> Dict[torch._ops.OpOverload, Callable]:
@@ -69,13 +54,8 @@ def decompositions() -> Dict[torch._ops.OpOverload, Callable]:
     Maps every ``torch.ops.mmdwnet`` operator to its standard-op form below, e.g.
     ``torch.onnx.export(program.run_decompositions(decompositions()))``.  Merge it into
     ``torch.export.default_decompositions()`` to lower the rest of the program to core ATen too.
-
-    Raises:
-        RuntimeError: the ops are not registered ``torch.library`` operators.
     """
-    if not _library_ops_registered():
-        raise RuntimeError('the mmdwnet ops are not registered as torch.ops.mmdwnet operators '
-                           '(import mmdwnet.ops first); nothing to decompose')
+    from . import library  # noqa: F401  (defines the torch.ops.mmdwnet operators)
     return {getattr(torch.ops.mmdwnet, name).default: globals()[name] for name in _OPS}
 
 
