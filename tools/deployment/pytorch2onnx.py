@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 import torch
 import torch.nn as nn
+from mmengine.config import DictAction
 
 EXPORTERS = ('dynamo', 'torchscript')
 
@@ -54,7 +55,7 @@ def parse_args(argv=None):
                         help='export only the backbone of a classifier')
     parser.add_argument('--tolerance', type=float, default=1e-4,
                         help='largest accepted |onnxruntime - PyTorch| (default: 1e-4)')
-    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries, e.g. model.backbone.arch=small')
     args = parser.parse_args(argv)
     if min(args.shape) < 1:
@@ -76,14 +77,6 @@ class _Outputs(nn.Module):
         return tuple(out) if isinstance(out, (tuple, list)) else (out, )
 
 
-def _cfg_options(pairs):
-    from mmengine.config import DictAction
-    action = DictAction(option_strings=['--cfg-options'], dest='cfg_options')
-    namespace = argparse.Namespace()
-    action(None, namespace, pairs)
-    return namespace.cfg_options
-
-
 def build_network(args):
     """(module to export, what it is) for the config and checkpoint of ``args``."""
     from mmdwnet.apis import init_model
@@ -93,8 +86,7 @@ def build_network(args):
     elif '://' not in checkpoint and not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint {checkpoint} does not exist (give a file, a URL '
                                 "or 'none')")
-    model = init_model(args.config, checkpoint, device='cpu',
-                       cfg_options=_cfg_options(args.cfg_options) if args.cfg_options else None)
+    model = init_model(args.config, checkpoint, device='cpu', cfg_options=args.cfg_options)
     scope = model.cfg.get('default_scope', None)
     if scope == 'mmpretrain' and not args.backbone_only:
         return _Outputs(model, classifier=True).eval(), 'classifier'
@@ -110,9 +102,12 @@ def export_onnx(net, example, exporter, dynamic, opset=None):
     """Serialized ONNX model of ``net`` traced at ``example``."""
     if exporter == 'torchscript':
         f = io.BytesIO()
-        torch.onnx.export(net, (example, ), f, dynamo=False, opset_version=opset or 17,
-                          input_names=['input'],
-                          dynamic_axes={'input': {0: 'batch'}} if dynamic else None)
+        with warnings.catch_warnings():
+            # size-dependent paddings traced as constants: expected, the image size is fixed
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            torch.onnx.export(net, (example, ), f, dynamo=False, opset_version=opset or 17,
+                              input_names=['input'],
+                              dynamic_axes={'input': {0: 'batch'}} if dynamic else None)
         return f.getvalue()
     dynamic_shapes = ({0: torch.export.Dim('batch', min=1, max=1024)}, ) if dynamic else None
     program = torch.onnx.export(net, (example, ), dynamo=True, opset_version=opset,
