@@ -73,7 +73,7 @@ def test_ops_in_pure_bfloat16(backend):
 
 
 # windowed mixers: windows that fit the 4x4 .. 1x1 maps of a 32-pixel input
-MIXER = dict(SwinNet=dict(window_size=2), LocalMLPNet=dict(window_size=1))
+MIXER = dict(SwinNet=dict(window_size=1), LocalMLPNet=dict(window_size=1))
 
 
 def _build(preset):
