@@ -75,7 +75,7 @@ def measure(config, args):
     models = {'eager': eager, 'compiled': compiled}
     gen = torch.Generator().manual_seed(0)
     inputs = torch.randn(args.batch, 3, args.img_size, args.img_size, generator=gen)
-    labels = torch.randint(0, 1000, (args.batch, ), generator=gen)
+    labels = torch.randint(0, eager.head.num_classes, (args.batch, ), generator=gen)
     samples = [DataSample().set_gt_label(int(label)) for label in labels]
     first, times = {}, {k: [] for k in models}
     for name in models:  # warm-up; the compiled model's first step compiles
