@@ -1,7 +1,7 @@
 """torch.compile / torch.export see through the mmdwnet ops (issue 19.4): every preset exports
-with torch.export (the ops stay single mmdwnet:: nodes, shapes from their fake impls), compiles
-with fullgraph=True in eval mode, and trains compiled with dynamic shapes (forward + backward,
-optimiser steps) with losses equal to eager.
+with torch.export (the ops stay single mmdwnet:: nodes, shapes from their fake impls); the
+presets built on the ops compile with fullgraph=True in eval mode and train compiled with dynamic
+shapes (forward + backward, optimiser steps) with losses equal to eager.
 
 Compilation uses the ``aot_eager`` backend (dynamo + fake tensors + AOT autograd with symbolic
 shapes: everything the ops must support) because inductor's C++ code generation takes minutes
@@ -16,6 +16,9 @@ pytestmark = pytest.mark.slow  # tracing and compiling: 10-30 s per model on a s
 
 TINY = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])
 PRESETS = ['DWNet', 'DynamicDWNet', 'IDynamicDWNet', 'SwinNet', 'SlidingWindowNet', 'LocalMLPNet']
+# compiled here: the presets built on the mmdwnet ops (the others compiled the same way once,
+# taking 2-5 minutes each on this shared 2-core machine; tests/test_amp.py runs them eagerly)
+OP_PRESETS = ['DynamicDWNet', 'IDynamicDWNet', 'SlidingWindowNet']
 MIXER = dict(SwinNet=dict(window_size=1), LocalMLPNet=dict(window_size=1))
 
 
@@ -47,10 +50,11 @@ def test_export_and_fullgraph_eval(preset):
     x2 = torch.randn(2, 3, 32, 32)  # not a constant graph
     with torch.no_grad():
         assert _close(program.module()(x2), model(x2))
-        assert _close(torch.compile(model, fullgraph=True, backend='aot_eager')(x), ref)
+        if preset in OP_PRESETS:
+            assert _close(torch.compile(model, fullgraph=True, backend='aot_eager')(x), ref)
 
 
-@pytest.mark.parametrize('preset', PRESETS)
+@pytest.mark.parametrize('preset', OP_PRESETS)
 def test_compiled_dynamic_training_equals_eager(preset):
     torch._dynamo.reset()
     eager, compiled = _build(preset).train(), _build(preset).train()
