@@ -345,8 +345,8 @@ def render(metafiles, tables_path, out):
         'Convolution"), ' + (f'read from `{_shown_path(tables_path)}`' if tables is not None else
                               'read from the metafiles\' `Results` (paper tables file not found)')
         + '. They were not reproduced by training with mmdwnet.',
-        '* **Official weights**: checkpoints released by the authors; convert them with '
-        '`tools/model_converters/official2mmdwnet.py`.',
+        '* **Official weights**: checkpoints released by the authors; they load as released '
+        '(`tools/test.py CONFIG WEIGHTS`, `load_from`, `init_cfg`: converted on load).',
         '',
     ]
     for metafile in metafiles:

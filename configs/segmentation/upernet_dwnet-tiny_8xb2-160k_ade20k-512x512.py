@@ -9,8 +9,8 @@ default_scope = 'mmseg'
 custom_imports = dict(imports=['mmdwnet'], allow_failed_imports=False)
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)
-# ImageNet-1K weights: the official classification checkpoint (dwnet_tiny_224.pth) converted with
-# `python tools/model_converters/official2mmdwnet.py dwnet_tiny_224.pth <checkpoint_file>`.
+# ImageNet-1K weights: the official classification checkpoint (dwnet_tiny_224.pth) loads as released
+# (converted on load), as does an mmdwnet checkpoint.
 checkpoint_file = 'checkpoints/dwnet-tiny_in1k.pth'
 # The heads (UPerHead in_channels [96, 192, 384, 768], FCNHead in_index=2, 150 classes, SyncBN)
 # and the 512x512 data preprocessor are the base's.

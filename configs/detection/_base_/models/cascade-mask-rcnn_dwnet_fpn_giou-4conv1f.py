@@ -6,8 +6,8 @@ _base_ = 'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py'
 
 custom_imports = dict(imports=['mmdwnet'], allow_failed_imports=False)
 
-# An mmdwnet ImageNet checkpoint (tools/train.py on configs/classification, or an
-# official one converted by tools/model_converters/official2mmdwnet.py).
+# An ImageNet checkpoint: mmdwnet's (tools/train.py on configs/classification) or an official
+# one as released (converted on load).
 pretrained = 'checkpoints/dwnet-tiny_in1k.pth'
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)  # BN when not distributed
