@@ -45,8 +45,7 @@ def config(tmp_path, data_root, name, compile_cfg=None):
     cfg.work_dir = str(tmp_path / name)
     cfg.experiment_name = f'compile_{name}'
     if compile_cfg is not None:
-        cfg.compile = compile_cfg
-        cfg.custom_hooks = [dict(type='CompileModulesHook')]
+        cfg.compile = compile_cfg  # all it takes: the default runtime lists CompileModulesHook
     return cfg
 
 
@@ -62,6 +61,9 @@ def test_compiled_training_equals_eager_training(tmp_path):
     data = write_folder(tmp_path / 'data')
     assert {'paramwise_cfg', 'optimizer'} <= set(Config.fromfile(str(DIGITS)).optim_wrapper)
     eager = train(config(tmp_path, data, 'eager'))
+    hook, = [h for h in eager.hooks if isinstance(h, CompileModulesHook)]
+    assert hook.compiled == []  # in the default runtime, idle unless `compile` is set
+    assert getattr(eager.model.backbone, '_compiled_call_impl', None) is None
     torch._dynamo.reset()
     from torch._dynamo.utils import counters
     counters.clear()

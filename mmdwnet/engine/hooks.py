@@ -17,7 +17,10 @@ class CompileModulesHook(Hook):
     ``modules`` of the model in place instead (``nn.Module.compile``: the same parameters and
     state-dict keys, so the optimizer, checkpoints and resuming are unchanged) and turns the
     runner's whole-step compilation off. The config's ``compile`` (True or a dict of
-    ``torch.compile`` options) is honoured::
+    ``torch.compile`` options) is honoured; the hook acts only when it is set (or
+    ``compile_cfg`` is given). mmdwnet's classification runtime (``_base_/default_runtime.py``)
+    lists the hook, so ``compile = True`` (or ``--cfg-options compile=True``) is all a config
+    needs; configs that replace ``custom_hooks`` add it themselves::
 
         compile = True                       # or dict(mode='max-autotune', ...)
         custom_hooks = [dict(type='CompileModulesHook')]   # compiles model.backbone
@@ -54,6 +57,9 @@ class CompileModulesHook(Hook):
         return options
 
     def before_run(self, runner) -> None:
+        requested = runner.cfg.get('compile', None)
+        if not requested and not self.compile_cfg:
+            return  # compile not asked for: the hook (in every default runtime) does nothing
         options = self._options(runner)
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         for name in self.modules:

@@ -12,8 +12,10 @@ default_hooks = dict(
     visualization=dict(type='VisualizationHook', enable=False),
 )
 
-# EMA is off, as in the paper (add ``custom_hooks = [dict(type='EMAHook')]`` to try it)
-custom_hooks = []
+# ``compile = True`` compiles the backbone and keeps the optimizer step eager
+# (mmdwnet.engine.CompileModulesHook; it does nothing unless ``compile`` is set). EMA is off, as
+# in the paper (append ``dict(type='EMAHook')`` to try it).
+custom_hooks = [dict(type='CompileModulesHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,
