@@ -71,8 +71,11 @@ def test_bad_epochs_is_refused_before_anything_runs():
 def test_make_targets_create_the_environment_first(tmp_path):
     venv = tmp_path / 'fresh-venv'
     for target, command in (('demo', 'demo/digits_demo.py --epochs 3'), ('test', '-m pytest')):
-        proc = subprocess.run(['make', '-n', target, f'VENV={venv}', 'DEMO_EPOCHS=3'], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
+        # --no-print-directory: under `make test` (CI) this make is nested and would print
+        # "Entering directory" lines around the commands
+        proc = subprocess.run(['make', '--no-print-directory', '-n', target, f'VENV={venv}',
+                               'DEMO_EPOCHS=3'], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
         assert proc.returncode == 0, proc.stderr
         lines = proc.stdout.splitlines()
         assert lines[0] == f'bash tools/install.sh {venv}', lines  # install first ...
