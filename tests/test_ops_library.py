@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import mmdwnet  # noqa: F401  (registers the FLOP handles)
 from mmdwnet.ops import (dynamic_depthwise_conv2d, local_aggregate, local_aggregate_pointwise,
                          local_correlate)
+from mmdwnet.ops import backends
 from mmdwnet.ops.backends import cpu, reference
 from mmdwnet.ops.backends.reference import local_aggregate_loop
 from mmdwnet.ops.switches import use_ops_backend
@@ -202,6 +203,13 @@ def test_backend_selection_and_errors(monkeypatch):
     monkeypatch.delenv('TRITON_INTERPRET', raising=False)
     with use_ops_backend('triton'), pytest.raises(RuntimeError, match='TRITON_INTERPRET=1'):
         local_aggregate(x, torch.zeros(1, 1, 3, 3, 3, 3))
+    # set after Triton was imported, the variable does not switch the interpreter on: still an
+    # error, never a silent run on the reference backend
+    triton_backend = backends.get('triton')
+    if triton_backend is not None and not triton_backend.interpreting():
+        monkeypatch.setenv('TRITON_INTERPRET', '1')
+        with use_ops_backend('triton'), pytest.raises(RuntimeError, match='before Python starts'):
+            local_aggregate(x, torch.zeros(1, 1, 3, 3, 3, 3))
     with pytest.raises(ValueError, match='kernel_size must be an int >= 1'):
         local_aggregate_pointwise(x, x, torch.zeros(0, 2, 1, 1), None, 1, 0)
     with pytest.raises(ValueError, match='bias'):

@@ -21,7 +21,6 @@ Kernel sizes may be odd or even: outputs keep the input size, with zero padding
 ``padding='same'``.
 """
 import importlib
-import os
 from types import ModuleType
 from typing import Optional, Protocol, Tuple
 
@@ -106,11 +105,15 @@ def select(*tensors: Tensor) -> ModuleType:
         return reference
     if name == 'torch':
         return reference
-    if name == 'triton' and device == 'cpu' and os.environ.get('TRITON_INTERPRET') != '1':
-        raise RuntimeError('MMDWNET_OPS_BACKEND=triton runs CPU tensors only in the Triton '
-                           'interpreter: set TRITON_INTERPRET=1, move the tensors to CUDA, or '
-                           'choose another backend (auto, torch, cpu)')
     backend = get(name)
+    # The Triton backend's own test of the interpreter (TRITON_INTERPRET=1 must have been set
+    # before Triton was imported; setting it later changes nothing), not the variable itself.
+    if name == 'triton' and device == 'cpu' and backend is not None \
+            and not backend.interpreting():
+        raise RuntimeError('MMDWNET_OPS_BACKEND=triton runs CPU tensors only in the Triton '
+                           'interpreter: set TRITON_INTERPRET=1 before Python starts (Triton '
+                           'reads it when imported), move the tensors to CUDA, or choose '
+                           'another backend (auto, torch, cpu)')
     if backend is None or not backend.available():
         raise RuntimeError(f'MMDWNET_OPS_BACKEND={name} was requested but that backend is not '
                            'available here' + (' (Triton is not installed)' if backend is None
