@@ -146,6 +146,17 @@ def test_get_flops_counts_at_the_config_size_and_shape_overrides(tmp_path, capsy
     at_768 = json.loads((tmp_path / 'g.json').read_text())['flops']
     assert 'input: 3x768x768' in capsys.readouterr().out
     assert 3.5 < at_768 / at_384 < 4.5  # about (768 / 384)^2
+    # --convention modules: the attention products (q @ k^T, attn @ v: 2 x tokens x window^2 x
+    # channels per block at 384 with window 12) are not counted
+    assert tool['main']([str(path), '--convention', 'modules', '--json',
+                         str(tmp_path / 'm.json')]) == 0
+    assert 'modules convention' in capsys.readouterr().out
+    result = json.loads((tmp_path / 'm.json').read_text())
+    products = sum(2 * (96 // 2**i)**2 * 144 * 16 * 2**i for i in range(4))
+    assert result['convention'] == 'modules' and at_384 - result['flops'] == products
+    with pytest.raises(SystemExit):
+        tool['main']([str(path), '--convention', 'jit'])
+    assert "invalid choice: 'jit'" in capsys.readouterr().err
 
 
 def test_update_cli_errors_name_the_problem(mz, tmp_path, capsys):

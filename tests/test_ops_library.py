@@ -176,6 +176,15 @@ def test_one_traced_node_per_op_with_flops():
     assert flops['local_correlate'] == n * c * h * w * 9
     assert flops['local_aggregate_pointwise'] == n * h * w * 3 * 18 + n * c * h * w * 9
     assert flops['dynamic_depthwise_conv2d'] == n * c * h * w * 25
+    # the 'modules' convention (what a module-hook counter sees) leaves out the products of two
+    # activations and keeps only the pointwise op's 1x1 conv
+    from mmdwnet.analysis import flop_analyzer
+    modules = flop_analyzer(Net(), inputs, 'modules').by_operator()
+    assert modules['local_aggregate_pointwise'] == n * h * w * 3 * 18
+    assert modules['local_aggregate'] == modules['local_correlate'] == 0
+    assert modules['dynamic_depthwise_conv2d'] == 0
+    with pytest.raises(ValueError, match=r"unknown FLOP counting convention 'jit'.*'modules'"):
+        flop_analyzer(Net(), inputs, 'jit')
 
 
 @pytest.mark.parametrize('preset', ['IDynamicDWNet', 'DynamicDWNet', 'SlidingWindowNet'])

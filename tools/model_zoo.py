@@ -86,6 +86,12 @@ SECTION_TITLES = {
     'coco_cascade_mask_rcnn_3x': 'Table 3: Cascade Mask R-CNN, 3x schedule',
     'ade20k_upernet_160k': 'Table 3: UPerNet, 160k iterations',
 }
+# section -> a note under its heading, where a paper figure needs reading
+SECTION_NOTES = {
+    'other_architectures_table13':
+    "The paper's SVT-S row is Twins' own, counted without the attention products: "
+    '`get_flops.py --convention modules` gives 2.82G (see docs/models.md).',
+}
 TASK_TITLES = {
     'classification': 'ImageNet-1k classification',
     'detection': 'COCO object detection and instance segmentation',
@@ -293,6 +299,8 @@ def render_task(task, metafile, tables, relto):
     for section, group in groups.items():
         if len(groups) > 1:
             lines += [f'### {SECTION_TITLES.get(section, section or "Other models")}', '']
+        if section in SECTION_NOTES:
+            lines += [SECTION_NOTES[section], '']
         lines += _table(group, metric_fields, relto) + ['']
     return lines
 

@@ -16,6 +16,18 @@ appear as ``mmdwnet::<op>`` nodes.  Their rules (:data:`OP_HANDLES`):
 :func:`register_handles` installs them into mmengine's default handle table when
 ``mmdwnet`` is imported, so ``mmengine.analysis.get_model_complexity_info`` and the toolboxes'
 ``get_flops`` tools count mmdwnet models as ``tools/analysis_tools/get_flops.py`` does.
+
+Two counting conventions (:data:`CONVENTIONS`), because published FLOPs use both:
+
+* ``'all'`` (the default, and every figure mmdwnet reports unless it says otherwise): every
+  product in the traced graph, the attention products (``q @ k^T``, ``attn @ v``) and the
+  dynamic kernels' aggregations included -- as the official code's ``flops()`` methods count
+  (Swin-T 4.49G, DWNet-T 3.74G, I-D-DWNet-T 4.39G in ``paper_tables.yaml``);
+* ``'modules'``: only layers a module-hook counter sees (convolutions, linear layers, norms,
+  pooling: ptflops and mmcv 1.x's ``get_model_complexity_info``, with which mmcls 0.x's
+  ``get_flops`` counted); the products of two activations (:data:`FUNCTIONAL_PRODUCTS`) are
+  not counted.  Twins' model zoo and mmpretrain's metafile
+  report Twins-SVT-S this way (2.8G / 2.82G), and Table 13 copies that row.
 """
 from functools import reduce
 from operator import mul
@@ -39,12 +51,23 @@ def _correlate_flops(inputs, outputs):
     return _numel(get_shape(inputs[0])) * get_shape(outputs[0])[2]**2
 
 
-def _pointwise_flops(inputs, outputs):
-    """local_aggregate_pointwise(x, feat, weight (G*k*k, R, 1, 1), bias, G, k)."""
+def _uncounted(inputs, outputs):
+    """An op the convention does not count."""
+    return 0
+
+
+def _pointwise_conv_flops(inputs, outputs):
+    """local_aggregate_pointwise's 1x1 conv making the kernels (a Conv2d layer in the official
+    code; all the 'modules' convention counts of the op): N*H*W*R*G*k*k."""
     x, feat, weight = (get_shape(v) for v in inputs[:3])
-    n, c, h, w = x
-    kk = weight[0] // inputs[4].toIValue()
-    return n * h * w * feat[1] * weight[0] + n * c * h * w * kk
+    return x[0] * x[2] * x[3] * feat[1] * weight[0]
+
+
+def _pointwise_flops(inputs, outputs):
+    """local_aggregate_pointwise(x, feat, weight (G*k*k, R, 1, 1), bias, G, k): the 1x1 conv
+    plus the aggregation, N*C*H*W*k*k."""
+    kk = get_shape(inputs[2])[0] // inputs[4].toIValue()
+    return _pointwise_conv_flops(inputs, outputs) + _numel(get_shape(inputs[0])) * kk
 
 
 def _ddw_flops(inputs, outputs):
@@ -77,6 +100,14 @@ OP_HANDLES = {
 }
 
 
+CONVENTIONS = ('all', 'modules')
+# ops multiplying two activations (attention logits and values, dynamic kernels applied to the
+# input): functional code, invisible to module-hook counters ('modules' convention)
+FUNCTIONAL_PRODUCTS = ('aten::matmul', 'aten::bmm', 'aten::baddbmm', 'aten::einsum',
+                       'aten::scaled_dot_product_attention', 'mmdwnet::local_aggregate',
+                       'mmdwnet::local_correlate', 'mmdwnet::dynamic_depthwise_conv2d')
+
+
 def register_handles() -> None:
     """Add :data:`OP_HANDLES` to mmengine's default FLOP handles (every ``FlopAnalyzer`` and
     ``get_model_complexity_info`` made afterwards uses them)."""
@@ -84,24 +115,39 @@ def register_handles() -> None:
     complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS.update(OP_HANDLES)
 
 
-def flop_analyzer(model, inputs):
-    """``mmengine.analysis.FlopAnalyzer`` for ``model(*inputs)`` with mmdwnet's op handles."""
+def check_convention(convention: str) -> str:
+    """``convention`` if it is one of :data:`CONVENTIONS`, else a ValueError saying which are."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f'unknown FLOP counting convention {convention!r}; use one of '
+                         f'{CONVENTIONS} (see mmdwnet.analysis.complexity)')
+    return convention
+
+
+def flop_analyzer(model, inputs, convention: str = 'all') -> FlopAnalyzer:
+    """``mmengine.analysis.FlopAnalyzer`` for ``model(*inputs)`` with mmdwnet's op handles,
+    counting by ``convention`` (see the module docstring)."""
+    check_convention(convention)
     register_handles()
     analyzer = FlopAnalyzer(model, inputs)
+    if convention == 'modules':
+        # zero handles, not None: mmengine 0.10 only skips None-handled ops it has no handle for
+        analyzer.set_op_handle(**dict.fromkeys(FUNCTIONAL_PRODUCTS, _uncounted))
+        analyzer.set_op_handle('mmdwnet::local_aggregate_pointwise', _pointwise_conv_flops)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     return analyzer
 
 
-def count_flops(model, input_shape=(3, 224, 224), inputs=None):
-    """Total FLOPs (multiply-accumulates) of ``model`` on one input of ``input_shape``."""
+def count_flops(model, input_shape=(3, 224, 224), inputs=None, convention: str = 'all') -> int:
+    """Total FLOPs (multiply-accumulates) of ``model`` on one input of ``input_shape``, counted
+    by ``convention`` (``'all'`` or ``'modules'``, see the module docstring)."""
     if inputs is None:
         inputs = (torch.randn(1, *input_shape), )
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return flop_analyzer(model, inputs).total()
+            return flop_analyzer(model, inputs, convention).total()
     finally:
         model.train(was_training)
 

@@ -105,7 +105,8 @@ def _check(model, shape, mode):
         raise ValueError(f'shape must be (H, W) with both sides >= 32, got {tuple(shape)}')
 
 
-def model_flops(model, shape, mode='dummy', num_proposals=1000, num_mask_rois=100):
+def model_flops(model, shape, mode='dummy', num_proposals=1000, num_mask_rois=100,
+                convention='all'):
     """FLOPs (multiply-accumulates) of an mmdet detector on one random ``3 x H x W`` image.
 
     Args:
@@ -115,6 +116,7 @@ def model_flops(model, shape, mode='dummy', num_proposals=1000, num_mask_rois=10
             ``'tensor'`` (mmdet 3.x ``_forward`` with data samples). See the module docstring.
         num_proposals (int): proposals through the box heads in ``'dummy'`` mode.
         num_mask_rois (int): of those, RoIs through the mask heads in ``'dummy'`` mode.
+        convention (str): ``'all'`` or ``'modules'`` (:mod:`mmdwnet.analysis.complexity`).
 
     Returns:
         int: total FLOPs.
@@ -130,6 +132,6 @@ def model_flops(model, shape, mode='dummy', num_proposals=1000, num_mask_rois=10
     model.eval()
     try:
         with torch.no_grad():
-            return int(flop_analyzer(wrapper, (img, )).total())
+            return int(flop_analyzer(wrapper, (img, ), convention).total())
     finally:
         model.train(was_training)

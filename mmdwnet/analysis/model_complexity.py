@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from mmengine.config import Config
 
-from .complexity import count_flops, count_params
+from .complexity import check_convention, count_flops, count_params
 
 # (H, W) per default scope: detectors and segmentors at the paper's sizes, classifiers' fallback
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmdet': (800, 1280), 'mmseg': (512, 2048)}
@@ -83,17 +83,21 @@ def input_shape(config: Union[str, Config]) -> Tuple[int, int]:
 
 
 def model_complexity(config: Union[str, Config],
-                     shape: Optional[Sequence[int]] = None) -> dict:
+                     shape: Optional[Sequence[int]] = None,
+                     convention: str = 'all') -> dict:
     """Count a config's model.
 
     Args:
         config (str | Config): the config (its default scope picks the counter).
         shape (Sequence[int] | None): (H, W) to count at; None: :func:`input_shape`.
+        convention (str): ``'all'`` (every product, the default) or ``'modules'`` (what a
+            module-hook counter sees), see :mod:`mmdwnet.analysis.complexity`.
 
     Returns:
         dict: ``params``, ``flops`` (multiply-accumulates), ``shape`` (H, W) and ``scope``.
     """
     from mmdwnet.apis import init_model
+    check_convention(convention)
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     scope = cfg.get('default_scope', None)
     if shape is not None:
@@ -104,9 +108,10 @@ def model_complexity(config: Union[str, Config],
         shape = input_shape(cfg)
     model = init_model(cfg)
     if scope in TASK_COUNTERS:
-        flops = importlib.import_module(TASK_COUNTERS[scope]).model_flops(model, shape)
+        flops = importlib.import_module(TASK_COUNTERS[scope]).model_flops(
+            model, shape, convention=convention)
     elif scope == 'mmpretrain':
-        flops = count_flops(_ClsTensor(model), (3, *shape))
+        flops = count_flops(_ClsTensor(model), (3, *shape), convention=convention)
     else:  # a bare backbone
-        flops = count_flops(model, (3, *shape))
+        flops = count_flops(model, (3, *shape), convention=convention)
     return dict(params=count_params(model), flops=flops, shape=shape, scope=scope)

@@ -41,12 +41,13 @@ def _check_shape(shape):
     return h, w
 
 
-def model_flops(model, shape):
+def model_flops(model, shape, convention='all'):
     """Multiply-accumulates of ``model.encode_decode`` on one 3 x H x W image.
 
     Args:
         model (nn.Module): an mmseg segmentor with ``encode_decode`` (e.g. ``EncoderDecoder``).
         shape (tuple[int, int]): input (H, W); the paper's Table 3 uses (512, 2048).
+        convention (str): ``'all'`` or ``'modules'`` (:mod:`mmdwnet.analysis.complexity`).
 
     Returns:
         int: FLOPs (multiply-accumulates) of backbone, neck and decode head.
@@ -62,6 +63,6 @@ def model_flops(model, shape):
     model.eval()
     try:
         with torch.no_grad():
-            return int(flop_analyzer(_EncodeDecode(model), (x, )).total())
+            return int(flop_analyzer(_EncodeDecode(model), (x, ), convention).total())
     finally:
         model.train(was_training)
