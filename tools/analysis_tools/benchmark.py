@@ -41,7 +41,6 @@ import platform
 import re
 import statistics
 import sys
-import tempfile
 import time
 
 import torch
@@ -541,18 +540,11 @@ def notes_lines(out):
 
 
 def write_text(path, lines):
-    """Write ``lines`` to ``path`` atomically (temporary file in the same folder, then
-    ``os.replace``): an interrupted run never leaves a half-written report."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(path), suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write('\n'.join(lines) + '\n')
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write ``lines`` to ``path`` atomically: an interrupted run never leaves a half-written
+    report."""
+    from mmdwnet.utils.fileio import atomic_open
+    with atomic_open(path) as f:
+        f.write('\n'.join(lines) + '\n')
 
 
 def write_report(info, args):

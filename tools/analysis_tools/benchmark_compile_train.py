@@ -118,15 +118,13 @@ def section(rows, args, seconds):
 
 def write_section(path, text):
     """Replace the marked section of ``path`` (or append it); atomic write."""
-    import os
     old = open(path).read() if osp.isfile(path) else ''
     pattern = re.compile(re.escape(BEGIN) + '.*?' + re.escape(END) + r'\n?', re.S)
     new = pattern.sub(lambda _: text, old) if pattern.search(old) else \
         old.rstrip('\n') + ('\n\n' if old else '') + text
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
+    from mmdwnet.utils.fileio import atomic_open
+    with atomic_open(path) as f:
         f.write(new)
-    os.replace(tmp, path)
 
 
 def main(argv=None):

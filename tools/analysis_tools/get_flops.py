@@ -20,6 +20,7 @@ import sys
 import torch
 
 from mmdwnet.analysis.complexity import CONVENTIONS
+from mmdwnet.utils.fileio import atomic_open
 from mmdwnet.analysis.model_complexity import DEFAULT_SHAPES, model_complexity  # noqa: F401
 
 
@@ -44,7 +45,7 @@ def main(argv=None):
     print(f"{args.config}\n  input: 3x{h}x{w}\n  params: {result['params'] / 1e6:.2f} M\n"
           f"  flops:  {result['flops'] / 1e9:.2f} G (multiply-accumulates{counted})")
     if args.json:
-        with open(args.json, 'w') as f:
+        with atomic_open(args.json) as f:
             json.dump(dict(result, config=args.config, convention=args.convention), f, indent=2)
     return 0
 

@@ -26,9 +26,7 @@ layers, Local MLP's per-window ``local_weight``) cannot be resized and raise an 
 The output holds ``state_dict`` and ``meta`` only; use it as ``load_from`` of the target config.
 """
 import argparse
-import os
 import sys
-import tempfile
 
 import torch
 import torch.nn as nn
@@ -36,6 +34,7 @@ import torch.nn.functional as F
 
 import mmdwnet  # noqa: F401  (registers the modules, lets torch.load read mmengine checkpoints)
 from mmdwnet.apis import init_model
+from mmdwnet.utils.fileio import atomic_open
 from mmdwnet.models.mixers.attention import (LocalMLP, ShiftedWindowAttention,
                                              SlidingWindowAttention)
 from mmdwnet.models.mixers.dwconv import (DynamicDWConv2d, IDynamicDWConv2d,
@@ -184,17 +183,10 @@ def load_state_dict(path):
 
 
 def save_atomically(obj, path):
-    """``torch.save`` to a temporary file next to ``path``, then rename it over ``path``: an
-    interrupted run never leaves a truncated checkpoint in place of an existing file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.resize_kernels.', suffix='.tmp', dir=folder)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """``torch.save`` through a temporary file: an interrupted run never leaves a truncated
+    checkpoint in place of an existing file."""
+    with atomic_open(path, 'wb') as f:
+        torch.save(obj, f)
 
 
 def parse_args(argv=None):

@@ -18,16 +18,16 @@ file in the destination folder, then renamed) and an existing file is only repla
 """
 import argparse
 import io
-import os
 import os.path as osp
 import sys
-import tempfile
 import warnings
 
 import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import DictAction
+
+from mmdwnet.utils.fileio import atomic_open
 
 EXPORTERS = ('dynamo', 'torchscript')
 
@@ -133,26 +133,10 @@ def verify(net, model_bytes, inputs):
 
 
 def write_atomically(data, path, force):
-    """Write ``data`` to ``path`` via a temporary file in its folder; never replace an existing
-    file unless ``force`` (the no-replace link is atomic too)."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a new file's mode
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # FileExistsError if someone created it meanwhile
-    finally:
-        if osp.exists(tmp):
-            os.unlink(tmp)
+    """Write ``data`` to ``path`` via a temporary file; never replace an existing file unless
+    ``force`` (FileExistsError, also when it appears during the export)."""
+    with atomic_open(path, 'wb', replace=force) as f:
+        f.write(data)
 
 
 def main(argv=None):
