@@ -7,11 +7,12 @@ DEMO_EPOCHS ?=
 # install when the environment is missing or its recipe changed since.
 ENV_STAMP := $(VENV)/.mmdwnet-installed
 
-.PHONY: install demo test bench bench-compile bench-gpu analysis clean help
+.PHONY: install demo test test-compile bench bench-compile bench-gpu analysis clean help
 
 help:
 	@echo "make demo      train, test and run a small DWNet and I-D-DWNet on digits -> work_dirs/demo/"
 	@echo "make test      run the test suite in $(VENV)"
+	@echo "make test-compile  every preset trained by torch.compile(dynamic=True) with inductor (slow)"
 	@echo "make install   create $(VENV) with the whole OpenMMLab stack and mmdwnet (editable)"
 	@echo "               (demo and test run it when $(VENV) is missing or out of date)"
 	@echo "make bench     speed/memory benchmark -> docs/benchmark.md"
@@ -29,6 +30,9 @@ $(ENV_STAMP): tools/install.sh setup.py $(wildcard requirements/*.txt)
 
 test: $(ENV_STAMP)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-compile: $(ENV_STAMP)
+	MMDWNET_TEST_INDUCTOR=1 $(PYTHON) -m pytest tests/test_compile.py -k inductor $(PYTEST_ARGS)
 
 demo: $(ENV_STAMP)
 	$(PYTHON) demo/digits_demo.py $(if $(DEMO_EPOCHS),--epochs $(DEMO_EPOCHS))
