@@ -46,9 +46,9 @@ def _with_shape_env_fallback(get_stride_order):
     def wrapper(seq, shape_env=None):
         try:
             return get_stride_order(seq, shape_env)
-        except TypeError:  # sympy: "cannot determine truth value of Relational"
+        except TypeError as e:  # sympy: "cannot determine truth value of Relational"
             graph_env = _graph_shape_env() if shape_env is None else None
-            if graph_env is None:
+            if graph_env is None or 'truth value' not in str(e):
                 raise
             order = get_stride_order(seq, graph_env)
             global _fallbacks
