@@ -23,6 +23,7 @@ from mmdwnet.utils import inductor_compat
 
 TINY = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])
 MIXER = dict(SwinNet=dict(window_size=1), LocalMLPNet=dict(window_size=1))
+FIXED_SIZE = ('LocalMLPNet', )  # per-window weights: built for one input size
 
 
 class AllOps(nn.Module):
@@ -42,12 +43,12 @@ class AllOps(nn.Module):
         return x
 
 
-def build(name):
+def build(name, size):
     torch.manual_seed(0)
     if name == 'all-ops':
         return AllOps().train()
-    return MODELS.build(dict(type=name, arch=TINY, img_size=32, drop_path_rate=0.,
-                             mixer=MIXER.get(name))).train()
+    return MODELS.build(dict(type=name, arch=TINY, img_size=size if name in FIXED_SIZE else 32,
+                             drop_path_rate=0., mixer=MIXER.get(name))).train()
 
 
 def loss_of(out):
@@ -60,7 +61,7 @@ def main(argv=None):
     parser.add_argument('model')
     parser.add_argument('--sizes', type=int, nargs='+', default=[32, 48])
     args = parser.parse_args(argv)
-    eager, compiled = build(args.model), build(args.model)
+    eager, compiled = build(args.model, args.sizes[0]), build(args.model, args.sizes[0])
     step = torch.compile(compiled, dynamic=True)
     opts = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (eager, compiled)]
     losses = []
