@@ -2,11 +2,11 @@
 import os
 import os.path as osp
 import pprint
-import tempfile
 from pathlib import Path
 
 import torch
 
+from mmdwnet.utils.fileio import temp_beside
 from .official import UnrecognisedCheckpoint, convert_official, load_official
 
 _PRESET_NAMES = {'DWNet': 'dwnet', 'DynamicDWNet': 'dynamic-dwnet',
@@ -166,14 +166,9 @@ class _AtomicWrites:
             for d in reversed(missing):
                 d.mkdir()
                 self.made_dirs.append(d)
-            fd, tmp = tempfile.mkstemp(prefix=f'.{Path(path).name}.', suffix='.tmp',
-                                       dir=Path(path).absolute().parent)
+            tmp = temp_beside(str(path))
         except OSError as e:
             raise OSError(e.errno, f'cannot write {path}: {e.strerror}') from e
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # what a plain open() would give, not mkstemp's 0600
         self.temps.append((tmp, path))
         return tmp
 

@@ -5,6 +5,19 @@ import tempfile
 from typing import IO, Iterator
 
 
+def temp_beside(path: str) -> str:
+    """A new empty temporary file in ``path``'s (existing) folder, hidden and named after
+    ``path``, for the caller to rename over ``path`` or remove. It has the mode a plain
+    ``open()`` would give ``path`` (``0o666`` less the umask), not ``mkstemp``'s ``0o600``."""
+    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp',
+                               dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_open(path: str, mode: str = 'w', *, replace: bool = True) -> Iterator[IO]:
     """Open a temporary file next to ``path``; when the block ends without an error, move it to
@@ -18,8 +31,7 @@ def atomic_open(path: str, mode: str = 'w', *, replace: bool = True) -> Iterator
             ``path`` raises FileExistsError, also when another process creates it meanwhile
             (``os.link``, atomic too).
 
-    The file gets the mode a plain ``open()`` would give it (``0o666`` less the umask), not
-    ``mkstemp``'s private ``0o600``.
+    The file gets the mode a plain ``open()`` would give it (:func:`temp_beside`).
 
     Examples:
         >>> import os, tempfile
@@ -31,17 +43,13 @@ def atomic_open(path: str, mode: str = 'w', *, replace: bool = True) -> Iterator
     """
     if mode not in ('w', 'wb'):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = temp_beside(path)
     try:
-        with os.fdopen(fd, mode) as f:
+        with open(tmp, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         if replace:
             os.replace(tmp, path)
         else:

@@ -182,13 +182,6 @@ def load_state_dict(path):
                       'checkpoints first with tools/model_converters/official2mmdwnet.py')
 
 
-def save_atomically(obj, path):
-    """``torch.save`` through a temporary file: an interrupted run never leaves a truncated
-    checkpoint in place of an existing file."""
-    with atomic_open(path, 'wb') as f:
-        torch.save(obj, f)
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='checkpoint of the source model (mmengine format)')
@@ -212,7 +205,8 @@ def main(argv=None):
         print(f'error: {e}', file=sys.stderr)
         return 2
     meta = dict(meta, resized_from=args.src, resized_for=args.config, resized_keys=resized)
-    save_atomically(dict(state_dict=new_state, meta=meta), args.dst)
+    with atomic_open(args.dst, 'wb') as f:  # never a truncated file in place of an old one
+        torch.save(dict(state_dict=new_state, meta=meta), f)
     print(f'resized {len(resized)} entries ({args.mode}, kernel scale {args.kernel_scale}); '
           f'wrote {args.dst}')
     return 0

@@ -132,13 +132,6 @@ def verify(net, model_bytes, inputs):
     return diffs
 
 
-def write_atomically(data, path, force):
-    """Write ``data`` to ``path`` via a temporary file; never replace an existing file unless
-    ``force`` (FileExistsError, also when it appears during the export)."""
-    with atomic_open(path, 'wb', replace=force) as f:
-        f.write(data)
-
-
 def main(argv=None):
     args = parse_args(argv)
     for module in ('onnx', 'onnxruntime') + (('onnxscript', ) if args.exporter == 'dynamo'
@@ -171,7 +164,8 @@ def main(argv=None):
         sys.exit(f'error: the exported graph differs from PyTorch by {worst:.3g} > '
                  f'{args.tolerance:g}; {output} was not written')
     try:
-        write_atomically(model_bytes, output, args.force)
+        with atomic_open(output, 'wb', replace=args.force) as f:  # never replaces unless --force
+            f.write(model_bytes)
     except FileExistsError:
         sys.exit(f'error: {output} appeared during the export; pass --force to replace it')
     print(f'wrote {output} ({len(model_bytes) / 2**20:.1f} MiB)')
