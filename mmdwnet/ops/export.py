@@ -65,7 +65,7 @@ def _neighbours(x: Tensor, kernel_size: int) -> Iterator[Tuple[int, int, Tensor]
     ``shifted[..., h, w] = x[..., h + i - (k-1)//2, w + j - (k-1)//2]`` (zero outside), same
     shape as ``x`` (..., H, W).
     """
-    before, after = (kernel_size - 1) // 2, kernel_size // 2
+    before, after = (kernel_size - 1) // 2, kernel_size // 2  # backends._common.same_padding
     xp = F.pad(x, (before, after, before, after))
     for i in range(kernel_size):
         rows = xp[..., i:xp.shape[-2] - (kernel_size - 1 - i), :]

@@ -13,8 +13,9 @@ CPU, where short rows of 7-14 elements and broadcasting dominate the cost otherw
   source columns they would read (``k`` masked copies of the input, never of the weights);
 * the batch is processed in chunks that keep the working set in cache (CPU).
 
-The straightforward formulations :func:`local_aggregate_unfold` and :func:`local_aggregate_loop`
-(differentiable by autograd) are kept here for tests and benchmarks.
+The straightforward formulations :func:`local_aggregate_unfold` and ``local_aggregate_loop``
+(differentiable by autograd) serve tests and benchmarks; the loop over the k x k offsets is the
+standard-op form that the exporters see, :func:`mmdwnet.ops.export.local_aggregate`.
 """
 import functools
 
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..export import local_aggregate as local_aggregate_loop  # noqa: F401
 from ._common import pointwise_backward, pointwise_forward, same_padding
 
 NAME = 'torch'
@@ -273,17 +275,3 @@ def local_aggregate_unfold(x: Tensor, weight: Tensor) -> Tensor:
     cols = F.unfold(F.pad(x, (pb, pa, pb, pa)), k).view(n, groups, c // groups, k * k, h, w)
     wv = weight.reshape(weight.shape[0], groups, 1, k * k, h, w)
     return (cols * wv).sum(3).view(n, c, h, w)
-
-
-def local_aggregate_loop(x: Tensor, weight: Tensor) -> Tensor:
-    """Straightforward formulation: a loop over offsets of shifted, zero-padded 2-D slices
-    (differentiable through autograd); tests/benchmarks."""
-    n, c, h, w = x.shape
-    groups, k = weight.shape[1], weight.shape[2]
-    pb, pa = same_padding(k)
-    xp = F.pad(x, (pb, pa, pb, pa)).view(n, groups, c // groups, h + k - 1, w + k - 1)
-    out = 0
-    for i in range(k):
-        for j in range(k):
-            out = out + xp[..., i:i + h, j:j + w] * weight[:, :, i, j].unsqueeze(2)
-    return out.reshape(n, c, h, w)
