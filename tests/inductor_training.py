@@ -9,6 +9,7 @@ parameter difference. Used by ``tests/test_compile.py``.
 layouts every preset saves for backward, in one small graph. ``PRESET``: a backbone preset at
 a tiny arch. The C++ kernels are built without optimisation (``TORCHINDUCTOR_DEBUG_COMPILE=1``,
 set by the caller): this checks that the compiled training is right, not how fast it is.
+:func:`build` also makes the models of the other tests in ``tests/test_compile.py``.
 """
 import argparse
 import json

@@ -15,22 +15,19 @@ import pytest
 import torch
 
 import mmdwnet  # noqa: F401
-from mmdwnet.registry import MODELS
+from inductor_training import build
 
 pytestmark = pytest.mark.slow  # tracing and compiling: 10-30 s per model on a small CPU
 
-TINY = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])
 PRESETS = ['DWNet', 'DynamicDWNet', 'IDynamicDWNet', 'SwinNet', 'SlidingWindowNet', 'LocalMLPNet']
 # compiled here: the presets built on the mmdwnet ops (the others compiled the same way once,
 # taking 2-5 minutes each on this shared 2-core machine; tests/test_amp.py runs them eagerly)
 OP_PRESETS = ['DynamicDWNet', 'IDynamicDWNet', 'SlidingWindowNet']
-MIXER = dict(SwinNet=dict(window_size=1), LocalMLPNet=dict(window_size=1))
 
 
-def _build(preset, seed=0):
-    torch.manual_seed(seed)
-    return MODELS.build(dict(type=preset, arch=TINY, img_size=32, drop_path_rate=0.,
-                             mixer=MIXER.get(preset)))
+def _build(preset):
+    """The preset at a tiny arch for 32x32 inputs (seed 0), as the inductor runs build it."""
+    return build(preset, 32)
 
 
 def _close(a, b, tol=1e-4):
