@@ -108,3 +108,24 @@ def test_gpu_report_and_op_benchmark_plumbing(bench, tmp_path, monkeypatch):
     assert dwnet and ddw and idw, text
     assert '[benchmark_notes.md](' in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ['gpu.md']  # no temporary left
+
+
+def test_compile_train_section_is_written_between_markers_and_replaced(tmp_path, repo_root):
+    """benchmark_compile_train.py (make bench-compile) writes its section into the report
+    atomically, keeps the rest of the file, and replaces the section on a rerun."""
+    path = repo_root / 'tools' / 'analysis_tools' / 'benchmark_compile_train.py'
+    spec = importlib.util.spec_from_file_location('benchmark_compile_train', path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    report = tmp_path / 'benchmark_compile.md'
+    report.write_text('# compile\n\nthe inference table\n')
+    argv = ['--configs', 'configs/classification/digits/dwnet-nano_1xb64-10e_digits-32px.py',
+            '--img-size', '32', '--batch', '2', '--rounds', '1', '--backend', 'aot_eager',
+            '--out', str(report)]
+    for _ in range(2):
+        tool.main(argv)
+    text = report.read_text()
+    assert text.startswith('# compile\n\nthe inference table\n\n<!-- compile-train -->')
+    assert text.count(tool.BEGIN) == text.count(tool.END) == 1
+    assert re.search(r'\| dwnet-nano_1xb64-10e_digits-32px \| [\d.]+ \([\d.-]+\) \| ', text)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['benchmark_compile.md']

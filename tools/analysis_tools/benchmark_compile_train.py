@@ -42,7 +42,6 @@ def parse_args(argv=None):
 def build(config):
     """(model in train mode, optimizer wrapper) of ``config`` without batch augments."""
     from mmengine.config import Config
-    from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
 
