@@ -9,10 +9,6 @@ from . import models  # noqa: F401  (registers the modules)
 from . import engine  # noqa: F401  (registers CompileModulesHook)
 from .analysis.complexity import register_handles
 from .utils import inductor_compat
-from .utils.torch_load import install_safe_checkpoint_loaders
-
-# mmengine reads checkpoints with weights_only=True (mmengine's own types allow-listed)
-install_safe_checkpoint_loaders()
 register_handles()  # mmengine's FLOP counter counts the mmdwnet ops
 inductor_compat.install()  # torch.compile(dynamic=True) trains on CPU (see that module)
 

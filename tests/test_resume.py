@@ -51,6 +51,7 @@ def _runner(work_dir, max_iters, resume):
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=1)),
         randomness=dict(seed=0), resume=resume, default_scope='mmpretrain',
+        custom_hooks=[dict(type='SafeLoadingHook')],  # resume reads through mmdwnet's gate
         # MessageHub instances are keyed by experiment name (a timestamp by default)
         experiment_name=f'{work_dir}-{max_iters}-{resume}'.replace('/', '_'))
 
@@ -63,10 +64,14 @@ def test_mmengine_checkpoint_needs_the_allow_list(tmp_path):
     code = f"import torch; torch.load({str(ckpt)!r})"
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert proc.returncode != 0 and 'Weights only load failed' in proc.stderr
-    proc = subprocess.run([sys.executable, '-c', 'import mmdwnet; ' + code],
+    gated = ('from mmdwnet.utils import safe_loading\nwith safe_loading():\n    '
+             f'torch.load({str(ckpt)!r}, weights_only=False)')  # the gate forces weights_only
+    proc = subprocess.run([sys.executable, '-c', 'import torch\n' + gated],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-1500:]
-    loaded = torch.load(ckpt)  # weights_only=True is the default here
+    from mmdwnet.utils import safe_loading
+    with safe_loading():
+        loaded = torch.load(ckpt)  # weights_only=True, mmengine's types allow-listed
     assert {'meta', 'state_dict', 'message_hub', 'optimizer'} <= set(loaded)
 
 

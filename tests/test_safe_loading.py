@@ -7,13 +7,16 @@ under that variable; the marker file must never appear.  A control load without
 ``weights_only`` shows that the variable does disarm torch's default, so the test can fail.
 """
 import importlib.util
+import os
 import pickle
+import shutil
 
 import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
 from mmdwnet.apis import init_model
+from mmdwnet.utils import safe_loading
 from reference_models import build, narrow_config, with_image_folder_test_set
 
 
@@ -32,6 +35,11 @@ def _tool(repo_root, rel):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main
+
+
+def _gated(fn, *args, **kwargs):
+    with safe_loading():
+        return fn(*args, **kwargs)
 
 
 @pytest.fixture
@@ -59,9 +67,11 @@ def test_malicious_checkpoint_runs_nothing_in_any_load_path(evil, repo_root, tmp
     test_cfg.dump(str(tmp_path / 'cfg.py'))
     paths = {
         'init_model': lambda: init_model(cfg, path),
-        'load_checkpoint (load_from, --resume)': lambda: load_checkpoint(build(cfg), path),
-        'init_cfg Pretrained': lambda: build(pretrained).init_weights(),
-        'mmpretrain.get_model': lambda: get_model(cfg, pretrained=path),
+        # mmengine's and the toolboxes' own loaders, under the gate that tools/train.py,
+        # tools/test.py and SafeLoadingHook apply (``import mmdwnet`` patches nothing)
+        'load_checkpoint (load_from, --resume)': lambda: _gated(load_checkpoint, build(cfg), path),
+        'init_cfg Pretrained': lambda: build(pretrained).init_weights(),  # gates itself
+        'mmpretrain.get_model': lambda: _gated(get_model, cfg, pretrained=path),
         'tools/test.py': lambda: _tool(repo_root, 'tools/test.py')(
             [str(tmp_path / 'cfg.py'), path, '--work-dir', str(tmp_path / 'work')]),
     }
@@ -75,20 +85,25 @@ def test_malicious_checkpoint_runs_nothing_in_any_load_path(evil, repo_root, tmp
     assert not marker.exists() and not (tmp_path / 'out.pth').exists()
 
 
-def test_urls_are_downloaded_and_read_with_weights_only(reference_dir, repo_root, monkeypatch):
-    """A metafile ``Weights`` URL goes through mmdwnet's http loader: torch.hub's download with
-    ``weights_only=True``, then convert-on-load (the download itself is faked: no network)."""
-    calls = []
+def test_urls_are_downloaded_and_read_with_weights_only(reference_dir, repo_root, monkeypatch,
+                                                       tmp_path):
+    """A metafile ``Weights`` URL goes through mmengine's http loader, which finds the file in
+    the torch hub cache (placed there: no network); init_model's gate reads it with
+    ``weights_only=True`` (torch.hub itself passes False), then convert-on-load."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    cache = tmp_path / 'torch' / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    shutil.copy(reference_dir / 'cls_dwnet_narrow.pth', cache / 'x.pth')
+    calls, real_load = [], torch.load
 
-    def fake_download(url, model_dir=None, map_location=None, progress=True, weights_only=False,
-                      **kwargs):
-        calls.append((url, weights_only))
-        return torch.load(reference_dir / 'cls_dwnet_narrow.pth', map_location=map_location,
-                          weights_only=True)
+    def recording_load(f, *args, **kwargs):
+        calls.append((os.path.basename(str(f)), kwargs.get('weights_only')))
+        return real_load(f, *args, **kwargs)
 
-    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', fake_download)
+    monkeypatch.setattr(torch, 'load', recording_load)
     url = 'https://github.com/Atten4Vis/DemystifyLocalViT/releases/download/prerelease/x.pth'
     model = init_model(narrow_config(repo_root, 'cls_dwnet_narrow'), url)
-    assert calls == [(url, True)]
-    official = torch.load(reference_dir / 'cls_dwnet_narrow.pth', weights_only=True)['model']
+    assert calls == [('x.pth', True)]
+    assert torch.load is recording_load  # the gate restored what it found
+    official = real_load(reference_dir / 'cls_dwnet_narrow.pth', weights_only=True)['model']
     assert torch.equal(model.head.fc.weight, official['head.weight'])

@@ -8,14 +8,20 @@ CHECKPOINT is a local path or a URL, in mmdwnet's layout or an official Demystif
 Swin file (converted on load).  It must fit the model entirely: a checkpoint of another
 architecture, or one that leaves any tensor of the model unloaded, stops the run before
 evaluation (mmdwnet.converters.loading.CheckpointMismatch, or mmengine's strict-load error).
+Every tensor must be a tensor of the model's shape and kind of dtype, a zip checkpoint must pass
+its CRC check, and a model whose weights hold NaN/inf is not evaluated (NonFiniteWeights, naming
+the first such parameter); nor are outputs holding NaN/inf reported as scores.  Every checkpoint
+read of the run is weights-only (mmdwnet.utils.safe_loading; see docs/security.md).
 """
 import argparse
-import functools
+
+import torch
 
 import mmdwnet  # noqa: F401
-from mmdwnet.converters.loading import strict_loading
+from mmdwnet.converters.loading import NonFiniteWeights, check_finite_weights, strict_loading
 from mmdwnet.utils.cli import (add_runner_args, build_runner, is_url, load_config,
                                parse_with_local_rank)
+from mmdwnet.utils.torch_load import safe_loading
 
 
 def parse_args(argv=None):
@@ -45,6 +51,44 @@ def enable_visualization(cfg, show_dir):
     return cfg
 
 
+def load_strictly_and_check(runner, checkpoint):
+    """Make ``runner.load_checkpoint`` strict and refuse non-finite weights after it."""
+    load = runner.load_checkpoint
+
+    def load_checkpoint(filename, *args, **kwargs):
+        kwargs['strict'] = True
+        result = load(filename, *args, **kwargs)
+        check_finite_weights(runner.model, f'checkpoint {checkpoint}')
+        return result
+
+    runner.load_checkpoint = load_checkpoint
+
+
+def _non_finite(outputs):
+    if isinstance(outputs, torch.Tensor):
+        return outputs.is_floating_point() and not bool(torch.isfinite(outputs).all())
+    if isinstance(outputs, (list, tuple)):
+        return any(_non_finite(o) for o in outputs)
+    if isinstance(outputs, dict):
+        return any(_non_finite(o) for o in outputs.values())
+    return False
+
+
+def refuse_non_finite_outputs(model):
+    """A forward hook on every direct child of ``model`` (backbone, neck, heads): outputs with
+    NaN/inf stop the evaluation instead of being scored."""
+
+    def hook(module, args, outputs, name):
+        if _non_finite(outputs):
+            raise NonFiniteWeights(f'the {name} of the model produced NaN/inf outputs; refusing '
+                                   'to score them (non-finite activations: check the weights, '
+                                   'the input normalisation and the precision)')
+
+    for name, child in model.named_children():
+        if name != 'data_preprocessor':
+            child.register_forward_hook(lambda m, a, o, name=name: hook(m, a, o, name))
+
+
 def main(argv=None):
     args = parse_args(argv)
     required = () if is_url(args.checkpoint) else (('checkpoint', args.checkpoint), )
@@ -52,14 +96,16 @@ def main(argv=None):
     cfg.load_from = args.checkpoint
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
-    runner = build_runner(cfg)
-    # never evaluate a model whose checkpoint did not load: every tensor must come from it
-    runner.load_checkpoint = functools.partial(runner.load_checkpoint, strict=True)
-    if args.out:
-        from mmengine.evaluator import DumpResults
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    with strict_loading():
-        return runner.test()
+    with safe_loading():
+        runner = build_runner(cfg)
+        # never evaluate a model whose checkpoint did not load: every tensor must come from it
+        load_strictly_and_check(runner, args.checkpoint)
+        refuse_non_finite_outputs(runner.model)
+        if args.out:
+            from mmengine.evaluator import DumpResults
+            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        with strict_loading():
+            return runner.test()
 
 
 if __name__ == '__main__':

@@ -9,9 +9,10 @@ import argparse
 import os.path as osp
 import sys
 
-import mmdwnet  # noqa: F401  (registers modules, lets torch.load read mmengine checkpoints)
+import mmdwnet  # noqa: F401  (registers the modules)
 from mmdwnet.utils.cli import (add_runner_args, build_runner, load_config,
                                parse_with_local_rank)
+from mmdwnet.utils.torch_load import safe_loading, safe_torch_load
 
 
 def parse_args(argv=None):
@@ -31,8 +32,7 @@ def parse_args(argv=None):
 def check_resumable(path):
     """--resume needs a runner checkpoint (weights and the epoch/iter reached); weights alone --
     an official release, a converted file -- start a run through ``load_from`` instead."""
-    from mmdwnet.utils.torch_load import safe_torch_load
-    ckpt = safe_torch_load(path, map_location='cpu')  # weights_only=True
+    ckpt = safe_torch_load(path, map_location='cpu')  # weights_only=True, CRC-checked
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or 'epoch' not in meta or 'iter' not in meta:
         raise ValueError(f'--resume {path}: not a training checkpoint (no epoch/iter to resume '
@@ -80,8 +80,9 @@ def check_amp_device(cfg, config):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = merge_args(load_config(args), args)
-    build_runner(cfg).train()
+    with safe_loading():  # load_from, --resume, init_cfg, any scheme: weights only
+        cfg = merge_args(load_config(args), args)
+        build_runner(cfg).train()
 
 
 if __name__ == '__main__':

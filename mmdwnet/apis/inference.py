@@ -6,8 +6,10 @@ from mmengine.config import Config
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.utils import import_modules_from_strings
 
-from mmdwnet.converters.loading import CheckpointMismatch, describe_mismatch, strict_loading
+from mmdwnet.converters.loading import (CheckpointMismatch, check_finite_weights,
+                                        describe_mismatch, strict_loading)
 from mmdwnet.registry import explain_unknown_types
+from mmdwnet.utils.torch_load import safe_loading
 
 __all__ = ['init_model', 'CheckpointMismatch', 'describe_mismatch']
 
@@ -62,7 +64,11 @@ def init_model(config, checkpoint=None, device='cpu', cfg_options=None):
     checkpoint or an official DemystifyLocalViT / Swin file, local or URL: official layouts are
     converted on load (:mod:`mmdwnet.converters.loading`).  The load is strict
     (:func:`~mmdwnet.converters.loading.strict_loading`): a checkpoint of another architecture,
-    or one that leaves any tensor of the model unloaded, raises :class:`CheckpointMismatch`.
+    or one that leaves any tensor of the model unloaded or gives it a value that is not a tensor
+    of its shape and kind of dtype, raises :class:`CheckpointMismatch`; a checkpoint whose
+    weights hold NaN/inf raises :class:`~mmdwnet.converters.loading.NonFiniteWeights`.  Every
+    read is weights-only and CRC-checked (:func:`mmdwnet.utils.safe_loading`), whatever the
+    scheme (local path, ``https://``, ``torchvision://``, ``open-mmlab://`` ...).
 
     Args:
         config (str | Path | Config): the config.
@@ -80,7 +86,7 @@ def init_model(config, checkpoint=None, device='cpu', cfg_options=None):
     import mmdwnet  # noqa: F401  (registers the modules)
 
     scope = cfg.get('default_scope', None)
-    with strict_loading(), explain_unknown_types():
+    with safe_loading(), strict_loading(), explain_unknown_types():
         if scope is not None and not _is_task_model(cfg, scope):
             with ROOT_MODELS.switch_scope_and_registry(scope):
                 model = _build_bare(cfg, checkpoint, device)
@@ -104,6 +110,8 @@ def init_model(config, checkpoint=None, device='cpu', cfg_options=None):
         else:
             raise ValueError(f"config {config} has default_scope={scope!r}; init_model builds "
                              "'mmpretrain', 'mmdet' and 'mmseg' models or scope-less ones")
+    if checkpoint is not None:
+        check_finite_weights(model, f'checkpoint {checkpoint}')
     model.cfg = cfg
     model.eval()
     return model

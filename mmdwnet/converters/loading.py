@@ -38,7 +38,8 @@ from .imagenet22k import is_22k_to_1k, map_22k_to_1k
 from .official import UnrecognisedCheckpoint, convert_backbone_keys, convert_official, infer_backbone
 
 __all__ = ['CheckpointMismatch', 'ALLOWED_MISMATCHES', 'strict_loading', 'backbone_pre_hook',
-           'parent_pre_hook', 'load_pretrained', 'describe_mismatch', 'install_parent_hooks']
+           'parent_pre_hook', 'load_pretrained', 'describe_mismatch', 'install_parent_hooks',
+           'NonFiniteWeights', 'check_finite_weights', 'first_non_finite']
 
 #: The expected, documented gaps between a checkpoint and a model; every other gap raises.
 ALLOWED_MISMATCHES = {
@@ -100,25 +101,69 @@ def _short_arch(arch):
     return f"embed_dims={arch['embed_dims']}, depths={list(arch['depths'])}"
 
 
-def describe_mismatch(model_state, ckpt_state, show=5, allowed_missing=()):
-    """A short description of missing/unexpected/mis-shaped keys, or '' when they match.
+def _dtype_kind(dtype):
+    if dtype.is_complex:
+        return 'complex'
+    if dtype.is_floating_point:
+        return 'floating-point'
+    return 'bool' if dtype == torch.bool else 'integer'
 
-    BN ``num_batches_tracked`` counters and ``allowed_missing`` keys may be absent.
+
+def describe_mismatch(model_state, ckpt_state, show=5, allowed_missing=()):
+    """A short description of what keeps ``ckpt_state`` from filling ``model_state``, or ''.
+
+    Reported: missing and unexpected keys, values that are not tensors, shapes that differ and
+    dtypes of another kind (a floating-point model tensor needs a floating-point value, an
+    integer buffer an integer one; fp16/bf16 weights into an fp32 model are fine). BN
+    ``num_batches_tracked`` counters and ``allowed_missing`` keys may be absent.
     """
     missing = [k for k in model_state if k not in ckpt_state and k not in allowed_missing
                and not k.endswith('num_batches_tracked')]
     unexpected = [k for k in ckpt_state if k not in model_state]
-    shapes = [f'{k}: checkpoint {tuple(ckpt_state[k].shape)} vs model {tuple(v.shape)}'
-              for k, v in model_state.items()
-              if k in ckpt_state and hasattr(ckpt_state[k], 'shape')
-              and tuple(ckpt_state[k].shape) != tuple(v.shape)]
+    common = [k for k in model_state if k in ckpt_state]
+    not_tensors = [f'{k} ({type(ckpt_state[k]).__name__})' for k in common
+                   if not isinstance(ckpt_state[k], torch.Tensor)]
+    tensors = [k for k in common if isinstance(ckpt_state[k], torch.Tensor)]
+    shapes = [f'{k}: checkpoint {tuple(ckpt_state[k].shape)} vs model {tuple(model_state[k].shape)}'
+              for k in tensors if tuple(ckpt_state[k].shape) != tuple(model_state[k].shape)]
+    dtypes = [f'{k}: checkpoint {ckpt_state[k].dtype} vs model {model_state[k].dtype}'
+              for k in tensors
+              if _dtype_kind(ckpt_state[k].dtype) != _dtype_kind(model_state[k].dtype)]
     parts = []
     for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
-                       ('shape mismatches', shapes)):
+                       ('values that are not tensors', not_tensors),
+                       ('shape mismatches', shapes), ('dtype mismatches', dtypes)):
         if keys:
             more = f' ... (+{len(keys) - show} more)' if len(keys) > show else ''
             parts.append(f'{len(keys)} {what}: ' + ', '.join(keys[:show]) + more)
     return '; '.join(parts)
+
+
+class NonFiniteWeights(ValueError):
+    """A model about to be evaluated holds NaN or infinite weights."""
+
+
+def first_non_finite(model):
+    """``(name, count)`` of the first floating-point parameter or buffer of ``model`` holding
+    NaN or inf, or None when all are finite."""
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = (~torch.isfinite(tensor.detach())).sum().item()
+            if bad:
+                return name, bad
+    return None
+
+
+def check_finite_weights(model, source='the checkpoint'):
+    """Raise :class:`NonFiniteWeights` naming the first parameter holding NaN/inf: such a model
+    must not be evaluated (its scores would be meaningless, e.g. top-1 0.0 with exit code 0)."""
+    found = first_non_finite(model)
+    if found is not None:
+        name, count = found
+        raise NonFiniteWeights(
+            f'{source}: parameter {name!r} holds {count} NaN/inf value(s); refusing to evaluate '
+            'a model with non-finite weights (a diverged training run or a damaged file). Use a '
+            'checkpoint from before the divergence.')
 
 
 def check_architecture(info, backbone):
@@ -206,6 +251,10 @@ def check_backbone_state(backbone, state, prefix, unconverted=None):
             cause = (f'keys in the official layout that cannot be converted ({unconverted}): '
                      'a damaged or unknown checkpoint; tools/model_converters/official2mmdwnet.py '
                      'validates an official file and lists what is wrong')
+        elif ('not tensors' in problem or 'dtype mismatches' in problem) and \
+                'missing' not in problem:
+            cause = ('a damaged or tampered checkpoint: its values are not tensors of the kind '
+                     'the model holds')
         elif unexpected and len(unexpected) >= len(sub) // 2:
             cause = ('a checkpoint of another model or layout (its keys are not this '
                      "backbone's), or a wrong prefix")
@@ -279,8 +328,8 @@ def _adapt_head(parent, state, prefix):
     """22K -> 1K head mapping; another class count re-initialises the head (warning)."""
     fc = getattr(getattr(parent, 'head', None), 'fc', None)
     key_w, key_b = prefix + 'head.fc.weight', prefix + 'head.fc.bias'
-    if not isinstance(fc, torch.nn.Linear) or key_w not in state:
-        return
+    if not isinstance(fc, torch.nn.Linear) or not isinstance(state.get(key_w), torch.Tensor):
+        return  # a value that is not a tensor is reported by the strict check / by torch
     rows, want = state[key_w].shape[0], fc.out_features
     if rows == want:
         return
@@ -361,8 +410,11 @@ def load_pretrained(backbone, checkpoint, prefix=None, map_location='cpu'):
     else the whole state dict); an official classification file is accepted with either.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
-    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location,
-                                            logger='current')
+
+    from mmdwnet.utils.torch_load import safe_loading
+    with safe_loading():  # every scheme, the hub cache: weights only, CRC-checked
+        ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location,
+                                                logger='current')
     if not isinstance(ckpt, dict):
         raise CheckpointMismatch(f'{checkpoint}: expected a dict checkpoint, got '
                                  f'{type(ckpt).__name__}')

@@ -1,26 +1,56 @@
-"""Checkpoints are read with ``torch.load(weights_only=True)``, explicitly, everywhere.
+"""The loading gate: every checkpoint is read with ``torch.load(weights_only=True)``, CRC-checked.
 
-:func:`install_safe_checkpoint_loaders` (called by ``import mmdwnet``) replaces mmengine's
-loaders for local files and http(s) URLs by ones that pass ``weights_only=True``, so
-``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` cannot turn the safe unpickler off for ``load_from``,
-``--resume``, ``init_cfg`` or the toolboxes' model builders.  The rest of this module lets
-that loader read mmengine checkpoints.
+Why: ``torch.load`` without ``weights_only=True`` unpickles arbitrary objects, i.e. runs code
+from the file; ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turns torch's safe default off wherever
+``weights_only`` is not passed, and ``torch.hub.load_state_dict_from_url`` (mmengine's
+``http(s)://``, ``torchvision://``, ``modelzoo://``, ``open-mmlab://``, ``mmcls://`` loaders)
+passes ``weights_only=False`` itself. A zip-format checkpoint stores a CRC32 per record that
+``torch.load`` never checks, so a damaged file loads silently.
+
+* :func:`safe_torch_load` -- the one read: size and CRC check (a clear error naming the file),
+  then ``torch.load(weights_only=True)`` with the narrow allow-list mmengine's own checkpoints
+  need (:func:`mmengine_safe_globals`). mmdwnet's own reads call it directly.
+* :func:`safe_loading` -- a context inside which *every* ``torch.load`` of the process is
+  :func:`safe_torch_load`: whatever URL scheme mmengine's ``CheckpointLoader`` knows (or gains
+  later), the torch hub cache, ``load_from``, ``--resume``, ``init_cfg=dict(type='Pretrained')``
+  and the toolboxes' ``get_model`` / ``init_detector`` / ``init_model``. It is applied
+  explicitly -- by ``tools/train.py``, ``tools/test.py``, :func:`mmdwnet.apis.init_model`, the
+  backbone's own pretrained loading and :class:`mmdwnet.engine.SafeLoadingHook` (for runs
+  started by the toolboxes' tools or ``mim``) -- never by ``import mmdwnet``. See
+  ``docs/security.md``.
 
 mmengine 0.10.7 saves, beside the tensors, a ``message_hub`` holding ``HistoryBuffer`` objects
 whose logs are numpy arrays, and numpy scalars in ``meta``.  Rather than turning the safe
-loader off, this allow-lists exactly those types: ``HistoryBuffer``, numpy arrays (the
-``_reconstruct``/``ndarray`` pair), numpy scalars and numpy dtypes.
-
-``HistoryBuffer.__getstate__`` also pickles its statistics methods as
-``getattr(HistoryBuffer, 'mean')``.  The builtin ``getattr`` is *not* allow-listed: the pickled
-name ``builtins.getattr`` is mapped to :func:`_history_buffer_method`, which resolves only
-statistics methods of ``HistoryBuffer`` and raises for anything else.
+loader off, the allow-list holds exactly those types: ``HistoryBuffer``, numpy arrays (the
+``_reconstruct``/``ndarray`` pair), numpy scalars and numpy dtypes.  ``HistoryBuffer.__getstate__``
+also pickles its statistics methods as ``getattr(HistoryBuffer, 'mean')``.  The builtin
+``getattr`` is *not* allow-listed: the pickled name ``builtins.getattr`` is mapped to
+:func:`_history_buffer_method`, which resolves only statistics methods of ``HistoryBuffer``.
 """
+import contextlib
 import os
 import pickle
+import threading
+import zipfile
 
 import numpy as np
 import torch
+
+__all__ = ['safe_torch_load', 'safe_loading', 'is_safe_loading', 'check_integrity',
+           'mmengine_safe_globals', 'allow_mmengine_checkpoints', 'CheckpointReadError',
+           'UnsafeCheckpointError']
+
+TRUSTED_LOAD_HINT = ('If you trust this file and its origin, read it yourself with '
+                     "torch.load(path, weights_only=False) and save its tensors (see "
+                     'docs/security.md).')
+
+
+class CheckpointReadError(RuntimeError):
+    """A checkpoint file is empty, truncated or damaged (its CRC does not match)."""
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint's pickle asks for objects beyond tensors, containers and the allow-list."""
 
 
 def _numpy_globals():
@@ -58,61 +88,150 @@ def mmengine_safe_globals():
 
 
 def allow_mmengine_checkpoints():
-    """Register :func:`mmengine_safe_globals` with torch's weights-only unpickler (idempotent)."""
-    if hasattr(torch.serialization, 'add_safe_globals'):
-        torch.serialization.add_safe_globals(mmengine_safe_globals())
+    """Register :func:`mmengine_safe_globals` with torch's weights-only unpickler for the rest of
+    the process, so that a plain ``torch.load(path)`` reads mmengine runner checkpoints
+    (idempotent; explicit -- ``import mmdwnet`` does not call it)."""
+    torch.serialization.add_safe_globals(mmengine_safe_globals())
 
 
-def safe_torch_load(f, map_location=None):
-    """``torch.load(f, weights_only=True)`` with the mmengine allow-list registered.
+def _name(f):
+    if isinstance(f, (str, os.PathLike)):
+        return os.fspath(f)
+    return str(getattr(f, 'name', None) or 'a checkpoint read into memory (object store, pavi)')
 
-    ``weights_only`` is passed explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` in the
-    environment cannot turn the safe unpickler off: a file whose pickle asks for anything beyond
-    tensors, containers and :func:`mmengine_safe_globals` raises ``pickle.UnpicklingError``
-    before any of it runs.
+
+def check_integrity(f):
+    """Raise :class:`CheckpointReadError` (naming the file) when ``f`` is empty, or a zip-format
+    checkpoint whose records fail their CRC32 check. ``f``: a path or a seekable binary file
+    (its position is restored). Legacy (non-zip) files have no CRC and pass."""
+    name = _name(f)
+    if isinstance(f, (str, os.PathLike)):
+        if not os.path.isfile(f):
+            raise FileNotFoundError(f'checkpoint {name} does not exist')
+        if os.path.getsize(f) == 0:
+            raise CheckpointReadError(f'checkpoint {name} is empty (0 bytes): an interrupted '
+                                      'download or copy; fetch or copy it again')
+        opened = open(f, 'rb')
+    elif hasattr(f, 'seek') and hasattr(f, 'read'):
+        opened = None
+    else:
+        return
+    stream = opened or f
+    start = stream.tell()
+    try:
+        if not zipfile.is_zipfile(stream):
+            return
+        stream.seek(start)
+        try:
+            with zipfile.ZipFile(stream) as archive:
+                bad = _bad_records(archive)
+        except (zipfile.BadZipFile, EOFError, OSError) as e:
+            raise CheckpointReadError(f'checkpoint {name} is damaged (unreadable zip structure: '
+                                      f'{e}); fetch or copy it again') from e
+        if bad:
+            raise CheckpointReadError(
+                f'checkpoint {name} is damaged: the CRC32 of record(s) {bad[:3]} does not match '
+                'its data (a flipped bit or truncated copy); fetch or copy it again')
+    finally:
+        if opened is not None:
+            opened.close()
+        else:
+            f.seek(start)
+
+
+def _bad_records(archive):
+    """Names of records whose data does not match their CRC (records saved with
+    ``torch.serialization.set_crc32_options(False)`` store CRC 0 and are not checked)."""
+    bad = []
+    for info in archive.infolist():
+        if info.CRC == 0 and info.file_size:
+            continue
+        try:
+            with archive.open(info) as record:
+                while record.read(1 << 22):
+                    pass
+        except zipfile.BadZipFile:
+            bad.append(info.filename)
+    return bad
+
+
+def safe_torch_load(f, map_location=None, *, _torch_load=None, **kwargs):
+    """``torch.load(f, weights_only=True)`` after :func:`check_integrity`, allow-listing
+    :func:`mmengine_safe_globals` for this read only.
+
+    ``weights_only`` is passed explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` cannot turn
+    the safe unpickler off. Raises :class:`UnsafeCheckpointError` (a ``pickle.UnpicklingError``)
+    before any object of a file asking for more runs, :class:`CheckpointReadError` for an
+    empty, truncated or damaged file; both name the file.
     """
-    allow_mmengine_checkpoints()
-    return torch.load(f, map_location=map_location, weights_only=True)
+    load = _torch_load or _ORIGINAL_LOAD
+    check_integrity(f)
+    name = _name(f)
+    try:
+        with torch.serialization.safe_globals(mmengine_safe_globals()):
+            return load(f, map_location=map_location, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(f'{name}: refused by the weights-only loader. {e}\n'
+                                    f'{TRUSTED_LOAD_HINT}') from None
+    except (EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointReadError(f'checkpoint {name} is truncated or damaged ({type(e).__name__}'
+                                  f': {e}); fetch or copy it again') from e
+    except RuntimeError as e:
+        if 'PytorchStreamReader' in str(e) or 'zip archive' in str(e):
+            raise CheckpointReadError(f'checkpoint {name} is truncated or damaged ({e}); fetch '
+                                      'or copy it again') from e
+        raise
 
 
-def load_from_local(filename, map_location=None):
-    """mmengine's local-file checkpoint loader, with :func:`safe_torch_load`."""
-    filename = os.path.expanduser(filename)
-    if not os.path.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return safe_torch_load(filename, map_location)
+_ORIGINAL_LOAD = torch.load
+_LOCK = threading.RLock()
+_DEPTH = [0]
 
 
-def load_from_http(filename, map_location=None, model_dir=None,
-                   progress=os.environ.get('LOCAL_RANK', '0') == '0'):
-    """mmengine's http(s) loader (rank 0 downloads first), with ``weights_only=True``."""
-    from mmengine.dist import get_dist_info
-    rank, world_size = get_dist_info()
-
-    def fetch():
-        return torch.hub.load_state_dict_from_url(
-            filename, model_dir=model_dir, map_location=map_location, progress=progress,
-            weights_only=True)
-
-    checkpoint = fetch() if rank == 0 else None
-    if world_size > 1:
-        torch.distributed.barrier()
-        if rank > 0:
-            checkpoint = fetch()
-    return checkpoint
+def _gated_load(f, map_location=None, pickle_module=None, *, weights_only=None, **kwargs):
+    """``torch.load`` inside :func:`safe_loading`: always :func:`safe_torch_load`."""
+    if pickle_module is not None and pickle_module is not pickle:
+        raise UnsafeCheckpointError(f'{_name(f)}: a custom pickle_module ({pickle_module!r}) is '
+                                    f'refused inside mmdwnet.utils.safe_loading(). '
+                                    f'{TRUSTED_LOAD_HINT}')
+    kwargs.pop('pickle_load_args', None)
+    return safe_torch_load(f, map_location, **kwargs)
 
 
-def install_safe_checkpoint_loaders():
-    """Make mmengine's ``CheckpointLoader`` read local files and URLs with ``weights_only=True``.
+_gated_load.mmdwnet_gate = True
 
-    Every mmengine load of a path or URL goes through these loaders: ``load_from``,
-    ``--resume``, ``init_cfg=dict(type='Pretrained')``, ``mmengine.runner.load_checkpoint`` and
-    so the toolboxes' ``get_model`` / ``init_detector`` / ``init_model``.  The checkpoint
-    content is returned unchanged (conversion of official layouts happens in the model, see
-    :mod:`mmdwnet.converters.loading`).  Idempotent.
+
+@contextlib.contextmanager
+def safe_loading():
+    """Inside, every ``torch.load`` of the process reads weights only, CRC-checked.
+
+    Covers every path that ends in ``torch.load``: all of mmengine's ``CheckpointLoader`` schemes
+    (local files, ``http(s)://``, ``torchvision://``, ``modelzoo://``, ``open-mmlab://``,
+    ``mmcls://``, ``pavi://``, ``s3://`` and any registered later), the torch hub cache, resume
+    files and the toolboxes' model builders. Re-entrant and thread-safe; ``torch.load`` is
+    restored on exit. Usage::
+
+        from mmdwnet.utils import safe_loading
+        with safe_loading():
+            model = mmpretrain.get_model(cfg, pretrained='torchvision://resnet50')
     """
-    allow_mmengine_checkpoints()
-    from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
-    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=load_from_http,
-                                     force=True)
+    with _LOCK:
+        if _DEPTH[0] == 0:
+            global _ORIGINAL_LOAD
+            if not getattr(torch.load, 'mmdwnet_gate', False):
+                _ORIGINAL_LOAD = torch.load
+            torch.load = _gated_load
+        _DEPTH[0] += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _DEPTH[0] -= 1
+            if _DEPTH[0] == 0 and torch.load is _gated_load:
+                torch.load = _ORIGINAL_LOAD
+
+
+def is_safe_loading() -> bool:
+    """Whether :func:`safe_loading` is active."""
+    return _DEPTH[0] > 0 and torch.load is _gated_load
+

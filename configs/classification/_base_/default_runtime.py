@@ -15,7 +15,7 @@ default_hooks = dict(
 # ``compile = True`` compiles the backbone and keeps the optimizer step eager
 # (mmdwnet.engine.CompileModulesHook; it does nothing unless ``compile`` is set). EMA is off, as
 # in the paper (append ``dict(type='EMAHook')`` to try it).
-custom_hooks = [dict(type='CompileModulesHook')]
+custom_hooks = [dict(type='SafeLoadingHook'), dict(type='CompileModulesHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,
