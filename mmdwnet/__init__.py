@@ -1,16 +1,20 @@
 """mmdwnet: local attention and (dynamic) depth-wise convolution mixers for OpenMMLab.
 
-``import mmdwnet`` registers every mixer and backbone into the ``mmdwnet`` scope and into
-mmengine's root model registry, so plain ``type='DWNet'`` builds under the default scopes
-``mmpretrain``, ``mmdet``, ``mmseg`` and without one.
+``import mmdwnet`` registers every mixer and backbone, once, into mmengine's root model registry,
+so plain ``type='DWNet'`` builds under any default scope and without one, and ``'mmdwnet.DWNet'``
+through the ``mmdwnet`` scope (see :mod:`mmdwnet.registry`); its hooks, dataset and metric
+into the registries they belong to. Nothing else in the process changes: the workarounds are
+applied explicitly where they are needed --
+
+* the loading gate, :func:`mmdwnet.utils.safe_loading` (``tools/``, ``init_model``,
+  ``SafeLoadingHook``; ``docs/security.md``);
+* the inductor fix, :func:`mmdwnet.utils.inductor_compat.install` (``CompileModulesHook``);
+* CPU distributed runs, :func:`mmdwnet.utils.cpu_ddp.cpu_ddp` (``tools/``);
+* FLOP rules for mmengine's default table, :func:`mmdwnet.analysis.complexity.register_handles`.
 """
 from .version import __version__
 from . import models  # noqa: F401  (registers the modules)
 from . import engine  # noqa: F401  (registers CompileModulesHook)
-from .analysis.complexity import register_handles
-from .utils import inductor_compat
-register_handles()  # mmengine's FLOP counter counts the mmdwnet ops
-inductor_compat.install()  # torch.compile(dynamic=True) trains on CPU (see that module)
 
 try:  # the classification dataset needs mmpretrain; without it the rest still works
     from . import datasets  # noqa: F401

@@ -1,14 +1,19 @@
 """Registries of mmdwnet.
 
-mmdwnet is a plugin for three toolboxes at once (mmpretrain, mmdet, mmseg).  Its modules are
-registered twice:
+mmdwnet is a plugin for three toolboxes at once (mmpretrain, mmdet, mmseg). Each module is
+registered **once**, into mmengine's root ``MODELS`` registry -- where mmcv registers its layers
+(``BN``, ``GELU``, ``SyncBN``...) for the same reason: mmengine's ``Registry.get`` looks a plain
+name up in the registry of the current default scope and then in its parents only, and the root
+is the one registry on the path of every scope (``mmpretrain``, ``mmdet``, ``mmseg``, any other,
+and none). So plain ``type='DWNet'`` builds under any default scope and without one; no other
+place would (a toolbox's own registry is not searched from the others or without a scope).
 
-* into the ``mmdwnet`` scope registry (a child of mmengine's root ``MODELS``), so that scoped
-  names such as ``type='mmdwnet.DWNet'`` resolve from any default scope;
-* into mmengine's root ``MODELS`` registry -- where mmcv registers its layers (``BN``, ``GELU``,
-  ``SyncBN``...) for the same reason -- so that plain ``type='DWNet'`` resolves under the default
-  scope ``mmpretrain``, ``mmdet``, ``mmseg`` and with no default scope, since every toolbox
-  registry searches its parents.
+:data:`MODELS` is the ``mmdwnet`` scope node, a child of the root holding no entries of its own:
+scoped names such as ``type='mmdwnet.DWNet'`` resolve through it (``Registry.get`` switches to the
+``mmdwnet`` child, which finds the name in its parent, the root), and so does
+``MODELS.build(...)``. ``import mmdwnet`` therefore adds to the root exactly
+:func:`registered_names` and the ``mmdwnet`` child; it replaces nothing
+(``tests/test_import_side_effects.py`` pins this).
 """
 import contextlib
 import difflib
@@ -19,14 +24,16 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmdwnet', locations=['mmdwnet.models'])
+_REGISTERED = {}  # name -> class, everything register_model put into the root registry
 
 
 def register_model(cls=None, *, name=None):
-    """Register ``cls`` into the mmdwnet scope and into mmengine's root model registry."""
+    """Register ``cls`` (under ``name``, default its class name) into mmengine's root model
+    registry, once; it resolves as ``'Name'`` in any default scope and as ``'mmdwnet.Name'``."""
 
     def _register(module_cls):
-        MODELS.register_module(name=name, module=module_cls)
         MMENGINE_MODELS.register_module(name=name, module=module_cls)
+        _REGISTERED[name or module_cls.__name__] = module_cls
         return module_cls
 
     return _register(cls) if cls is not None else _register
@@ -41,7 +48,12 @@ def close_matches(word: str, choices: Iterable[str], n: int = 5,
 
 def registered_names():
     """Names this package registers (sorted)."""
-    return sorted(MODELS.module_dict)
+    return sorted(_REGISTERED)
+
+
+def registered_modules():
+    """``{name: class}`` of everything this package registers."""
+    return dict(_REGISTERED)
 
 
 def build_model_checked(cfg, registry=MODELS, **default_args):
@@ -60,7 +72,7 @@ def build_model_checked(cfg, registry=MODELS, **default_args):
 def close_names(name, scope=None, n=5):
     """Registered model names close to ``name`` in the ``scope`` registry, its parents and mmdwnet."""
     from mmengine.registry import DefaultScope
-    candidates = set(MODELS.module_dict) | set(MMENGINE_MODELS.module_dict)
+    candidates = set(MMENGINE_MODELS.module_dict)
     scope = scope or (DefaultScope.get_current_instance().scope_name
                       if DefaultScope.get_current_instance() else None)
     if scope and scope in MMENGINE_MODELS.children:

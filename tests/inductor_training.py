@@ -63,6 +63,7 @@ def main(argv=None):
     parser.add_argument('--sizes', type=int, nargs='+', default=[32, 48])
     args = parser.parse_args(argv)
     eager, compiled = build(args.model, args.sizes[0]), build(args.model, args.sizes[0])
+    inductor_compat.install()  # explicit: import mmdwnet leaves torch alone
     step = torch.compile(compiled, dynamic=True)
     opts = [torch.optim.SGD(m.parameters(), lr=0.05) for m in (eager, compiled)]
     losses = []

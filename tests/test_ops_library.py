@@ -171,6 +171,8 @@ def test_one_traced_node_per_op_with_flops():
     kinds = [node.kind() for node in graph.nodes() if node.kind().startswith('mmdwnet::')]
     assert kinds == ['mmdwnet::local_aggregate', 'mmdwnet::local_correlate',
                      'mmdwnet::local_aggregate_pointwise', 'mmdwnet::dynamic_depthwise_conv2d']
+    from mmdwnet.analysis.complexity import register_handles
+    register_handles()  # explicit: import mmdwnet leaves mmengine's handle table alone
     flops = FlopAnalyzer(Net(), inputs).by_operator()  # keys without the namespace
     assert flops['local_aggregate'] == n * c * h * w * 9
     assert flops['local_correlate'] == n * c * h * w * 9
@@ -194,7 +196,9 @@ def test_mmengine_complexity_info_equals_get_flops(preset):
     from mmengine.analysis import get_model_complexity_info
 
     from mmdwnet.analysis import count_flops
+    from mmdwnet.analysis.complexity import register_handles
     from mmdwnet.registry import MODELS
+    register_handles()  # explicit: import mmdwnet leaves mmengine's handle table alone
     model = MODELS.build(dict(type=preset, arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
                                                       num_heads=[1, 2, 4, 8]))).eval()
     ours = count_flops(model, (3, 64, 64))

@@ -13,9 +13,10 @@ appear as ``mmdwnet::<op>`` nodes.  Their rules (:data:`OP_HANDLES`):
 * ``aten::scaled_dot_product_attention`` (torch >= 2 attention layers, e.g. mmpretrain's):
   the two matmuls of the explicit form (see :func:`_sdpa_flops`).
 
-:func:`register_handles` installs them into mmengine's default handle table when
-``mmdwnet`` is imported, so ``mmengine.analysis.get_model_complexity_info`` and the toolboxes'
-``get_flops`` tools count mmdwnet models as ``tools/analysis_tools/get_flops.py`` does.
+:func:`flop_analyzer` (and so ``tools/analysis_tools/get_flops.py``) gives them to the analyzer it
+makes. ``import mmdwnet`` does not touch mmengine's default handle table; call
+:func:`register_handles` once to make ``mmengine.analysis.get_model_complexity_info`` and the
+toolboxes' ``get_flops`` tools count mmdwnet models the same way.
 
 Two counting conventions (:data:`CONVENTIONS`), because published FLOPs use both:
 
@@ -109,8 +110,9 @@ FUNCTIONAL_PRODUCTS = ('aten::matmul', 'aten::bmm', 'aten::baddbmm', 'aten::eins
 
 
 def register_handles() -> None:
-    """Add :data:`OP_HANDLES` to mmengine's default FLOP handles (every ``FlopAnalyzer`` and
-    ``get_model_complexity_info`` made afterwards uses them)."""
+    """Add :data:`OP_HANDLES` to mmengine's default FLOP handles, for the rest of the process
+    (every ``FlopAnalyzer`` and ``get_model_complexity_info`` made afterwards uses them).
+    Explicit: ``import mmdwnet`` does not call it; :func:`flop_analyzer` does not need it."""
     from mmengine.analysis import complexity_analysis
     complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS.update(OP_HANDLES)
 
@@ -127,8 +129,8 @@ def flop_analyzer(model, inputs, convention: str = 'all') -> FlopAnalyzer:
     """``mmengine.analysis.FlopAnalyzer`` for ``model(*inputs)`` with mmdwnet's op handles,
     counting by ``convention`` (see the module docstring)."""
     check_convention(convention)
-    register_handles()
     analyzer = FlopAnalyzer(model, inputs)
+    analyzer.set_op_handle(**OP_HANDLES)
     if convention == 'modules':
         # zero handles, not None: mmengine 0.10 only skips None-handled ops it has no handle for
         analyzer.set_op_handle(**dict.fromkeys(FUNCTIONAL_PRODUCTS, _uncounted))

@@ -2,25 +2,29 @@
 
 Accepted, local path or URL: the official classification files ``{'model': state_dict}``
 (DemystifyLocalViT DWNet / D-DWNet / I-D-DWNet, Swin), the official mmdet 2.x / mmseg 0.x files
-(whole detector / segmentor or backbone alone, ``backbone.`` keys), and mmdwnet's own.  The
-conversion is :mod:`mmdwnet.converters.official` (the converter's code); this module only
-decides where it runs:
+(whole detector / segmentor or backbone alone, ``backbone.`` keys), and mmdwnet's own.  The key
+conversion is :mod:`mmdwnet.converters.official`; this module holds the state-dict functions
+that decide where it applies and check the result:
 
-* :func:`backbone_pre_hook` -- a ``load_state_dict`` pre-hook of every
-  :class:`~mmdwnet.models.backbones.LocalMixerNet`: any ``load_state_dict`` on a model that
-  contains the backbone (``load_from``, ``--resume``, ``tools/test.py``,
+* :func:`prepare_backbone_state` -- called by ``LocalMixerNet._load_from_state_dict`` (as
+  mmpretrain's Swin and timm's ``checkpoint_filter_fn`` do): any ``load_state_dict`` on a model
+  that contains the backbone (``load_from``, ``--resume``, ``tools/test.py``,
   ``mmengine.runner.load_checkpoint`` and so ``mmpretrain.get_model``, ``mmdet`` ``init_detector``,
-  ``mmseg`` ``init_model``) converts official keys under the backbone's prefix, checks the
-  architecture against the backbone being built and raises :class:`CheckpointMismatch` when
-  backbone weights stay unloaded or shapes differ;
-* :func:`parent_pre_hook` -- installed on the module holding the backbone as ``backbone``
-  (classifier, detector, segmentor): official classification files, whose keys have no
-  ``backbone.`` prefix, become ``backbone.*`` + ``head.fc.*``; a 22K head meeting a 1000-class
-  model is mapped (:mod:`mmdwnet.converters.imagenet22k`); any other class-count mismatch
-  re-initialises the head with a warning;
+  ``mmseg`` ``init_model``) converts official keys under the backbone's prefix, migrates keys of
+  older mmdwnet versions (:data:`MIGRATIONS`, by the backbone's ``_version``), checks the
+  architecture and raises :class:`CheckpointMismatch` when backbone weights stay unloaded or
+  values do not fit;
+* :func:`parent_pre_hook` -- on the module holding the backbone as ``backbone`` (classifier,
+  detector, segmentor): official classification files, whose keys have no ``backbone.`` prefix,
+  become ``backbone.*`` + ``head.fc.*``; a 22K head meeting a 1000-class model is mapped
+  (:mod:`mmdwnet.converters.imagenet22k`); any other class-count mismatch re-initialises the head
+  with a warning. torch has no per-module "I was given a parent" hook, so
+  :func:`install_parent_hooks` registers one module-registration hook, once, when the first
+  mmdwnet backbone is built (not on ``import mmdwnet``); it acts only on a module receiving an
+  mmdwnet backbone as ``backbone``;
 * :func:`load_pretrained` -- ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` of
   the backbone (as mmdet's Swin ``init_weights`` reads official Swin files), with or without
-  ``prefix``.
+  ``prefix``, read through the loading gate.
 
 One log line says what was converted.  The only tolerated gaps (:data:`ALLOWED_MISMATCHES`) are
 listed there; inside :func:`strict_loading` (``init_model``, ``tools/test.py``) none is.
@@ -35,10 +39,12 @@ import torch
 from mmengine.logging import print_log
 
 from .imagenet22k import is_22k_to_1k, map_22k_to_1k
-from .official import UnrecognisedCheckpoint, convert_backbone_keys, convert_official, infer_backbone
+from .official import (PRESET_FILE_NAMES, UnrecognisedCheckpoint, convert_backbone_keys,
+                       convert_official, infer_backbone)
 
-__all__ = ['CheckpointMismatch', 'ALLOWED_MISMATCHES', 'strict_loading', 'backbone_pre_hook',
-           'parent_pre_hook', 'load_pretrained', 'describe_mismatch', 'install_parent_hooks',
+__all__ = ['CheckpointMismatch', 'ALLOWED_MISMATCHES', 'strict_loading', 'prepare_backbone_state',
+           'MIGRATIONS', 'migrate_keys', 'parent_pre_hook', 'load_pretrained',
+           'describe_mismatch', 'install_parent_hooks',
            'NonFiniteWeights', 'check_finite_weights', 'first_non_finite']
 
 #: The expected, documented gaps between a checkpoint and a model; every other gap raises.
@@ -57,7 +63,12 @@ ALLOWED_MISMATCHES = {
 }
 
 _STRICT = contextvars.ContextVar('mmdwnet_strict_loading', default=False)
-_PRESETS = ('DWNet', 'DynamicDWNet', 'IDynamicDWNet', 'SwinNet')
+
+#: ``{old version: function(state, prefix) -> None}``: the key migration from mmdwnet backbone
+#: state dicts of ``_version == old`` to ``old + 1``, applied in place, in order, up to the
+#: backbone's ``_version``. ``_version`` 1 is the first layout (every mmdwnet checkpoint so far);
+#: a change of keys bumps ``LocalMixerNet._version`` and adds its migration here.
+MIGRATIONS = {}
 
 
 class CheckpointMismatch(RuntimeError):
@@ -171,7 +182,7 @@ def check_architecture(info, backbone):
     (``info`` of :func:`~mmdwnet.converters.official.infer_backbone`) is not ``backbone``'s."""
     name = type(backbone).__name__
     want = backbone.arch_settings
-    other_family = name in _PRESETS and info['type'] != name
+    other_family = name in PRESET_FILE_NAMES and info['type'] != name
     other_size = (info['arch']['embed_dims'] != want['embed_dims']
                   or list(info['arch']['depths']) != list(want['depths']))
     if other_family or other_size:
@@ -218,11 +229,10 @@ def _convert_under(state, prefix, backbone):
          f'{len(converted)} tensors loaded under {prefix or "the backbone"!r}{dropped}')
 
 
-def _allowed_missing(backbone, sub):
+def _allowed_missing(backbone, sub, out_norm_cf):
     """Output-norm keys a classifier checkpoint may leave unloaded (see ALLOWED_MISMATCHES)."""
     last = backbone.num_stages - 1
-    classifier_outputs = (tuple(backbone.out_indices) == (last, )
-                          and not getattr(backbone, '_out_norm_cf', False))
+    classifier_outputs = tuple(backbone.out_indices) == (last, ) and not out_norm_cf
     ckpt_norms = {k.split('.')[0] for k in sub if re.match(r'^norm\d+\.', k)}
     from_classifier = ckpt_norms <= {f'norm{last}'} and not any(
         k.startswith(f'norm{last}.running_') for k in sub)
@@ -231,10 +241,11 @@ def _allowed_missing(backbone, sub):
     return {k for k in backbone.state_dict() if re.match(r'^norm\d+\.', k)}
 
 
-def check_backbone_state(backbone, state, prefix, unconverted=None):
+def check_backbone_state(backbone, state, prefix, unconverted=None, out_norm_cf=False):
     """Raise :class:`CheckpointMismatch` unless ``state`` fills every backbone tensor.
 
-    ``unconverted``: why official-looking keys could not be converted, if they could not.
+    ``unconverted``: why official-looking keys could not be converted, if they could not;
+    ``out_norm_cf``: whether the backbone's output norms are channels-first (BatchNorm).
     """
     sub = _sub(state, prefix)
     name = type(backbone).__name__
@@ -243,7 +254,7 @@ def check_backbone_state(backbone, state, prefix, unconverted=None):
             f'the checkpoint has no weights for the {name} backbone (no key starts with '
             f'{prefix!r}): a wrong prefix, or not a checkpoint of this model.')
     expected = backbone.state_dict()
-    allowed = _allowed_missing(backbone, sub)
+    allowed = _allowed_missing(backbone, sub, out_norm_cf)
     problem = describe_mismatch(expected, sub, allowed_missing=allowed)
     if problem:
         unexpected = [k for k in sub if k not in expected]
@@ -284,15 +295,48 @@ def _unwrap_for_backbone(state):
         state.update(kept)
 
 
-def backbone_pre_hook(backbone, state, prefix, local_metadata, strict, missing_keys,
-                      unexpected_keys, error_msgs):
-    """``_register_load_state_dict_pre_hook(..., with_module=True)`` of ``LocalMixerNet``."""
+def migrate_keys(state, prefix, version, current):
+    """Apply :data:`MIGRATIONS` to the keys under ``prefix``, from ``version`` (None: no
+    version recorded, i.e. 1) up to ``current``, in place."""
+    version = 1 if version is None else version
+    if version > current:
+        raise CheckpointMismatch(
+            f'the checkpoint was saved by a newer mmdwnet (backbone state version {version}, '
+            f'this one reads up to {current}); upgrade mmdwnet')
+    for old in range(version, current):
+        MIGRATIONS[old](state, prefix)
+
+
+def drop_classifier_norms(state, prefix, out_indices):
+    """Do not load a classifier's LayerNorm ``norm{i}`` into a BatchNorm output norm.
+
+    An ImageNet checkpoint's final LN is ``norm3``, while detection/segmentation backbones have
+    BN output norms of the same size; as in the official downstream code, those start from their
+    initialisation (the entries are dropped, so a strict load reports them).
+    """
+    for i in out_indices:
+        key = f'{prefix}norm{i}.'
+        if key + 'weight' in state and key + 'running_mean' not in state:
+            for name in ('weight', 'bias'):
+                state.pop(key + name, None)
+
+
+def prepare_backbone_state(backbone, state, prefix, version, out_norm_cf):
+    """Ready ``state`` for ``backbone`` (called by ``LocalMixerNet._load_from_state_dict``).
+
+    In place: a whole-model layout loaded into a backbone alone is unwrapped, official keys
+    under ``prefix`` are converted, keys of older versions migrated, a classifier's LN output
+    norm kept out of BN output norms (``out_norm_cf``, not in strict mode); then
+    :func:`check_backbone_state`. ``backbone`` is read only (its class name, ``arch_settings``,
+    ``num_stages``, ``out_indices`` and ``state_dict()``).
+    """
     if prefix == '':
         _unwrap_for_backbone(state)
     unconverted = _convert_under(state, prefix, backbone)
-    if not _STRICT.get():
-        backbone._skip_layer_norm_into_batch_norm(state, prefix)
-    check_backbone_state(backbone, state, prefix, unconverted)
+    migrate_keys(state, prefix, version, type(backbone)._version)
+    if out_norm_cf and not _STRICT.get():
+        drop_classifier_norms(state, prefix, backbone.out_indices)
+    check_backbone_state(backbone, state, prefix, unconverted, out_norm_cf)
 
 
 def _take_official_classifier(parent, state, prefix, name):
@@ -362,7 +406,8 @@ def parent_pre_hook(parent, state, prefix, local_metadata, strict, missing_keys,
             f'{tops[:10]}). A wrong prefix, or not a checkpoint of this model.')
     unconverted = _convert_under(state, bprefix, backbone)
     if unconverted or _STRICT.get():  # the backbone's own report names the likely cause
-        check_backbone_state(backbone, state, bprefix, unconverted)
+        check_backbone_state(backbone, state, bprefix, unconverted,
+                             getattr(backbone, '_out_norm_cf', False))
     _adapt_head(parent, state, prefix)
     if _STRICT.get():
         problem = describe_mismatch(parent.state_dict(), _sub(state, prefix))
@@ -373,7 +418,8 @@ def parent_pre_hook(parent, state, prefix, local_metadata, strict, missing_keys,
 
 
 def _on_module_registration(parent, name, child):
-    """Global module-registration hook: give a backbone's parent :func:`parent_pre_hook`."""
+    """Module-registration hook: give a backbone's parent :func:`parent_pre_hook` (a no-op for
+    every other assignment)."""
     if name != 'backbone' or not getattr(child, 'converts_official_checkpoints', False):
         return None
     if not getattr(parent, '_mmdwnet_parent_hook', False):
@@ -387,7 +433,8 @@ _INSTALLED = []
 
 
 def install_parent_hooks():
-    """Register :func:`_on_module_registration` with torch (once per process)."""
+    """Register :func:`_on_module_registration` with torch (once per process; called by the
+    first ``LocalMixerNet.__init__``, never on import)."""
     if not _INSTALLED:
         _INSTALLED.append(
             torch.nn.modules.module.register_module_module_registration_hook(
@@ -431,7 +478,4 @@ def load_pretrained(backbone, checkpoint, prefix=None, map_location='cpu'):
                 f'init_cfg prefix {prefix!r}: no key of {checkpoint} starts with it (its '
                 f'top-level names: {tops[:10]}). Fix the prefix, or drop it.')
         state = sub
-    backbone.load_state_dict(state, strict=False)  # backbone_pre_hook converts and checks
-
-
-install_parent_hooks()  # models built from here on give a backbone parent parent_pre_hook
+    backbone.load_state_dict(state, strict=False)  # its _load_from_state_dict converts, checks

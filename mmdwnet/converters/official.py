@@ -13,7 +13,13 @@ import torch
 
 from mmdwnet.ops.dense import FFN
 
-__all__ = ['convert_official', 'infer_backbone', 'UnrecognisedCheckpoint']
+__all__ = ['convert_official', 'infer_backbone', 'UnrecognisedCheckpoint', 'PRESET_FILE_NAMES']
+
+#: The presets an official checkpoint can be (its family, inferred from the keys), with the name
+#: their config files use. The converter's one list of preset names (loading checks a
+#: checkpoint's family against it, the writer picks config files by it).
+PRESET_FILE_NAMES = {'DWNet': 'dwnet', 'DynamicDWNet': 'dynamic-dwnet',
+                     'IDynamicDWNet': 'i-dynamic-dwnet', 'SwinNet': 'swin'}
 
 
 class UnrecognisedCheckpoint(ValueError):
@@ -210,8 +216,9 @@ def convert_official(ckpt):
 
 
 def load_official(path):
-    """``torch.load`` an official checkpoint with ``weights_only=True``."""
+    """Read an official checkpoint through the loading gate (weights only, CRC-checked)."""
+    from mmdwnet.utils.torch_load import safe_torch_load
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return safe_torch_load(path, map_location='cpu')
     except Exception as e:  # noqa: BLE001 - re-raised with the reason
         raise UnrecognisedCheckpoint(f'{path} could not be read with weights_only=True: {e}') from e

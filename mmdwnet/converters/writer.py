@@ -1,4 +1,8 @@
-"""Write a converted checkpoint and the config that rebuilds its model."""
+"""Write a converted checkpoint and the config that rebuilds its model.
+
+Used by ``tools/model_converters/official2mmdwnet.py``; not imported by the library itself
+(``mmdwnet.converters.convert_file`` loads it on first use), so it may import the models.
+"""
 import os
 import os.path as osp
 import pprint
@@ -6,11 +10,11 @@ from pathlib import Path
 
 import torch
 
+from mmdwnet.models.backbones.local_mixer_net import LocalMixerNet
+from mmdwnet.registry import MODELS
 from mmdwnet.utils.fileio import temp_beside
-from .official import UnrecognisedCheckpoint, convert_official, load_official
-
-_PRESET_NAMES = {'DWNet': 'dwnet', 'DynamicDWNet': 'dynamic-dwnet',
-                 'IDynamicDWNet': 'i-dynamic-dwnet', 'SwinNet': 'swin'}
+from .loading import CheckpointMismatch, check_backbone_state
+from .official import PRESET_FILE_NAMES, UnrecognisedCheckpoint, convert_official, load_official
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 
 
@@ -38,7 +42,6 @@ def _py(name, value):
 
 def _size_name(arch):
     """'tiny', 'small' or 'base' for an arch with those sizes' widths and depths, else None."""
-    from mmdwnet.models.backbones.local_mixer_net import LocalMixerNet  # models import us
     for name, zoo in LocalMixerNet.arch_zoo.items():
         if (zoo['embed_dims'], list(zoo['depths'])) == (arch['embed_dims'], list(arch['depths'])):
             return name
@@ -49,7 +52,7 @@ def matching_config(info, task):
     """Path of the repo config whose model matches a converted whole detector/segmentor."""
     bb = info['backbone']
     size = _size_name(bb['arch'])
-    name = _PRESET_NAMES.get(bb['type'])
+    name = PRESET_FILE_NAMES.get(bb['type'])
     if size is None or name is None:
         raise UnrecognisedCheckpoint(f'no mmdwnet {task} config for a {bb["type"]} with arch '
                                      f'{bb["arch"]}; convert the backbone alone instead')
@@ -91,8 +94,6 @@ def validate_converted(state, info):
     tensor, a stray key, or a kernel of another size is reported by name): a damaged official
     checkpoint raises :class:`UnrecognisedCheckpoint` instead of converting "successfully".
     """
-    from mmdwnet.registry import MODELS
-    from .loading import CheckpointMismatch, check_backbone_state
     downstream = info['kind'] != 'classification'
     cfg = _backbone_dict(info, downstream=downstream)
     if not downstream:

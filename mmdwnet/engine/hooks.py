@@ -5,6 +5,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
+from mmdwnet.utils import inductor_compat
+
 
 @HOOKS.register_module()
 class CompileModulesHook(Hook):
@@ -61,6 +63,7 @@ class CompileModulesHook(Hook):
         if not requested and not self.compile_cfg:
             return  # compile not asked for: the hook (in every default runtime) does nothing
         options = self._options(runner)
+        inductor_compat.install()  # dynamic shapes on CPU (see mmdwnet.utils.inductor_compat)
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         for name in self.modules:
             try:

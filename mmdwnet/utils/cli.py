@@ -3,12 +3,12 @@ import os
 import os.path as osp
 import sys
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmdwnet.registry import explain_unknown_types
+from mmdwnet.utils.cpu_ddp import cpu_ddp
 
 
 def add_runner_args(parser, work_dir_help):
@@ -50,21 +50,11 @@ def load_config(args, *required_files):
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if cfg.launcher != 'none' and not torch.cuda.is_available():
-        use_cpu_ddp(cfg)
     return cfg
 
 
-def use_cpu_ddp(cfg):
-    """Distributed runs without GPUs (gloo): mmengine 0.10 calls ``torch.cuda.set_device``
-    in ``init_dist`` and gives DDP ``device_ids=[LOCAL_RANK]``; neither works on CPU."""
-    torch.cuda.set_device = lambda device: None
-    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
-    wrapper.setdefault('device_ids', None)
-    cfg.model_wrapper_cfg = wrapper
-
-
 def build_runner(cfg):
-    """``Runner.from_cfg`` (or the config's ``runner_type``), unknown types explained."""
-    with explain_unknown_types():
+    """``Runner.from_cfg`` (or the config's ``runner_type``), unknown types explained; a
+    distributed launch without CUDA gets :func:`mmdwnet.utils.cpu_ddp.cpu_ddp`."""
+    with explain_unknown_types(), cpu_ddp(cfg):
         return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

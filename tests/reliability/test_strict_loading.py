@@ -147,3 +147,37 @@ def test_non_finite_outputs_are_not_scored(repo_root):
     model(torch.ones(1, 2))  # finite: fine
     with pytest.raises(NonFiniteWeights, match='backbone of the model produced NaN/inf'):
         model(torch.tensor([[float('inf'), 1.0]]))
+
+
+# ------------------------------------------------------------- state-dict versions (issue 29.4)
+def _tiny():
+    from mmdwnet.registry import MODELS
+    return MODELS.build(dict(type='DWNet', arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
+                                                     num_heads=1)))
+
+
+def test_backbone_state_records_its_version_and_older_keys_are_migrated(monkeypatch):
+    from mmdwnet.converters import loading
+    from mmdwnet.models import LocalMixerNet
+    source, target = _tiny(), _tiny()
+    state = source.state_dict()
+    assert state._metadata[''] == {'version': LocalMixerNet._version}
+    old = {('patch_embed.ln.' + k[len('patch_embed.norm.'):] if k.startswith('patch_embed.norm.')
+            else k): v for k, v in state.items()}  # a made-up version-1 key name
+    old = type(state)(old)
+    old._metadata = state._metadata
+
+    def rename(st, prefix):
+        for key in [k for k in st if k.startswith(prefix + 'patch_embed.ln.')]:
+            st[key.replace('patch_embed.ln.', 'patch_embed.norm.', 1)] = st.pop(key)
+
+    with pytest.raises(CheckpointMismatch, match='patch_embed.ln'):  # no migration: refused
+        target.load_state_dict(old)
+    monkeypatch.setattr(LocalMixerNet, '_version', LocalMixerNet._version + 1)
+    monkeypatch.setitem(loading.MIGRATIONS, LocalMixerNet._version - 1, rename)
+    target.load_state_dict(old)
+    assert torch.equal(target.patch_embed.norm.weight, source.patch_embed.norm.weight)
+    newer = type(state)(state)
+    newer._metadata = {'': {'version': LocalMixerNet._version + 1}}
+    with pytest.raises(CheckpointMismatch, match='newer mmdwnet'):
+        target.load_state_dict(newer)

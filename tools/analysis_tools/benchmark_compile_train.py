@@ -68,6 +68,8 @@ def measure(config, args):
     from mmpretrain.structures import DataSample
     eager, wrapper_cfg = build(config)
     compiled = copy.deepcopy(eager)
+    from mmdwnet.utils import inductor_compat
+    inductor_compat.install()  # dynamic shapes on CPU; import mmdwnet leaves torch alone
     compiled.backbone.compile(backend=args.backend)
     wrappers = {'eager': build_optim_wrapper(eager, copy.deepcopy(wrapper_cfg)),
                 'compiled': build_optim_wrapper(compiled, copy.deepcopy(wrapper_cfg))}

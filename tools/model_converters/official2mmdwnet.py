@@ -16,7 +16,8 @@ written to temporary files next to them and renamed only when everything succeed
 import argparse
 import sys
 
-from mmdwnet.converters import UnrecognisedCheckpoint, convert_file
+from mmdwnet.converters.official import UnrecognisedCheckpoint
+from mmdwnet.converters.writer import convert_file
 
 
 def parse_args(argv=None):

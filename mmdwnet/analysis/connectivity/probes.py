@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mmdwnet.registry import MODELS
+from mmdwnet.registry import registered_modules
 from ..complexity import count_flops, count_params
 
 __all__ = [
@@ -125,14 +125,14 @@ def parse_mixer_config(text):
 
 def registered_mixers():
     """Names of registered modules implementing the ``aggregation`` analysis hook (sorted)."""
-    return sorted(name for name, cls in MODELS.module_dict.items()
+    return sorted(name for name, cls in registered_modules().items()
                   if callable(getattr(cls, 'aggregation', None)))
 
 
 def default_mixer_configs():
     """Every registered mixer with its default arguments, then :data:`PAPER_VARIANTS`."""
     cfgs = [dict(type=name) for name in registered_mixers()]
-    return cfgs + [copy.deepcopy(c) for c in PAPER_VARIANTS if c['type'] in MODELS.module_dict]
+    return cfgs + [copy.deepcopy(c) for c in PAPER_VARIANTS if c['type'] in registered_modules()]
 
 
 def mixer_name(cfg):

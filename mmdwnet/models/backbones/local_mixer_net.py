@@ -9,8 +9,8 @@ from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmdwnet.converters.loading import (backbone_pre_hook, load_pretrained,
-                                        pretrained_init_cfg)
+from mmdwnet.converters.loading import (install_parent_hooks, load_pretrained,
+                                        prepare_backbone_state, pretrained_init_cfg)
 from mmdwnet.registry import close_matches, register_model
 from ..checks import check_bool, check_cfg, check_int, check_pair, check_positive, check_rate
 from ..mixers.builder import build_mixer
@@ -88,6 +88,9 @@ class LocalMixerNet(BaseModule):
     """
 
     converts_official_checkpoints = True  # parents get mmdwnet's checkpoint hook
+    # state-dict layout version (recorded in every saved state dict's metadata): bump it when
+    # keys change and add the migration to mmdwnet.converters.loading.MIGRATIONS
+    _version = 1
 
     arch_zoo = {
         'tiny': dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
@@ -173,8 +176,7 @@ class LocalMixerNet(BaseModule):
             layer = build_norm_layer(out_norm_cfg, self.num_features[i])[1]
             self._out_norm_cf = is_channels_first_norm(layer)
             self.add_module(f'norm{i}', layer)
-        # convert-on-load of official checkpoints, architecture and completeness checks
-        self._register_load_state_dict_pre_hook(backbone_pre_hook, with_module=True)
+        install_parent_hooks()  # a classifier/detector/segmentor holding us converts too
         self._freeze_stages()
 
     def init_weights(self):
@@ -191,20 +193,14 @@ class LocalMixerNet(BaseModule):
         load_pretrained(self, pretrained['checkpoint'], prefix=pretrained.get('prefix'),
                         map_location=pretrained.get('map_location', 'cpu'))
 
-    def _skip_layer_norm_into_batch_norm(self, state_dict, prefix, *args):
-        """Do not load a classifier's LayerNorm ``norm{i}`` into a BatchNorm output norm.
-
-        An ImageNet checkpoint's final LN is ``norm3``, while detection/segmentation backbones
-        have BN output norms of the same size; as in the official downstream code, those start
-        from their initialisation (the entries are dropped, so a strict load reports them).
-        """
-        if not self._out_norm_cf:
-            return
-        for i in self.out_indices:
-            key = f'{prefix}norm{i}.'
-            if key + 'weight' in state_dict and key + 'running_mean' not in state_dict:
-                for name in ('weight', 'bias'):
-                    state_dict.pop(key + name, None)
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        """Convert official keys, migrate older versions and check completeness before torch
+        copies the tensors (:func:`mmdwnet.converters.loading.prepare_backbone_state`)."""
+        prepare_backbone_state(self, state_dict, prefix, local_metadata.get('version'),
+                               out_norm_cf=self._out_norm_cf)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     # ------------------------------------------------------------------ argument parsing
     def _check_arguments(self, args):
