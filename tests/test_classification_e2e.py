@@ -125,7 +125,8 @@ def ok(proc):
 
 
 def state(path):
-    return torch.load(path, map_location='cpu')['state_dict']
+    from mmdwnet.utils import safe_torch_load  # runner checkpoints need mmengine's allow-list
+    return safe_torch_load(path, map_location='cpu')['state_dict']
 
 
 @pytest.fixture(scope='module')

@@ -194,7 +194,6 @@ def _gated_load(f, map_location=None, pickle_module=None, *, weights_only=None, 
         raise UnsafeCheckpointError(f'{_name(f)}: a custom pickle_module ({pickle_module!r}) is '
                                     f'refused inside mmdwnet.utils.safe_loading(). '
                                     f'{TRUSTED_LOAD_HINT}')
-    kwargs.pop('pickle_load_args', None)
     return safe_torch_load(f, map_location, **kwargs)
 
 
