@@ -83,7 +83,8 @@ def check_bool(name: str, value: Any, *, owner: Optional[str] = None) -> bool:
 
 def check_cfg(name: str, value: Any, *, owner: Optional[str] = None,
               allow_none: bool = False) -> Optional[dict]:
-    """A config dict with a ``type`` (or None when ``allow_none``)."""
+    """A config dict with a ``type`` (or None when ``allow_none``); the ``type`` of a norm
+    config (``name`` contains 'norm') must be a registered norm layer."""
     if value is None and allow_none:
         return None
     if not isinstance(value, dict) or 'type' not in value:
@@ -91,6 +92,9 @@ def check_cfg(name: str, value: Any, *, owner: Optional[str] = None,
         hint = f"; use dict(type={value!r})" if isinstance(value, str) else ''
         raise TypeError(f"{_prefix(owner)}{name}={value!r} is not allowed; it must be a config "
                         f"dict with a 'type', e.g. dict(type='LN'){example}{hint}")
+    if 'norm' in name:
+        from .norms import check_norm_type  # norms import the registry, which imports models
+        check_norm_type(value['type'], f'{_prefix(owner)}{name}')
     return value
 
 
