@@ -117,3 +117,21 @@ def divisible_or_raise(what: str, total: int, part: Any, stage: Optional[int] = 
                         f'dividing {total}, got a {type(part).__name__}')
     if part <= 0 or total % part != 0:
         raise ValueError(f'{what}{where}: {part} does not divide {total}. {hint}'.strip())
+
+
+def check_batch_statistics(norm: Any, x: Any, owner: str) -> None:
+    """Raise a ValueError when a training BatchNorm ``norm`` gets one value per channel in ``x``
+    (N, C, *) -- e.g. a batch of one image after global pooling -- with what to do about it.
+    (PyTorch's own message, "Expected more than 1 value per channel", does not say where or
+    why.) Does nothing for other norms or in eval mode."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    bn = getattr(norm, 'bn', norm)  # CCBN holds its BN as a child
+    if not (isinstance(bn, _BatchNorm) and bn.training):
+        return
+    if x.numel() // max(x.shape[1], 1) <= 1:
+        raise ValueError(
+            f'{owner}: its BatchNorm normalises over the batch, and this training batch holds '
+            f'one value per channel (input {tuple(x.shape)}: a batch of one image). Train with '
+            'batches of at least 2 images -- set drop_last=True in train_dataloader when the '
+            'data set size leaves a last batch of 1 (the configs of this repository do) -- '
+            "or use a norm that works per sample, e.g. norm_cfg=dict(type='GN', num_groups=1)")

@@ -65,6 +65,10 @@ def use_cpu_ddp(cfg):
 
 
 def build_runner(cfg):
-    """``Runner.from_cfg`` (or the config's ``runner_type``), unknown types explained."""
+    """``Runner.from_cfg`` (or the config's ``runner_type``), unknown types explained; the
+    parameter schedulers are fitted into the training length first
+    (:func:`mmdwnet.engine.schedules.fit_schedulers_to_training`)."""
+    from mmdwnet.engine.schedules import fit_schedulers_to_training
+    fit_schedulers_to_training(cfg)
     with explain_unknown_types():
         return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
