@@ -105,7 +105,7 @@ def make_config(path, data_root, epochs=2, val_interval=1, main_rng=True, hooks=
     cfg.randomness = dict(seed=0, deterministic=True)
     if hooks:
         cfg.custom_imports.imports.append('e2e_hooks')
-        cfg.custom_hooks = [dict(type=h) for h in hooks]
+        cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type=h) for h in hooks]
     cfg.dump(str(path))
     return str(path)
 

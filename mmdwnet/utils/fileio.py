@@ -12,7 +12,7 @@ import re
 import secrets
 import socket
 import warnings
-from typing import IO, Iterator, List
+from typing import IO, Iterator, List, Sequence
 
 TEMP_MARK = '.mmdwnet-tmp-'
 
@@ -123,3 +123,40 @@ def atomic_open(path: str, mode: str = 'w', *, replace: bool = True) -> Iterator
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` name one file (also through a symlink or a hard link)."""
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(path: str, *, force: bool = False, inputs: Sequence[str] = (),
+                 label: str = 'output') -> None:
+    """Refuse an output ``path`` that a tool must not write, before the tool starts its work.
+
+    Raises:
+        FileExistsError: ``path`` is one of ``inputs`` (also through a symlink or a hard
+            link), or exists and ``force`` is False.
+        IsADirectoryError: ``path`` is a folder.
+        NotADirectoryError: a parent of ``path`` is a file.
+        PermissionError: its folder (or the nearest existing parent, when folders are to be
+            created) cannot be written.
+    """
+    for src in inputs:
+        if _same_file(src, path):
+            raise FileExistsError(f'{label} {path} is the input file {src}: refusing to '
+                                  'overwrite it; write to another file')
+    if os.path.isdir(path):
+        raise IsADirectoryError(f'{label} {path} is a folder; give a file name')
+    if os.path.lexists(path) and not force:
+        raise FileExistsError(f'{label} {path} exists; pass --force to overwrite it')
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(f'{label} {path}: {folder} is a file, not a folder')
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f'{label} {path}: cannot write in {folder} (permission denied); '
+                              'choose another output path')
