@@ -13,7 +13,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from mmdwnet.deployment import onnx as tool
