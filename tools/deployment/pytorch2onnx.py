@@ -59,8 +59,7 @@ def main(argv=None):
                           dynamic=args.dynamic, exporter=args.exporter, opset=args.opset,
                           backbone_only=args.backbone_only, tolerance=args.tolerance,
                           cfg_options=args.cfg_options, force=args.force)
-    except (ImportError, OnnxMismatch, FileExistsError, IsADirectoryError, NotADirectoryError,
-            PermissionError) as e:
+    except (ImportError, OnnxMismatch, OSError) as e:  # OSError: missing / unwritable files
         sys.exit(f'error: {e}')
 
 
