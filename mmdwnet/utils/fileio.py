@@ -125,7 +125,7 @@ def atomic_open(path: str, mode: str = 'w', *, replace: bool = True) -> Iterator
             os.unlink(tmp)
 
 
-def _same_file(a: str, b: str) -> bool:
+def same_file(a: str, b: str) -> bool:
     """True when ``a`` and ``b`` name one file (also through a symlink or a hard link)."""
     if os.path.exists(a) and os.path.exists(b):
         return os.path.samefile(a, b)
@@ -145,7 +145,7 @@ def check_output(path: str, *, force: bool = False, inputs: Sequence[str] = (),
             created) cannot be written.
     """
     for src in inputs:
-        if _same_file(src, path):
+        if same_file(src, path):
             raise FileExistsError(f'{label} {path} is the input file {src}: refusing to '
                                   'overwrite it; write to another file')
     if os.path.isdir(path):
