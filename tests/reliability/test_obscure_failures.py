@@ -36,8 +36,10 @@ def test_dynamic_dw_batch_of_one_in_training_says_what_to_do():
 
 
 def _train_loaders():
-    for path in sorted(glob.glob(str(ROOT / 'configs' / '*' / '**' / '*.py'), recursive=True)):
-        if '_base_' in path:
+    """(path, train_dataloader) of every config file that defines or changes one (leaves only
+    inherit from these)."""
+    for path in sorted(glob.glob(str(ROOT / 'configs' / '**' / '*.py'), recursive=True)):
+        if 'train_dataloader' not in Path(path).read_text():
             continue
         cfg = Config.fromfile(path)
         if cfg.get('train_dataloader'):
@@ -55,7 +57,7 @@ def test_every_train_loader_drops_a_last_small_batch():
         seen += 1
         batch_sampler = loader.get('batch_sampler') or {}
         assert loader.get('drop_last') or batch_sampler.get('drop_last'), path
-    assert seen > 40
+    assert seen >= 4  # ImageNet-1k, -21k, COCO, digits
 
 
 def _digits_cfg(max_epochs, warmup):

@@ -52,22 +52,23 @@ def checkpoint(tmp_path_factory):
     return cfg, src
 
 
-@pytest.mark.parametrize('link', ['same', 'symlink', 'hardlink'])
-def test_resize_kernels_never_overwrites_its_source(checkpoint, tmp_path, link):
+def test_resize_kernels_never_overwrites_its_source(checkpoint, tmp_path):
+    from mmdwnet.analysis.resize_kernels import resize_checkpoint
     cfg, src = checkpoint
     before = src.read_bytes()
-    dst = src
-    if link == 'symlink':
-        dst = tmp_path / 'link.pth'
-        dst.symlink_to(src)
-    elif link == 'hardlink':
-        dst = tmp_path / 'hard.pth'
-        os.link(src, dst)
-    for force in ([], ['--force']):
-        proc = _run('tools/analysis_tools/resize_kernels.py', src, dst, '--config', cfg, *force)
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        assert 'is the input file' in proc.stderr and 'refusing to overwrite' in proc.stderr
-        assert src.read_bytes() == before
+    (tmp_path / 'link.pth').symlink_to(src)
+    os.link(src, tmp_path / 'hard.pth')
+    for dst in (src, tmp_path / 'link.pth', tmp_path / 'hard.pth'):
+        for force in (False, True):
+            with pytest.raises(FileExistsError, match='is the input file.*refusing to overwrite'):
+                resize_checkpoint(str(src), str(dst), str(cfg), force=force)
+    assert src.read_bytes() == before
+    # the command line: an error message and exit status 2, also with --force
+    proc = _run('tools/analysis_tools/resize_kernels.py', src, tmp_path / 'link.pth', '--config',
+                cfg, '--force')
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'is the input file' in proc.stderr and 'refusing to overwrite' in proc.stderr
+    assert src.read_bytes() == before
 
 
 def test_resize_kernels_needs_force_for_an_existing_dst(checkpoint, tmp_path):
