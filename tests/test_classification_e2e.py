@@ -73,9 +73,7 @@ def write_imagenet(root, classes=CLASSES, n_train=4, n_val=2, size=48):
 def make_config(path, data_root, epochs=2, val_interval=1, main_rng=True, hooks=()):
     """Dump the leaf config shrunk for CPU to ``path``.
 
-    ``main_rng=False`` drops the randomness of the main process (drop path, Mixup/CutMix), whose
-    generator state mmengine does not checkpoint; data augmentation runs in workers seeded by
-    mmengine from ``randomness.seed`` and does not depend on the history of the run.
+    ``main_rng=False`` drops the randomness of the main process (drop path, Mixup/CutMix).
     """
     cfg = Config.fromfile(str(LEAF))
     cfg.model.backbone.arch = TINY
@@ -107,7 +105,7 @@ def make_config(path, data_root, epochs=2, val_interval=1, main_rng=True, hooks=
     cfg.randomness = dict(seed=0, deterministic=True)
     if hooks:
         cfg.custom_imports.imports.append('e2e_hooks')
-        cfg.custom_hooks = [dict(type=h) for h in hooks]
+        cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type=h) for h in hooks]
     cfg.dump(str(path))
     return str(path)
 
@@ -145,7 +143,7 @@ def reference_run(workspace):
         pytest.skip(f'mim is not installed next to {sys.executable}')
     if not (ROOT / 'mmdwnet' / '.mim' / 'tools' / 'train.py').exists():
         pytest.skip('mmdwnet/.mim/tools is missing: run `pip install -e .` to create it')
-    cfg = make_config(tmp / 'ref.py', data, val_interval=2, main_rng=False)
+    cfg = make_config(tmp / 'ref.py', data, val_interval=2)
     out = ok(run([mim, 'train', 'mmdwnet', cfg, '--work-dir', tmp / 'ref'], tmp))
     return cfg, tmp / 'ref', out
 
@@ -178,13 +176,14 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(workspace, reference_ru
     tmp, data = workspace
     _, ref_dir, _ = reference_run
     work = tmp / 'resumed'
-    killed = make_config(tmp / 'killed.py', data, val_interval=2, main_rng=False,
+    # drop path and Mixup/CutMix on: ExactResumeHook restores the main process's generators
+    killed = make_config(tmp / 'killed.py', data, val_interval=2,
                          hooks=['KillAfterFirstCheckpoint'])
     proc = run([sys.executable, 'tools/train.py', killed, '--work-dir', work], tmp)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert (work / 'epoch_1.pth').is_file() and not (work / 'epoch_2.pth').exists()
 
-    full = make_config(tmp / 'resume.py', data, val_interval=2, main_rng=False)
+    full = make_config(tmp / 'resume.py', data, val_interval=2)
     out = ok(run([sys.executable, 'tools/train.py', full, '--work-dir', work, '--resume'], tmp))
     assert 'resumed epoch: 1' in out
     resumed, reference = state(work / 'epoch_2.pth'), state(ref_dir / 'epoch_2.pth')

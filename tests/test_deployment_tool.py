@@ -1,5 +1,5 @@
-"""tools/deployment/pytorch2onnx.py end to end on a tiny I-D-DWNet classifier made here."""
-import importlib.util
+"""mmdwnet.deployment.onnx and tools/deployment/pytorch2onnx.py end to end on a tiny I-D-DWNet
+classifier made here."""
 import os
 import subprocess
 import sys
@@ -19,10 +19,8 @@ BASE = (ROOT / 'configs' / 'classification' / 'digits'
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location('pytorch2onnx', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from mmdwnet.deployment import onnx
+    return onnx
 
 
 @pytest.fixture(scope='module')
@@ -84,8 +82,8 @@ def test_force_backbone_only_torchscript(tiny, tmp_path):
     tool = _load_tool()
     out = tmp_path / 'backbone.onnx'
     out.write_bytes(b'old')
-    tool.main([str(config), str(checkpoint), '--shape', '40', '36', '--backbone-only',
-               '--exporter', 'torchscript', '--output', str(out), '--force'])
+    tool.export_and_verify(str(config), str(checkpoint), str(out), (40, 36), backbone_only=True,
+                           exporter='torchscript', force=True)
     sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
     x = torch.randn(1, 3, 40, 36)
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
@@ -101,10 +99,10 @@ def test_out_of_tolerance_writes_nothing(tiny, tmp_path, monkeypatch, capsys):
     tool = _load_tool()
     monkeypatch.setattr(tool, 'verify', lambda net, data, inputs: [0.5, 0.25])
     out = tmp_path / 'bad.onnx'
-    with pytest.raises(SystemExit) as exc:
-        tool.main([str(config), str(checkpoint), '--shape', '32', '32', '--exporter',
-                   'torchscript', '--output', str(out)])
-    assert 'differs from PyTorch by 0.5' in str(exc.value.code)
+    with pytest.raises(tool.OnnxMismatch) as exc:
+        tool.export_and_verify(str(config), str(checkpoint), str(out), (32, 32),
+                               exporter='torchscript')
+    assert 'differs from PyTorch by 0.5' in str(exc.value)
     assert 'max abs diff 0.5' in capsys.readouterr().out
     assert not out.exists() and not list(tmp_path.iterdir())
 
@@ -113,7 +111,8 @@ def test_bad_arguments(tiny, tmp_path):
     config, _, _ = tiny
     tool = _load_tool()
     with pytest.raises(FileNotFoundError, match='missing.pth'):
-        tool.main([str(config), str(tmp_path / 'missing.pth'), '--shape', '32', '32',
-                   '--output', str(tmp_path / 'x.onnx')])
-    with pytest.raises(SystemExit):
-        tool.parse_args([str(config), 'none', '--shape', '0', '32'])
+        tool.export_and_verify(str(config), str(tmp_path / 'missing.pth'),
+                               str(tmp_path / 'x.onnx'), (32, 32))
+    res = subprocess.run([sys.executable, str(TOOL), str(config), 'none', '--shape', '0', '32'],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert res.returncode == 2 and '--shape needs positive H W' in res.stderr

@@ -1,5 +1,7 @@
-"""tools/analysis_tools/resize_kernels.py: 224 checkpoints -> larger kernels/windows (Table 14)."""
-import importlib.util
+"""mmdwnet.analysis.resize_kernels (tools/analysis_tools/resize_kernels.py): 224 checkpoints ->
+larger kernels/windows (Table 14)."""
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,12 +12,9 @@ TINY = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])
 
 
 @pytest.fixture(scope='module')
-def rk(repo_root):
-    path = repo_root / 'tools' / 'analysis_tools' / 'resize_kernels.py'
-    spec = importlib.util.spec_from_file_location('resize_kernels', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def rk():
+    from mmdwnet.analysis import resize_kernels
+    return resize_kernels
 
 
 def tiny_config(tmp_path, repo_root, leaf, name, **backbone):
@@ -84,8 +83,7 @@ def test_cli_converts_a_224_checkpoint_for_the_384_config(rk, tmp_path, repo_roo
     dst_cfg = tiny_config(tmp_path, repo_root, target_leaf, 'dst.py')
     model = init_model(src_cfg)
     torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=300)), tmp_path / 'src.pth')
-    assert rk.main([str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth'), '--config',
-                    dst_cfg]) == 0
+    assert rk.resize_checkpoint(str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth'), dst_cfg)
     ckpt = torch.load(tmp_path / 'dst.pth', map_location='cpu')
     assert ckpt['meta']['resized_keys'] and ckpt['meta']['epoch'] == 300
     target = init_model(dst_cfg, checkpoint=str(tmp_path / 'dst.pth'))  # strict load
@@ -104,20 +102,26 @@ def test_cli_converts_a_224_checkpoint_for_the_384_config(rk, tmp_path, repo_roo
     assert out.shape == (1, 1000) and torch.isfinite(out).all()
 
 
-def test_unresizable_and_mismatched_checkpoints_fail_clearly(rk, tmp_path, repo_root, capsys):
+def test_unresizable_and_mismatched_checkpoints_fail_clearly(rk, tmp_path, repo_root):
     src_cfg = tiny_config(tmp_path, repo_root, 'local-mlp-tiny-share-ch-pos_8xb128_in1k.py',
                           'mlp7.py')
     dst_cfg = tiny_config(tmp_path, repo_root, 'local-mlp-tiny-share-ch-pos_8xb128_in1k.py',
                           'mlp12.py', img_size=384, mixer=dict(window_size=12))
     torch.save(dict(state_dict=init_model(src_cfg).state_dict()), tmp_path / 'mlp.pth')
-    assert rk.main([str(tmp_path / 'mlp.pth'), str(tmp_path / 'out.pth'), '--config',
-                    dst_cfg]) == 2
-    err = capsys.readouterr().err
-    assert 'local_weight' in err and 'cannot be resized' in err
+    with pytest.raises(rk.ResizeError) as err:
+        rk.resize_checkpoint(str(tmp_path / 'mlp.pth'), str(tmp_path / 'out.pth'), dst_cfg)
+    assert 'local_weight' in str(err.value) and 'cannot be resized' in str(err.value)
     assert not (tmp_path / 'out.pth').exists()
 
     swin_cfg = tiny_config(tmp_path, repo_root, 'swin-tiny_8xb128_in1k.py', 'swin.py')
-    assert rk.main([str(tmp_path / 'mlp.pth'), str(tmp_path / 'out.pth'), '--config',
-                    swin_cfg]) == 2
-    err = capsys.readouterr().err
-    assert 'does not match the target model' in err and 'same architecture' in err
+    with pytest.raises(rk.ResizeError) as err:
+        rk.resize_checkpoint(str(tmp_path / 'mlp.pth'), str(tmp_path / 'out.pth'), swin_cfg)
+    assert 'does not match the target model' in str(err.value)
+    assert 'same architecture' in str(err.value)
+    # the command line reports it as an error (exit status 2), nothing written
+    proc = subprocess.run([sys.executable, 'tools/analysis_tools/resize_kernels.py',
+                           str(tmp_path / 'mlp.pth'), str(tmp_path / 'out.pth'), '--config',
+                           swin_cfg], cwd=repo_root, capture_output=True, text=True)
+    assert proc.returncode == 2 and 'error: ' in proc.stderr, proc.stderr[-2000:]
+    assert 'does not match the target model' in proc.stderr
+    assert not (tmp_path / 'out.pth').exists()

@@ -12,6 +12,7 @@ import torch
 
 from mmdwnet.models.backbones.local_mixer_net import LocalMixerNet
 from mmdwnet.registry import MODELS
+from mmdwnet.utils.fileio import same_file as _same_file
 from mmdwnet.utils.fileio import temp_beside
 from .loading import CheckpointMismatch, check_backbone_state
 from .official import PRESET_FILE_NAMES, UnrecognisedCheckpoint, convert_official, load_official
@@ -119,13 +120,6 @@ def validate_converted(state, info):
             raise UnrecognisedCheckpoint(
                 f'damaged checkpoint: head.weight {tuple(weight.shape)} / head.bias '
                 f'{None if bias is None else tuple(bias.shape)} do not fit {channels} features')
-
-
-def _same_file(a, b):
-    a, b = Path(a), Path(b)
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
 
 
 def _check_paths(src, dst, config_out, force):

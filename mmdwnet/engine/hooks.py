@@ -78,3 +78,56 @@ class CompileModulesHook(Hook):
         runner.logger.info(f'CompileModulesHook: compiled {list(self.modules)} with '
                            f'torch.compile({options}); the optimizer step runs eagerly. The '
                            'first iterations are slow while the graphs compile.')
+
+
+@HOOKS.register_module()
+class ExactResumeHook(Hook):
+    """Make a resumed run continue with the random numbers of the uninterrupted run.
+
+    mmengine's resume restores the weights, optimizer, schedulers, epoch/iteration and the
+    sampler's seed, not the random generators: augmentations (``RandomCrop`` in the main
+    process, NumPy's generator), drop path and Mixup/CutMix of a resumed run then draw other
+    numbers than the uninterrupted run would have. This hook
+
+    * reseeds ``random``, NumPy and torch at the start of every epoch from the run's seed and
+      the epoch (so a run resumed from an end-of-epoch checkpoint draws what the uninterrupted
+      run drew, whatever happened before, e.g. validation), and through it the seeds of the
+      epoch's data-loading workers (see :func:`~mmdwnet.engine.randomness.
+      epoch_seeded_worker_init_fn`);
+    * saves the generators' states into every checkpoint (``checkpoint['rng_state']``) and,
+      with :class:`~mmdwnet.engine.ResumableEpochBasedTrainLoop`, restores them when a run
+      resumes from a checkpoint written in the middle of an epoch.
+
+    mmdwnet's classification runtime (``_base_/default_runtime.py``) lists it; configs that
+    replace ``custom_hooks`` add it themselves. Bit-identical results also need deterministic
+    kernels (CPU, or ``randomness.deterministic=True`` on GPU) and non-persistent data-loading
+    workers (``persistent_workers=False``: persistent workers keep their generators across
+    epochs, which no checkpoint can hold).
+    """
+
+    priority = 'VERY_HIGH'  # reseed before any other hook draws in before_train_epoch
+
+    def __init__(self) -> None:
+        self._loaded = None
+
+    def before_train_epoch(self, runner) -> None:
+        from .randomness import seed_everything
+        seed_everything(runner.seed, runner.epoch)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        from .randomness import get_rng_state
+        checkpoint['rng_state'] = get_rng_state()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._loaded = checkpoint.get('rng_state')
+
+    def restore_rng_state(self, runner) -> None:
+        """Restore the generators saved with the resumed checkpoint (once)."""
+        from .randomness import set_rng_state
+        if self._loaded is None:
+            runner.logger.warning('the resumed checkpoint holds no random state (written '
+                                  'without ExactResumeHook): the rest of this epoch draws '
+                                  'other random numbers than the interrupted run would have')
+            return
+        set_rng_state(self._loaded)
+        self._loaded = None

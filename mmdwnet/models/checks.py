@@ -83,7 +83,8 @@ def check_bool(name: str, value: Any, *, owner: Optional[str] = None) -> bool:
 
 def check_cfg(name: str, value: Any, *, owner: Optional[str] = None,
               allow_none: bool = False) -> Optional[dict]:
-    """A config dict with a ``type`` (or None when ``allow_none``)."""
+    """A config dict with a ``type`` (or None when ``allow_none``); the ``type`` of a norm
+    config (``name`` contains 'norm') must be a registered norm layer."""
     if value is None and allow_none:
         return None
     if not isinstance(value, dict) or 'type' not in value:
@@ -91,6 +92,9 @@ def check_cfg(name: str, value: Any, *, owner: Optional[str] = None,
         hint = f"; use dict(type={value!r})" if isinstance(value, str) else ''
         raise TypeError(f"{_prefix(owner)}{name}={value!r} is not allowed; it must be a config "
                         f"dict with a 'type', e.g. dict(type='LN'){example}{hint}")
+    if 'norm' in name:
+        from .norms import check_norm_type  # norms import the registry, which imports models
+        check_norm_type(value['type'], f'{_prefix(owner)}{name}')
     return value
 
 
@@ -113,3 +117,21 @@ def divisible_or_raise(what: str, total: int, part: Any, stage: Optional[int] = 
                         f'dividing {total}, got a {type(part).__name__}')
     if part <= 0 or total % part != 0:
         raise ValueError(f'{what}{where}: {part} does not divide {total}. {hint}'.strip())
+
+
+def check_batch_statistics(norm: Any, x: Any, owner: str) -> None:
+    """Raise a ValueError when a training BatchNorm ``norm`` gets one value per channel in ``x``
+    (N, C, *) -- e.g. a batch of one image after global pooling -- with what to do about it.
+    (PyTorch's own message, "Expected more than 1 value per channel", does not say where or
+    why.) Does nothing for other norms or in eval mode."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    bn = getattr(norm, 'bn', norm)  # CCBN holds its BN as a child
+    if not (isinstance(bn, _BatchNorm) and bn.training):
+        return
+    if x.numel() // max(x.shape[1], 1) <= 1:
+        raise ValueError(
+            f'{owner}: its BatchNorm normalises over the batch, and this training batch holds '
+            f'one value per channel (input {tuple(x.shape)}: a batch of one image). Train with '
+            'batches of at least 2 images -- set drop_last=True in train_dataloader when the '
+            'data set size leaves a last batch of 1 (the configs of this repository do) -- '
+            "or use a norm that works per sample, e.g. norm_cfg=dict(type='GN', num_groups=1)")

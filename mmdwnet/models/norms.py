@@ -18,9 +18,11 @@ CC-BN layers and their convs untouched (the result stays exact), and the CPU fas
 only folds plain BatchNorms into the FFN, runs them as modules.  Layer-type checks that look for
 ``_BatchNorm`` (``norm_eval``, SyncBN reverting, no weight decay on norms) find the inner BN.
 """
+from typing import Any, List
+
 import torch
 import torch.nn as nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
 from mmdwnet.registry import register_model
 
@@ -84,3 +86,34 @@ class SyncCCBN(CCBN):
 def is_channels_first_norm(layer: nn.Module) -> bool:
     """True for norms that take (N, C, ...) inputs (BN, SyncBN, GN, CC-BN), False for LN."""
     return isinstance(layer, (_BatchNorm, nn.SyncBatchNorm, nn.GroupNorm, CCBN))
+
+
+def registered_norm_types() -> List[str]:
+    """Names of the norm layers a ``norm_cfg`` can use (mmcv's ``BN``, ``LN``, ``GN``, ``IN``,
+    ``SyncBN``... and mmdwnet's ``CCBN``, ``SyncCCBN``): the norm classes of mmengine's root
+    ``MODELS`` registry, which ``mmcv.cnn.build_norm_layer`` reads."""
+    from mmengine.registry import MODELS
+    norms = (_NormBase, nn.GroupNorm, nn.LayerNorm, CCBN)
+    return sorted(name for name, cls in MODELS.module_dict.items()
+                  if isinstance(cls, type) and issubclass(cls, norms))
+
+
+def check_norm_type(layer_type: Any, where: str = 'norm_cfg') -> None:
+    """Raise a KeyError naming ``layer_type`` and the known norm layers unless it is one.
+
+    (``mmcv.cnn.build_norm_layer`` reports an unknown type as "Cannot find None in registry".)
+    A class instead of a name is accepted as is.
+    """
+    if isinstance(layer_type, type):
+        return
+    from mmengine.registry import MODELS
+    cls = MODELS.get(layer_type) if isinstance(layer_type, str) else None
+    if cls is not None and issubclass(cls, nn.Module):
+        return
+    known = registered_norm_types()
+    from mmdwnet.registry import close_matches
+    near = close_matches(str(layer_type), known, n=3) if isinstance(layer_type, str) else []
+    hint = f' (did you mean {" or ".join(map(repr, near))}?)' if near else ''
+    raise KeyError(f'{where}: unknown norm layer type {layer_type!r}{hint}; the known norm '
+                   f'types are {", ".join(known)}. Use one of them, or register your layer in '
+                   "mmengine's MODELS registry (mmdwnet.registry.register_model) before building")

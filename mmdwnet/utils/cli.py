@@ -54,7 +54,11 @@ def load_config(args, *required_files):
 
 
 def build_runner(cfg):
-    """``Runner.from_cfg`` (or the config's ``runner_type``), unknown types explained; a
-    distributed launch without CUDA gets :func:`mmdwnet.utils.cpu_ddp.cpu_ddp`."""
+    """``Runner.from_cfg`` (or the config's ``runner_type``), unknown types explained; the
+    parameter schedulers are fitted into the training length first
+    (:func:`mmdwnet.engine.schedules.fit_schedulers_to_training`); a distributed launch without
+    CUDA gets :func:`mmdwnet.utils.cpu_ddp.cpu_ddp`."""
+    from mmdwnet.engine.schedules import fit_schedulers_to_training
+    fit_schedulers_to_training(cfg)
     with explain_unknown_types(), cpu_ddp(cfg):
         return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

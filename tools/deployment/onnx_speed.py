@@ -10,27 +10,16 @@ onnxruntime (CPUExecutionProvider, all graph optimisations) alternating, both li
 ``--threads`` threads.  Prints a Markdown table.
 """
 import argparse
-import importlib.util
-import os.path as osp
 import statistics
 import time
 
-import numpy as np
 import torch
 
+from mmdwnet.deployment import onnx as tool
 from mmdwnet.models.backbones import presets
 
 PRESETS = ('DWNet', 'DynamicDWNet', 'IDynamicDWNet', 'SwinNet', 'SlidingWindowNet',
            'LocalMLPNet')
-
-
-def _tool():
-    """tools/deployment/pytorch2onnx.py as a module (its exporter and checks)."""
-    spec = importlib.util.spec_from_file_location(
-        'pytorch2onnx', osp.join(osp.dirname(osp.abspath(__file__)), 'pytorch2onnx.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _ms(fn):
@@ -39,10 +28,10 @@ def _ms(fn):
     return (time.perf_counter() - start) * 1e3
 
 
-def measure(name, arch, size, rounds, threads, exporter, tool):
+def measure(name, arch, size, rounds, threads, exporter):
     import onnxruntime as ort
     torch.manual_seed(0)
-    net = tool._Outputs(getattr(presets, name)(arch=arch, img_size=size, drop_path_rate=0.),
+    net = tool.TensorOutputs(getattr(presets, name)(arch=arch, img_size=size, drop_path_rate=0.),
                         classifier=False).eval()
     x = torch.randn(1, 3, size, size)
     model_bytes = tool.export_onnx(net, x, exporter, dynamic=False)
@@ -79,13 +68,12 @@ def main():
     parser.add_argument('--presets', nargs='+', default=list(PRESETS), choices=PRESETS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tool = _tool()
     print(f'| preset ({args.arch}, 1x3x{args.size}x{args.size}) | PyTorch eager (ms) | '
           f'onnxruntime (ms) | PyTorch / onnxruntime | max abs diff |')
     print('|---|---:|---:|---:|---:|')
     for name in args.presets:
         diff, t_torch, t_ort = measure(name, args.arch, args.size, args.rounds, args.threads,
-                                       args.exporter, tool)
+                                       args.exporter)
         print(f'| {name} | {t_torch:.1f} | {t_ort:.1f} | {t_torch / t_ort:.2f} | {diff:.1e} |',
               flush=True)
 

@@ -15,7 +15,15 @@ default_hooks = dict(
 # ``compile = True`` compiles the backbone and keeps the optimizer step eager
 # (mmdwnet.engine.CompileModulesHook; it does nothing unless ``compile`` is set). EMA is off, as
 # in the paper (append ``dict(type='EMAHook')`` to try it).
-custom_hooks = [dict(type='SafeLoadingHook'), dict(type='CompileModulesHook')]
+#
+# ExactResumeHook saves the random generators into every checkpoint and reseeds them every epoch,
+# so that a resumed run continues bit for bit as the uninterrupted one (with the schedules'
+# ResumableEpochBasedTrainLoop, also from a checkpoint written mid-epoch; docs/classification.md).
+custom_hooks = [
+    dict(type='SafeLoadingHook'),
+    dict(type='CompileModulesHook'),
+    dict(type='ExactResumeHook')
+]
 
 env_cfg = dict(
     cudnn_benchmark=False,

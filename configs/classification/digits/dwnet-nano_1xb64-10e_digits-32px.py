@@ -1,7 +1,8 @@
 # "Train on your own data" (docs/custom_dataset.md): DWNet on scikit-learn's handwritten digits
 # written as an image folder (`python demo/digits.py` -> data/digits/{train,val}/<digit>/*.png).
 # Inherits the ImageNet config and changes the three things that differ: arch, data, schedule.
-# One process, 64 images per batch, 10 epochs of 23 iterations; `make demo` trains it.
+# One process, 64 images per batch, 10 epochs of 22 iterations (the base's drop_last drops the
+# last 29 images of each shuffled epoch); `make demo` trains it.
 _base_ = ['../dwnet-tiny_8xb128_in1k.py']
 
 # ---- model: a 4-stage nano arch for 32x32 inputs (8x8 tokens after the 4x4 patch embedding).

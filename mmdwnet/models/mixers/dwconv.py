@@ -18,7 +18,8 @@ from mmcv.cnn import build_norm_layer
 from mmdwnet.ops import (dynamic_depthwise_conv2d, local_aggregate,
                          local_aggregate_pointwise)
 from mmdwnet.registry import register_model
-from ..checks import check_bool, check_cfg, check_int, check_pair, divisible_or_raise
+from ..checks import (check_batch_statistics, check_bool, check_cfg, check_int, check_pair,
+                      divisible_or_raise)
 
 
 def same_padding(kernel_size):
@@ -131,6 +132,7 @@ class DynamicDWConv2d(nn.Module):
         # The 1x1 convs on the pooled (N, C, 1, 1) vector run as matrix products (a CPU conv
         # would re-pack the large expand weight on every call); same result.
         z = F.linear(self.pool(x).flatten(1), self.reduce.weight.flatten(1), self.reduce.bias)
+        check_batch_statistics(self.norm, z, 'DynamicDWConv2d (the D-DW kernel generator)')
         z = self.act(self.norm(z[:, :, None, None])).flatten(1)
         return F.linear(z, self.expand.weight.flatten(1), self.expand.bias).view(-1, 1, k, k)
 

@@ -15,7 +15,13 @@ data_preprocessor = dict(num_classes=1000)
 train_dataloader = dict(
     batch_size=128,
     num_workers=8,
-    persistent_workers=True,
+    # workers started afresh each epoch and seeded from the epoch's state (ExactResumeHook):
+    # a resumed run replays the augmentations exactly; persistent workers would carry their
+    # random state across epochs, which no checkpoint holds
+    persistent_workers=False,
+    worker_init_fn=dict(type='epoch_seeded_worker_init_fn'),
+    # a last batch of one image breaks BatchNorm in training (D-DW kernel generator, BN FFNs)
+    drop_last=True,
     pin_memory=True,
     dataset=dict(type=dataset_type, data_root=data_root, split='train',
                  pipeline={{_base_.train_pipeline}}),

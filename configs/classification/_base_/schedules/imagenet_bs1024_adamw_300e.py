@@ -25,7 +25,8 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=20),
 ]
 
-train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
+# ResumableEpochBasedTrainLoop: mmengine's epoch loop, resuming mid-epoch checkpoints exactly
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=300, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
 

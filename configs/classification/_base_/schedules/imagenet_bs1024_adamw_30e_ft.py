@@ -11,4 +11,5 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=2e-7 * 1024 / 512, by_epoch=True, begin=5),
 ]
 
-train_cfg = dict(by_epoch=True, max_epochs=30, val_interval=1)
+# ResumableEpochBasedTrainLoop: mmengine's epoch loop, resuming mid-epoch checkpoints exactly
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=30, val_interval=1)

@@ -19,4 +19,5 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=20, end=300),
 ]
 
-train_cfg = dict(max_epochs=310)
+# ResumableEpochBasedTrainLoop: mmengine's epoch loop, resuming mid-epoch checkpoints exactly
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=310)

@@ -11,7 +11,8 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=1.25e-6 * 4096 / 512, by_epoch=True, begin=5),
 ]
 
-train_cfg = dict(by_epoch=True, max_epochs=90)
+# ResumableEpochBasedTrainLoop: mmengine's epoch loop, resuming mid-epoch checkpoints exactly
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=90)
 # ImageNet-21k has no validation split (the dataset base sets no val / test loaders)
 val_cfg = None
 test_cfg = None

@@ -35,5 +35,8 @@ train_pipeline = [
         ]),
     dict(type='PackDetInputs')
 ]
+# drop_last: a leftover batch of one image would break training BatchNorms (D-DW kernel
+# generator); mmdet's AspectRatioBatchSampler otherwise yields the leftovers at the epoch's end
 train_dataloader = dict(
-    batch_size=2, num_workers=2, dataset=dict(pipeline=train_pipeline))
+    batch_size=2, num_workers=2, dataset=dict(pipeline=train_pipeline),
+    batch_sampler=dict(type='AspectRatioBatchSampler', drop_last=True))

@@ -1,0 +1,1 @@
+"""Deployment: ONNX export checked with onnxruntime (``tools/deployment``)."""
