@@ -9,8 +9,8 @@ __all__ = [
 ]
 
 try:  # VOLO reuses mmpretrain's transformer layer and classification head
-    from .volo import OutlookAttention, VOLOClsHead, VOLONet  # noqa: F401
-    __all__ += ['VOLONet', 'VOLOClsHead', 'OutlookAttention']
+    from .volo import VOLOClsHead, VOLONet  # noqa: F401
+    __all__ += ['VOLONet', 'VOLOClsHead']
 except ModuleNotFoundError as e:
     if (e.name or '').split('.')[0] != 'mmpretrain':
         raise
