@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mmdwnet.registry import MODELS
+from mmdwnet.models.mixers import MIXERS, MixerNotProbeable
 from ..complexity import count_flops, count_params
 
 __all__ = [
@@ -124,15 +124,16 @@ def parse_mixer_config(text):
 
 
 def registered_mixers():
-    """Names of registered modules implementing the ``aggregation`` analysis hook (sorted)."""
-    return sorted(name for name, cls in MODELS.module_dict.items()
-                  if callable(getattr(cls, 'aggregation', None)))
+    """Names of the mixers registered in :data:`mmdwnet.models.mixers.MIXERS` (sorted), those
+    outside mmdwnet included; one without the ``aggregation`` hook is reported by
+    :func:`probe_mixers`, not dropped."""
+    return sorted(MIXERS.module_dict)
 
 
 def default_mixer_configs():
     """Every registered mixer with its default arguments, then :data:`PAPER_VARIANTS`."""
     cfgs = [dict(type=name) for name in registered_mixers()]
-    return cfgs + [copy.deepcopy(c) for c in PAPER_VARIANTS if c['type'] in MODELS.module_dict]
+    return cfgs + [copy.deepcopy(c) for c in PAPER_VARIANTS if c['type'] in MIXERS.module_dict]
 
 
 def mixer_name(cfg):
@@ -147,14 +148,15 @@ def build_probe_mixer(cfg, channels, num_heads, size):
 
     Raises:
         KeyError: unknown type (with close names).
-        TypeError: the module has no ``aggregation`` hook.
+        MixerNotProbeable: the module has no ``aggregation`` hook.
     """
     from mmdwnet.models.mixers import build_mixer
     mixer = build_mixer(cfg, embed_dims=channels, num_heads=num_heads,
                         input_resolution=tuple(size), shift=False, pad_to_window=False, stage=0)
     if not callable(getattr(mixer, 'aggregation', None)):
-        raise TypeError(f'{type(mixer).__name__} has no `aggregation(x)` analysis hook; implement '
-                        'it (see mmdwnet/models/mixers/*.py) to probe this mixer')
+        raise MixerNotProbeable(
+            f'{type(mixer).__name__} has no `aggregation(x)` analysis hook; derive it from '
+            'mmdwnet.models.mixers.SpatialMixer and implement the hook to probe this mixer')
     mixer.eval()
     return mixer
 
@@ -350,8 +352,13 @@ def measure_mixer(cfg, channels=8, num_heads=2, size=(14, 14), cost_shape=(96, 5
     return props
 
 
-def probe_mixers(cfgs=None, progress=False, **kwargs):
-    """:func:`measure_mixer` for every config (default: :func:`default_mixer_configs`)."""
+def probe_mixers(cfgs=None, progress=False, not_probed=None, **kwargs):
+    """:func:`measure_mixer` for every config (default: :func:`default_mixer_configs`).
+
+    Args:
+        not_probed (list | None): where mixers without the analysis hook are reported as
+            ``(name, reason)`` pairs and skipped; None raises :class:`MixerNotProbeable`.
+    """
     cfgs = default_mixer_configs() if cfgs is None else [parse_mixer_config(c) for c in cfgs]
     results = []
     bar = None
@@ -359,7 +366,12 @@ def probe_mixers(cfgs=None, progress=False, **kwargs):
         from mmengine.utils import ProgressBar
         bar = ProgressBar(len(cfgs), file=sys.stdout)
     for cfg in cfgs:
-        results.append(measure_mixer(cfg, **kwargs))
+        try:
+            results.append(measure_mixer(cfg, **kwargs))
+        except MixerNotProbeable as e:
+            if not_probed is None:
+                raise
+            not_probed.append((mixer_name(cfg), str(e)))
         if bar is not None:
             bar.update()
     if bar is not None:

@@ -51,8 +51,9 @@ def table_rows(results):
     return rows
 
 
-def to_markdown(results):
-    """Markdown table of the measured properties (with the probe and cost shapes)."""
+def to_markdown(results, not_probed=()):
+    """Markdown table of the measured properties (with the probe and cost shapes), then the
+    mixers that could not be probed (``(name, reason)`` pairs from :func:`probe_mixers`)."""
     lines = ['| ' + ' | '.join(PROPERTY_COLUMNS) + ' |',
              '|' + '|'.join(['---'] * len(PROPERTY_COLUMNS)) + '|']
     for row in table_rows(results):
@@ -65,6 +66,9 @@ def to_markdown(results):
             note += (f'; parameters and FLOPs (multiply-accumulates) of the mixer at C={cc}, '
                      f'{ch}x{cw}')
         lines.append(note + '.')
+    if not_probed:
+        lines.append('\nNot probed (no `aggregation(x)` analysis hook):\n')
+        lines += [f'* {name}: {reason}' for name, reason in not_probed]
     return '\n'.join(lines) + '\n'
 
 
@@ -213,7 +217,7 @@ def save_relation_graph_png(results, path):
     plt.close(fig)
 
 
-def write_outputs(results, out_dir, stem='connectivity'):
+def write_outputs(results, out_dir, stem='connectivity', not_probed=()):
     """Write ``{stem}.md``, ``{stem}.png``, ``{stem}.json`` and ``relation_graph.png``.
 
     Returns:
@@ -223,11 +227,12 @@ def write_outputs(results, out_dir, stem='connectivity'):
     out.mkdir(parents=True, exist_ok=True)
     paths = dict(markdown=out / f'{stem}.md', png=out / f'{stem}.png', json=out / f'{stem}.json',
                  graph=out / 'relation_graph.png')
-    paths['markdown'].write_text(to_markdown(results))
+    paths['markdown'].write_text(to_markdown(results, not_probed))
     save_table_png(results, paths['png'])
     nodes, edges = relation_graph(results)
     names = [[results[m].name for m in members] for members in nodes]
     data = dict(mixers=[asdict(r) for r in results],
+                not_probed=[dict(name=n, reason=r) for n, r in not_probed],
                 relation_graph=dict(nodes=names, edges=[
                     dict(a=names[i], b=names[j], differ=labels) for i, j, labels in edges]))
     paths['json'].write_text(json.dumps(data, indent=2, default=str))
