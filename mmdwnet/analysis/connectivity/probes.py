@@ -36,8 +36,10 @@ import copy
 import json
 import sys
 from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn as nn
 
 from mmdwnet.models.mixers import MIXERS, MixerNotProbeable
 from ..complexity import count_flops, count_params
@@ -89,7 +91,7 @@ class MixerProperties:
 
 
 # ---------------------------------------------------------------------------- configs
-def parse_mixer_config(text):
+def parse_mixer_config(text: Union[str, dict]) -> dict:
     """Parse a mixer config given on the command line.
 
     Accepts ``dict(type='DWConv', kernel_size=5)``, a Python dict literal or a JSON object.
@@ -123,27 +125,28 @@ def parse_mixer_config(text):
     return cfg
 
 
-def registered_mixers():
+def registered_mixers() -> List[str]:
     """Names of the mixers registered in :data:`mmdwnet.models.mixers.MIXERS` (sorted), those
     outside mmdwnet included; one without the ``aggregation`` hook is reported by
     :func:`probe_mixers`, not dropped."""
     return sorted(MIXERS.module_dict)
 
 
-def default_mixer_configs():
+def default_mixer_configs() -> List[dict]:
     """Every registered mixer with its default arguments, then :data:`PAPER_VARIANTS`."""
     cfgs = [dict(type=name) for name in registered_mixers()]
     return cfgs + [copy.deepcopy(c) for c in PAPER_VARIANTS if c['type'] in MIXERS.module_dict]
 
 
-def mixer_name(cfg):
+def mixer_name(cfg: dict) -> str:
     """``DWConv(kernel_size=3)`` style name of a config."""
     args = ', '.join(f'{k}={v!r}' for k, v in cfg.items() if k != 'type')
     name = cfg['type'] if isinstance(cfg['type'], str) else cfg['type'].__name__
     return f'{name}({args})'
 
 
-def build_probe_mixer(cfg, channels, num_heads, size):
+def build_probe_mixer(cfg: dict, channels: int, num_heads: int,
+                      size: Tuple[int, int]) -> nn.Module:
     """Build ``cfg`` as a backbone stage would, for (H, W) = ``size`` maps, in eval mode.
 
     Raises:
@@ -162,7 +165,7 @@ def build_probe_mixer(cfg, channels, num_heads, size):
 
 
 # ---------------------------------------------------------------------------- probes
-def connection_tensor(mixer, x):
+def connection_tensor(mixer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The connection tensor ``A(x)`` (C, H, W, C, H, W) of ``mixer``'s aggregation.
 
     ``A[c, h, w, c', h', w']`` is d out[c, h, w] / d value[c', h', w'] with the weights that
@@ -272,8 +275,10 @@ def _mixer_jacobian(mixer, x):
     return jac[:, 0]
 
 
-def measure_mixer(cfg, channels=8, num_heads=2, size=(14, 14), cost_shape=(96, 56, 56),
-                  cost_heads=3, seed=0):
+def measure_mixer(cfg: Union[str, dict], channels: int = 8, num_heads: int = 2,
+                  size: Tuple[int, int] = (14, 14),
+                  cost_shape: Optional[Tuple[int, int, int]] = (96, 56, 56),
+                  cost_heads: int = 3, seed: int = 0) -> 'MixerProperties':
     """Probe one mixer config; returns :class:`MixerProperties`.
 
     Args:
@@ -352,7 +357,9 @@ def measure_mixer(cfg, channels=8, num_heads=2, size=(14, 14), cost_shape=(96, 5
     return props
 
 
-def probe_mixers(cfgs=None, progress=False, not_probed=None, **kwargs):
+def probe_mixers(cfgs: Optional[Sequence[Union[str, dict]]] = None, progress: bool = False,
+                 not_probed: Optional[List[Tuple[str, str]]] = None,
+                 **kwargs: Any) -> List['MixerProperties']:
     """:func:`measure_mixer` for every config (default: :func:`default_mixer_configs`).
 
     Args:

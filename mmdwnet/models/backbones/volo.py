@@ -19,7 +19,7 @@ mixer config (``OutlookAttention``, ``SlidingWindowAttention``, ``DWConv`` ...).
 maximum over tokens of an auxiliary linear layer on the patch tokens (VOLO's inference rule).
 """
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -120,7 +120,7 @@ class VOLONet(BaseModule):
                  drop_path_rate: float = 0.,
                  norm_cfg: dict = dict(type='LN'),
                  out_type: str = 'cls_and_featmap',
-                 init_cfg=None):
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch = self._arch(arch)
         if out_type not in self.OUT_TYPES:
@@ -174,7 +174,8 @@ class VOLONet(BaseModule):
                              f'got {arch!r}')
         return dict(arch)
 
-    def init_weights(self):
+    def init_weights(self) -> None:
+        """mmengine's init, then VOLO's for the position embedding and cls token."""
         super().init_weights()
         if self.init_cfg is None:  # VOLO's init; the mixers keep their own
             trunc_normal_(self.pos_embed, std=.02)
@@ -217,12 +218,14 @@ class VOLOClsHead(LinearClsHead):
         the backbone's ``(cls (B, C), patch tokens (B, C, h, w))`` as the last feature.
     """
 
-    def __init__(self, num_classes: int, in_channels: int, aux_weight: float = 0.5, **kwargs):
+    def __init__(self, num_classes: int, in_channels: int, aux_weight: float = 0.5,
+                 **kwargs: Any) -> None:
         super().__init__(num_classes, in_channels, **kwargs)
         self.aux_weight = aux_weight
         self.aux_fc = nn.Linear(in_channels, num_classes)
 
-    def forward(self, feats) -> torch.Tensor:
+    def forward(self, feats: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Class scores (B, num_classes) from the backbone's (cls token, patch tokens)."""
         cls, featmap = self.pre_logits(feats)
         aux = self.aux_fc(featmap.flatten(2).transpose(1, 2)).amax(dim=1)
         return self.fc(cls) + self.aux_weight * aux

@@ -36,7 +36,7 @@ and passes a one-time check.  ``MMDWNET_FAST_INFERENCE=0`` or
 re-exported here) switches it off (the benchmark's "plain modules" rows).
 """
 import warnings
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -177,7 +177,7 @@ class FFN(_MMCVFFN):
     FC2_KEY = 'layers.1'
 
     def __init__(self, embed_dims: int, feedforward_channels: int,
-                 act_cfg: dict = dict(type='GELU'), ffn_drop: float = 0., **kwargs) -> None:
+                 act_cfg: dict = dict(type='GELU'), ffn_drop: float = 0., **kwargs: Any) -> None:
         super().__init__(embed_dims=embed_dims, feedforward_channels=feedforward_channels,
                          num_fcs=2, ffn_drop=ffn_drop, dropout_layer=None, act_cfg=act_cfg,
                          add_identity=False, **kwargs)

@@ -342,6 +342,6 @@ class SlidingWindowAttention(SpatialMixer):
                                  'none').reshape(shape)
         return super().resize_entry(name, value, shape, mode, scale)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
                 f'kernel_size={self.kernel_size}')

@@ -35,7 +35,7 @@ Aggregation submodules with input-dependent weights may offer ``frozen(x)``: the
 with the weights generated from ``x`` held fixed (see :class:`~.dwconv.DynamicDWAggregate`).
 """
 import dataclasses
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -51,7 +51,8 @@ __all__ = ['MIXERS', 'MixerContext', 'MixerNotProbeable', 'SpatialMixer', 'regis
 MIXERS = Registry('mixer', parent=MODELS, scope='mmdwnet', locations=['mmdwnet.models.mixers'])
 
 
-def register_mixer(cls: Optional[type] = None, *, name: Optional[str] = None):
+def register_mixer(cls: Optional[type] = None, *,
+                   name: Optional[str] = None) -> Union[type, Callable[[type], type]]:
     """Register a mixer of this package into :data:`MIXERS` and (as every mmdwnet module, so
     ``type='DWConv'`` keeps building anywhere) into the model registries."""
 

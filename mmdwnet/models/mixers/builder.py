@@ -1,7 +1,7 @@
 """Building spatial mixers with the context the backbone knows (:class:`MixerContext`)."""
 import copy
 import inspect
-from typing import Optional
+from typing import Any, Optional
 
 import torch.nn as nn
 
@@ -15,7 +15,7 @@ from .base import MIXERS, MixerContext
 CONTEXT_KEYS = MixerContext.keys()
 
 
-def build_mixer(cfg: dict, context: Optional[MixerContext] = None, **kwargs) -> nn.Module:
+def build_mixer(cfg: dict, context: Optional[MixerContext] = None, **kwargs: Any) -> nn.Module:
     """Build a mixer from ``cfg`` with the backbone's context it accepts.
 
     Args:

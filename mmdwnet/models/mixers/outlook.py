@@ -89,6 +89,6 @@ class OutlookAttention(SpatialMixer):
         return self.v(x).permute(0, 3, 1, 2), lambda v: self.aggregate(v, attn.expand(
             v.shape[0], *attn.shape[1:]))
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
                 f'kernel_size={self.kernel_size}, stride={self.stride}')
