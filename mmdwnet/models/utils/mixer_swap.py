@@ -25,6 +25,7 @@ import torch.nn as nn
 from mmengine.registry import MODELS as ROOT_MODELS
 
 from mmdwnet.registry import register_model
+from ..layers.dense import use_fast_linears
 from ..mixers.builder import build_mixer
 
 LAYOUTS = ('nhwc', 'nchw', 'tokens')
@@ -140,7 +141,8 @@ def swap_mixers(model: nn.Module,
         parent = model.get_submodule(parent_name) if parent_name else model
         old = getattr(parent, child)
         new = build_mixer(copy.deepcopy(mixer), **_context(old, context or {}))
-        setattr(parent, child, MixerAdapter(new, layout))
+        # the dense fast path, as the mixers get it inside a MixerBlock
+        setattr(parent, child, MixerAdapter(use_fast_linears(new), layout))
     return targets
 
 
