@@ -22,7 +22,8 @@ class _WindowMixerBase(SpatialMixer):
 
     Args:
         embed_dims (int): C.
-        num_heads (int): heads (channel groups sharing one aggregation weight); divides C.
+        num_heads (int): heads, which are the weight groups: the C / num_heads channels of a
+            head share one aggregation weight; divides C.
         window_size (int): window side w.
         shift (bool): shift windows by w // 2 (odd blocks of a stage).
         pad_to_window (bool): detection/segmentation behaviour for small maps

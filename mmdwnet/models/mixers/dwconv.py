@@ -187,8 +187,8 @@ class IDynamicDWAggregate(nn.Module):
     Args:
         channels (int): C.
         kernel_size (int): k, odd or even.
-        group_channels (int): channels sharing one weight (the official ``inhomo_heads``);
-            G = C / group_channels.
+        group_channels (int): channels per weight group, which share one weight (the official
+            ``inhomo_heads``); G = C / group_channels weight groups.
 
     Shape:
         (N, C, H, W) -> (N, C, H, W).
@@ -334,7 +334,7 @@ class DWConv(_PointwiseSpatialPointwise):
             (Table 4 "SC"). Default: False (one kernel per channel).
         share_positions (bool): False makes the aggregation locally connected, one kernel per
             position (Table 4); needs ``input_resolution``. Default: True.
-        num_heads (int): heads (weight groups) used when ``share_channels``.
+        num_heads (int): the weight groups when ``share_channels`` (the stage's heads).
         input_resolution (tuple[int, int] | None): (H, W), given by the backbone.
         pad_to_window, norm_cfg, stage: see the base class.
 
@@ -402,7 +402,8 @@ class IDynamicDWConv(_PointwiseSpatialPointwise):
     Args:
         embed_dims (int): C.
         kernel_size (int): k, odd or even. Default: 7.
-        group_channels (int | None): channels that share one aggregation weight.  None takes
+        group_channels (int | None): channels per weight group (they share one aggregation
+            weight; G = C / group_channels weight groups).  None takes
             ``num_heads`` (the official convention: ``inhomo_heads=[3, 6, 12, 24]`` for the tiny
             model, i.e. 32 weight groups in every stage).
         num_heads (int): the stage's head count, given by the backbone.
