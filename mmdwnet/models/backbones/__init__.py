@@ -1,11 +1,11 @@
 from .blocks import MixerBlock, MixerStage, PatchMerging
 from .local_mixer_net import LocalMixerNet
-from .presets import (DWNet, DynamicDWNet, IDynamicDWNet, LocalMLPNet, SlidingWindowNet,
-                      SwinNet)
+from .presets import (PRESETS, DWNet, DynamicDWNet, IDynamicDWNet, LocalMLPNet, Preset,
+                      SlidingWindowNet, SwinNet)
 
 __all__ = [
     'LocalMixerNet', 'DWNet', 'DynamicDWNet', 'IDynamicDWNet', 'SwinNet', 'SlidingWindowNet',
-    'LocalMLPNet', 'MixerBlock', 'MixerStage', 'PatchMerging'
+    'LocalMLPNet', 'MixerBlock', 'MixerStage', 'PatchMerging', 'PRESETS', 'Preset'
 ]
 
 try:  # VOLO reuses mmpretrain's transformer layer and classification head
