@@ -19,7 +19,7 @@ weights=CKPT)``).
 """
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CLASSIFICATION_METAFILE = 'configs/classification/metafile.yml'
@@ -57,3 +57,10 @@ def register_models() -> bool:
         return True
     ModelHub.register_model_index(str(metafile), config_prefix=str(root))
     return True
+
+
+def preset_model_names() -> List[str]:
+    """The hub names of the presets' ImageNet-1k classification models, one per preset and arch
+    of :data:`mmdwnet.models.backbones.presets.PRESETS` (e.g. ``'dwnet-tiny_8xb128_in1k'``)."""
+    from mmdwnet.models.backbones.presets import PRESETS
+    return [row.config_name(arch) for row in PRESETS.values() for arch in row.archs]

@@ -132,7 +132,7 @@ def test_conv_bn_fusion_stays_exact_and_leaves_cc_bn_alone():
 def test_cc_bn_backbone_fused_and_fast_path_give_the_module_outputs():
     """A DWNet with CC-BN in the mixers and before the FFN: fuse_conv_bn and the CPU fast path
     (which folds only plain BNs) leave the outputs unchanged."""
-    from mmdwnet.ops.switches import fast_inference
+    from mmdwnet.models.layers.switches import fast_inference
     torch.manual_seed(0)
     backbone = MODELS.build(dict(type='DWNet', arch=TINY, mixer=dict(norm_cfg=dict(type='CCBN')),
                                  norm2_cfg=dict(type='CCBN')))

@@ -144,6 +144,7 @@ def test_bad_hooks_and_configs_fail_clearly():
 def test_hooks_reproduce_forward(size):
     """``aggregation`` is the real aggregation: with the projections it gives ``forward``."""
     assert set(PAPER_TABLE1) <= set(registered_mixers())
+    assert 'OutlookAttention' in registered_mixers()  # VOLO's mixer implements the hook too
     torch.manual_seed(0)
     for cfg in default_mixer_configs():
         mixer = build_probe_mixer(cfg, C, HEADS, size)

@@ -1,4 +1,4 @@
-"""The CPU inference fast path of the dense layers (mmdwnet.ops.dense: the Linear and FFN layer
+"""The CPU inference fast path of the dense layers (mmdwnet.models.layers.dense: the Linear and FFN layer
 types) changes no outputs, runs where it should and nowhere else."""
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch.nn as nn
 from torch.profiler import profile
 
 import mmdwnet  # noqa: F401
-from mmdwnet.ops import dense
+from mmdwnet.models.layers import dense
 from mmdwnet.registry import MODELS
 
 TINY = dict(embed_dims=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 4, 8])
@@ -229,8 +229,10 @@ def test_prepare_for_inference_folds_every_block_ahead():
 
 
 def test_switch_is_the_shared_one():
-    from mmdwnet.ops import switches
+    from mmdwnet.models.layers import switches
+    from mmdwnet.ops import switches as ops_switches
     assert dense.fast_inference is switches.fast_inference
+    assert ops_switches.fast_inference is switches.fast_inference  # the old import still works
     layer = dense.Linear(8, 8).eval()
     with torch.no_grad(), switches.fast_inference(False):
         _, ran = _ran_fast_op(lambda: layer(torch.randn(2, 8)))
@@ -250,3 +252,36 @@ def test_torch_compile_in_inference_mode():
         out = torch.compile(model)(x)
     torch._dynamo.reset()
     assert (ref[-1] - out[-1]).abs().max().item() <= 1e-5
+
+
+def test_block_gives_any_mixers_plain_linears_the_fast_path():
+    """A mixer written with plain nn.Linear (no mmdwnet import) gets the fast path in a block;
+    same object, same state-dict keys, same outputs; nn.Linear subclasses are left alone."""
+    from mmdwnet.models.backbones.blocks import MixerBlock
+
+    class Proj(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(16, 16)
+
+        def forward(self, x):
+            return self.proj(x)
+
+    class MyLinear(nn.Linear):
+        pass
+
+    mixer = Proj()
+    mixer.other = MyLinear(16, 16)
+    proj = mixer.proj
+    keys = list(mixer.state_dict())
+    block = MixerBlock(16, mixer, norm2_cfg=dict(type='LN')).eval()
+    assert block.mixer.proj is proj and type(proj) is dense.Linear
+    assert type(block.mixer.other) is MyLinear
+    assert list(block.mixer.state_dict()) == keys
+    x = torch.randn(2, 5, 5, 16)
+    with torch.no_grad():
+        _, ran = _ran_fast_op(lambda: proj(x))
+        assert ran, 'the mixer\'s nn.Linear did not run the fast path'
+        with dense.fast_inference(False):
+            ref = block(x)
+        assert (block(x) - ref).abs().max().item() <= 1e-5

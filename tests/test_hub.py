@@ -83,3 +83,17 @@ def test_detection_and_segmentation_are_not_in_the_classification_hub(name):
     """mmpretrain builds every hub model under its own scope; downstream models stay out."""
     from mmpretrain.apis import ModelHub
     assert not ModelHub.has(name)
+
+
+def test_every_preset_of_the_table_is_in_the_hub_with_its_own_backbone():
+    """The presets table names configs that exist, are in the metafile and build the preset."""
+    from mmdwnet.models.backbones.presets import PRESETS
+    names = hub.preset_model_names()
+    assert len(names) >= len(PRESETS)
+    models = metafile_models()
+    for row in PRESETS.values():
+        for arch in row.archs:
+            name = row.config_name(arch)
+            assert name in names and name in models, name
+            cfg = Config.fromfile(str(ROOT / models[name]['Config']))
+            assert cfg.model.backbone.type == row.name, name

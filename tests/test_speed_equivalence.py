@@ -10,7 +10,7 @@ from mmcv.cnn import fuse_conv_bn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmdwnet  # noqa: F401
-from mmdwnet.models.mixers.dwconv import DynamicDWConv2d, IDynamicDWConv2d
+from mmdwnet.models.mixers.dwconv import DynamicDWAggregate, IDynamicDWAggregate
 from mmdwnet.ops import local_aggregate
 from mmdwnet.ops.backends.reference import local_aggregate_unfold
 from mmdwnet.registry import MODELS
@@ -64,7 +64,7 @@ def test_fuse_conv_bn_folds_every_conv_bn_pair(variant):
         for leaf in ('norm_in', 'norm_out'):
             if hasattr(m, 'proj_in'):
                 assert isinstance(getattr(m, leaf), nn.Identity), f'{name}.{leaf}'
-        if isinstance(m, (DynamicDWConv2d, IDynamicDWConv2d)):
+        if isinstance(m, (DynamicDWAggregate, IDynamicDWAggregate)):
             assert isinstance(m.norm, nn.Identity), f'{name}.norm (kernel generator)'
         if getattr(m, 'ffn_dwconv', None) is not None and not m.ffn_dwconv.norm_first:
             assert isinstance(m.ffn_dwconv.norm, nn.Identity), name
@@ -89,7 +89,7 @@ def test_dynamic_dw_is_one_op_for_the_batch(monkeypatch):
     (training and inference; its backward is one grouped conv gradient), else as one grouped
     conv (batch folded into channels); never a per-image loop.  Both equal per-image convs."""
     from mmdwnet.ops.backends import cpu as cpu_kernels
-    mod = DynamicDWConv2d(8, 7).eval()
+    mod = DynamicDWAggregate(8, 7).eval()
     calls = []
     conv2d, ddw = torch.nn.functional.conv2d, cpu_kernels.dynamic_depthwise
 
@@ -129,7 +129,7 @@ def test_dynamic_dw_is_one_op_for_the_batch(monkeypatch):
 
 
 def test_dynamic_dw_kernel_generator_equals_conv_form():
-    mod = DynamicDWConv2d(16, 5).eval()
+    mod = DynamicDWAggregate(16, 5).eval()
     for p in mod.parameters():
         nn.init.normal_(p, std=0.2)
     x = torch.randn(3, 16, 7, 7)
@@ -144,7 +144,7 @@ def test_i_dynamic_dw_fused_path_equals_plain_form(dtype):
     BN batch statistics): outputs and every gradient.  float64 runs the pure-PyTorch path,
     float32 the compiled CPU kernels where available."""
     torch.manual_seed(0)
-    mod = IDynamicDWConv2d(24, 7, group_channels=3).train().to(dtype)
+    mod = IDynamicDWAggregate(24, 7, group_channels=3).train().to(dtype)
     x = torch.randn(2, 24, 10, 9, requires_grad=True, dtype=dtype)
     out = mod(x)
     grads = torch.autograd.grad(out.square().sum(), [x] + list(mod.parameters()))

@@ -100,6 +100,9 @@ def test_swap_by_import_path_and_with_context():
                            context=dict(num_heads=1))
     mixers = [model.get_submodule(n).mixer for n in replaced]
     assert all(isinstance(m, SlidingWindowAttention) and m.num_heads == 1 for m in mixers)
+    # a swapped-in mixer's plain nn.Linear layers get the dense fast path, as in a MixerBlock
+    from mmdwnet.models.layers import Linear
+    assert all(type(m.qkv) is Linear and type(m.proj) is Linear for m in mixers)
     with torch.no_grad():
         assert model(torch.randn(1, 3, 64, 64))[0].shape == (1, 128, 2, 2)
 

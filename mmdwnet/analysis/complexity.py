@@ -33,7 +33,10 @@ Two counting conventions (:data:`CONVENTIONS`), because published FLOPs use both
 from functools import reduce
 from operator import mul
 
+from typing import Any, Optional, Sequence, Tuple
+
 import torch
+import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 
@@ -125,7 +128,8 @@ def check_convention(convention: str) -> str:
     return convention
 
 
-def flop_analyzer(model, inputs, convention: str = 'all') -> FlopAnalyzer:
+def flop_analyzer(model: nn.Module, inputs: Tuple[Any, ...],
+                  convention: str = 'all') -> FlopAnalyzer:
     """``mmengine.analysis.FlopAnalyzer`` for ``model(*inputs)`` with mmdwnet's op handles,
     counting by ``convention`` (see the module docstring)."""
     check_convention(convention)
@@ -140,7 +144,8 @@ def flop_analyzer(model, inputs, convention: str = 'all') -> FlopAnalyzer:
     return analyzer
 
 
-def count_flops(model, input_shape=(3, 224, 224), inputs=None, convention: str = 'all') -> int:
+def count_flops(model: nn.Module, input_shape: Sequence[int] = (3, 224, 224),
+                inputs: Optional[Tuple[Any, ...]] = None, convention: str = 'all') -> int:
     """Total FLOPs (multiply-accumulates) of ``model`` on one input of ``input_shape``, counted
     by ``convention`` (``'all'`` or ``'modules'``, see the module docstring)."""
     if inputs is None:
@@ -154,6 +159,6 @@ def count_flops(model, input_shape=(3, 224, 224), inputs=None, convention: str =
         model.train(was_training)
 
 
-def count_params(model):
+def count_params(model: nn.Module) -> int:
     """Number of parameters of ``model``."""
     return sum(p.numel() for p in model.parameters())

@@ -13,7 +13,10 @@ analyzer with mmdwnet's op handles):
   the box heads and *all* of them through the mask heads, so the count depends on the weights
   and the image, and is far larger for Cascade Mask R-CNN.
 """
+from typing import Optional, Tuple
+
 import torch
+import torch.nn as nn
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox2roi
 
@@ -24,7 +27,8 @@ __all__ = ['model_flops', 'dummy_proposals']
 MODES = ('dummy', 'tensor')
 
 
-def dummy_proposals(shape, num, device=None):
+def dummy_proposals(shape: Tuple[int, int], num: int,
+                    device: Optional[torch.device] = None) -> torch.Tensor:
     """``num`` boxes (x1, y1, x2, y2) of a fixed grid inside an ``(H, W)`` image.
 
     Returns:
@@ -105,8 +109,9 @@ def _check(model, shape, mode):
         raise ValueError(f'shape must be (H, W) with both sides >= 32, got {tuple(shape)}')
 
 
-def model_flops(model, shape, mode='dummy', num_proposals=1000, num_mask_rois=100,
-                convention='all'):
+def model_flops(model: nn.Module, shape: Tuple[int, int], mode: str = 'dummy',
+                num_proposals: int = 1000, num_mask_rois: int = 100,
+                convention: str = 'all') -> int:
     """FLOPs (multiply-accumulates) of an mmdet detector on one random ``3 x H x W`` image.
 
     Args:

@@ -11,9 +11,11 @@ The stage output is taken with a forward hook on ``backbone.stages[i]`` (mmdwnet
 (B, C, H, W) or ``(tokens, hw_shape)``) and the forward pass stops right after it.
 """
 import sys
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 __all__ = ['find_backbone', 'load_images', 'stage_output', 'effective_receptive_field',
            'high_contribution_area', 'plot_erf', 'SKIMAGE_IMAGES']
@@ -29,7 +31,7 @@ class _StopForward(Exception):
     pass
 
 
-def find_backbone(model):
+def find_backbone(model: nn.Module) -> nn.Module:
     """The backbone of a classifier / detector / segmentor (``model.backbone``) or ``model``."""
     return getattr(model, 'backbone', model)
 
@@ -52,7 +54,7 @@ def _channels_last(backbone):
     return isinstance(backbone, LocalMixerNet)
 
 
-def stage_output(backbone, images, stage):
+def stage_output(backbone: nn.Module, images: torch.Tensor, stage: int) -> torch.Tensor:
     """Output of ``backbone.stages[stage]`` for ``images`` as (B, C, H, W), keeping the graph.
 
     Raises:
@@ -88,7 +90,8 @@ def stage_output(backbone, images, stage):
     return out.permute(0, 3, 1, 2) if _channels_last(backbone) else out
 
 
-def load_images(source='skimage', num_images=4, size=(224, 224), seed=0):
+def load_images(source: str = 'skimage', num_images: int = 4,
+                size: Tuple[int, int] = (224, 224), seed: int = 0) -> torch.Tensor:
     """A (N, 3, H, W) float batch normalised with the ImageNet mean/std.
 
     Args:
@@ -128,7 +131,8 @@ def load_images(source='skimage', num_images=4, size=(224, 224), seed=0):
     return torch.stack(batch)
 
 
-def effective_receptive_field(model, images, stage, progress=True):
+def effective_receptive_field(model: nn.Module, images: torch.Tensor, stage: int,
+                              progress: bool = True) -> np.ndarray:
     """Mean |gradient| of the centre output of ``stage`` w.r.t. the input, summed over RGB.
 
     Args:
@@ -159,7 +163,8 @@ def effective_receptive_field(model, images, stage, progress=True):
     return (total / len(images)).numpy()
 
 
-def high_contribution_area(erf, thresholds=(0.2, 0.3, 0.5, 0.99)):
+def high_contribution_area(erf: np.ndarray, thresholds: Sequence[float] = (0.2, 0.3, 0.5, 0.99)
+                           ) -> Dict[float, float]:
     """RepLKNet's metric: smallest centred square holding ``t`` of the (log-scaled) ERF mass,
     as a fraction of the image area, for each threshold ``t``."""
     data = np.log10(erf + 1)
@@ -178,7 +183,7 @@ def high_contribution_area(erf, thresholds=(0.2, 0.3, 0.5, 0.99)):
     return result
 
 
-def plot_erf(erf, path, title=None):
+def plot_erf(erf: np.ndarray, path: str, title: Optional[str] = None) -> None:
     """Save a heat map of ``log10(erf + 1)`` scaled to [0, 1] to ``path``."""
     import matplotlib
     matplotlib.use('Agg')

@@ -6,6 +6,8 @@ counted.  :func:`model_flops` traces the same path of an mmseg 1.x ``EncoderDeco
 :func:`mmdwnet.analysis.flop_analyzer` (mmengine's analyzer plus mmdwnet's custom ops);
 FLOPs are multiply-accumulates.
 """
+from typing import Tuple
+
 import torch
 from torch import nn
 
@@ -41,7 +43,7 @@ def _check_shape(shape):
     return h, w
 
 
-def model_flops(model, shape, convention='all'):
+def model_flops(model: nn.Module, shape: Tuple[int, int], convention: str = 'all') -> int:
     """Multiply-accumulates of ``model.encode_decode`` on one 3 x H x W image.
 
     Args:

@@ -1,21 +1,21 @@
-"""The one place where mmdwnet's performance switches are read.
+"""The switch that picks the backend of the local-aggregation ops.
 
-Two switches, one mechanism (an environment variable, overridable per thread by a context
-manager, read at every call so that changing either never has a process-wide side effect):
+The ops' switch: an environment variable, overridable per thread by a context manager, read at
+every call so that changing it never has a process-wide side effect.
 
 * ``MMDWNET_OPS_BACKEND`` / :func:`ops_backend` -- which backend runs the local-aggregation ops:
   ``auto`` (default: the best available for the tensors' device), ``torch`` (pure PyTorch
   reference backend), ``cpu`` (compiled CPU kernels) or ``triton`` (Triton kernels).
-* ``MMDWNET_FAST_INFERENCE`` / :func:`fast_inference` -- the fused CPU inference fast path of the
-  dense layers (on by default; ``0``, ``false`` or ``off`` switch it off).
+
+The dense layers' ``MMDWNET_FAST_INFERENCE`` switch is :mod:`mmdwnet.models.layers.switches`
+(``fast_inference`` is still importable from here).
 """
 import contextlib
 import os
 import threading
 from typing import Iterator, Optional
 
-__all__ = ['BACKENDS', 'ops_backend', 'use_ops_backend', 'fast_inference_enabled',
-           'fast_inference']
+__all__ = ['BACKENDS', 'ops_backend', 'use_ops_backend']
 
 BACKENDS = ('auto', 'torch', 'cpu', 'triton')
 
@@ -50,20 +50,10 @@ def use_ops_backend(name: Optional[str]) -> Iterator[None]:
         _state.backend = previous
 
 
-def fast_inference_enabled() -> bool:
-    """Whether the dense-layer CPU inference fast path is on (env var / :func:`fast_inference`)."""
-    flag = getattr(_state, 'fast', None)
-    if flag is None:
-        return os.environ.get('MMDWNET_FAST_INFERENCE', '1').lower() not in ('0', 'false', 'off')
-    return flag
-
-
-@contextlib.contextmanager
-def fast_inference(enabled: bool = True) -> Iterator[None]:
-    """Context manager that switches the CPU inference fast path on or off in this thread."""
-    previous = getattr(_state, 'fast', None)
-    _state.fast = bool(enabled)
-    try:
-        yield
-    finally:
-        _state.fast = previous
+def __getattr__(name: str):
+    """``fast_inference`` / ``fast_inference_enabled`` moved to
+    :mod:`mmdwnet.models.layers.switches` (the dense layers' switch); kept importable here."""
+    if name in ('fast_inference', 'fast_inference_enabled'):
+        from mmdwnet.models.layers import switches
+        return getattr(switches, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -3,8 +3,8 @@
     python tools/analysis_tools/connectivity.py [--mixer CFG ...] [--only] [--out-dir DIR]
         [--channels 8] [--heads 2] [--size 14 14] [--cost-shape 96 56 56] [--cost-heads 3]
 
-Every registered mixer (modules with the ``aggregation`` analysis hook) is probed with its
-default arguments, plus the paper's variants (Table 2 Local MLP, shifted windows, Table 4
+Every mixer registered in ``mmdwnet.models.mixers.MIXERS`` is probed with its default arguments
+(one without the ``aggregation`` analysis hook is reported as not probed), plus the paper's variants (Table 2 Local MLP, shifted windows, Table 4
 sharing ablations) and every ``--mixer`` config, given as ``"dict(type='DWConv',
 kernel_size=5)"`` or JSON (``--only``: just those).  The measured table is printed; with
 ``--out-dir`` it is also written as ``connectivity.md``, ``connectivity.png`` (matplotlib
@@ -57,17 +57,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     cfgs = ([] if args.only else default_mixer_configs()) + args.mixer
+    not_probed = []
     try:
         results = probe_mixers(
-            cfgs, progress=True, channels=args.channels, num_heads=args.heads, size=args.size,
+            cfgs, progress=True, not_probed=not_probed, channels=args.channels,
+            num_heads=args.heads, size=args.size,
             cost_shape=None if args.no_cost else args.cost_shape, cost_heads=args.cost_heads,
             seed=args.seed)
     except (KeyError, ValueError, TypeError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
-    print(to_markdown(results))
+    for name, reason in not_probed:
+        print(f'warning: not probed: {name}: {reason}', file=sys.stderr)
+    print(to_markdown(results, not_probed))
     if args.out_dir:
-        for kind, path in write_outputs(results, args.out_dir).items():
+        for kind, path in write_outputs(results, args.out_dir, not_probed=not_probed).items():
             print(f'{kind}: {path}')
     return 0
 

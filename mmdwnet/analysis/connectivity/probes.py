@@ -36,10 +36,12 @@ import copy
 import json
 import sys
 from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn as nn
 
-from mmdwnet.registry import registered_modules
+from mmdwnet.models.mixers import MIXERS, MixerNotProbeable
 from ..complexity import count_flops, count_params
 
 __all__ = [
@@ -89,7 +91,7 @@ class MixerProperties:
 
 
 # ---------------------------------------------------------------------------- configs
-def parse_mixer_config(text):
+def parse_mixer_config(text: Union[str, dict]) -> dict:
     """Parse a mixer config given on the command line.
 
     Accepts ``dict(type='DWConv', kernel_size=5)``, a Python dict literal or a JSON object.
@@ -123,44 +125,47 @@ def parse_mixer_config(text):
     return cfg
 
 
-def registered_mixers():
-    """Names of registered modules implementing the ``aggregation`` analysis hook (sorted)."""
-    return sorted(name for name, cls in registered_modules().items()
-                  if callable(getattr(cls, 'aggregation', None)))
+def registered_mixers() -> List[str]:
+    """Names of the mixers registered in :data:`mmdwnet.models.mixers.MIXERS` (sorted), those
+    outside mmdwnet included; one without the ``aggregation`` hook is reported by
+    :func:`probe_mixers`, not dropped."""
+    return sorted(MIXERS.module_dict)
 
 
-def default_mixer_configs():
+def default_mixer_configs() -> List[dict]:
     """Every registered mixer with its default arguments, then :data:`PAPER_VARIANTS`."""
     cfgs = [dict(type=name) for name in registered_mixers()]
-    return cfgs + [copy.deepcopy(c) for c in PAPER_VARIANTS if c['type'] in registered_modules()]
+    return cfgs + [copy.deepcopy(c) for c in PAPER_VARIANTS if c['type'] in MIXERS.module_dict]
 
 
-def mixer_name(cfg):
+def mixer_name(cfg: dict) -> str:
     """``DWConv(kernel_size=3)`` style name of a config."""
     args = ', '.join(f'{k}={v!r}' for k, v in cfg.items() if k != 'type')
     name = cfg['type'] if isinstance(cfg['type'], str) else cfg['type'].__name__
     return f'{name}({args})'
 
 
-def build_probe_mixer(cfg, channels, num_heads, size):
+def build_probe_mixer(cfg: dict, channels: int, num_heads: int,
+                      size: Tuple[int, int]) -> nn.Module:
     """Build ``cfg`` as a backbone stage would, for (H, W) = ``size`` maps, in eval mode.
 
     Raises:
         KeyError: unknown type (with close names).
-        TypeError: the module has no ``aggregation`` hook.
+        MixerNotProbeable: the module has no ``aggregation`` hook.
     """
     from mmdwnet.models.mixers import build_mixer
     mixer = build_mixer(cfg, embed_dims=channels, num_heads=num_heads,
                         input_resolution=tuple(size), shift=False, pad_to_window=False, stage=0)
     if not callable(getattr(mixer, 'aggregation', None)):
-        raise TypeError(f'{type(mixer).__name__} has no `aggregation(x)` analysis hook; implement '
-                        'it (see mmdwnet/models/mixers/*.py) to probe this mixer')
+        raise MixerNotProbeable(
+            f'{type(mixer).__name__} has no `aggregation(x)` analysis hook; derive it from '
+            'mmdwnet.models.mixers.SpatialMixer and implement the hook to probe this mixer')
     mixer.eval()
     return mixer
 
 
 # ---------------------------------------------------------------------------- probes
-def connection_tensor(mixer, x):
+def connection_tensor(mixer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The connection tensor ``A(x)`` (C, H, W, C, H, W) of ``mixer``'s aggregation.
 
     ``A[c, h, w, c', h', w']`` is d out[c, h, w] / d value[c', h', w'] with the weights that
@@ -270,8 +275,10 @@ def _mixer_jacobian(mixer, x):
     return jac[:, 0]
 
 
-def measure_mixer(cfg, channels=8, num_heads=2, size=(14, 14), cost_shape=(96, 56, 56),
-                  cost_heads=3, seed=0):
+def measure_mixer(cfg: Union[str, dict], channels: int = 8, num_heads: int = 2,
+                  size: Tuple[int, int] = (14, 14),
+                  cost_shape: Optional[Tuple[int, int, int]] = (96, 56, 56),
+                  cost_heads: int = 3, seed: int = 0) -> 'MixerProperties':
     """Probe one mixer config; returns :class:`MixerProperties`.
 
     Args:
@@ -350,8 +357,15 @@ def measure_mixer(cfg, channels=8, num_heads=2, size=(14, 14), cost_shape=(96, 5
     return props
 
 
-def probe_mixers(cfgs=None, progress=False, **kwargs):
-    """:func:`measure_mixer` for every config (default: :func:`default_mixer_configs`)."""
+def probe_mixers(cfgs: Optional[Sequence[Union[str, dict]]] = None, progress: bool = False,
+                 not_probed: Optional[List[Tuple[str, str]]] = None,
+                 **kwargs: Any) -> List['MixerProperties']:
+    """:func:`measure_mixer` for every config (default: :func:`default_mixer_configs`).
+
+    Args:
+        not_probed (list | None): where mixers without the analysis hook are reported as
+            ``(name, reason)`` pairs and skipped; None raises :class:`MixerNotProbeable`.
+    """
     cfgs = default_mixer_configs() if cfgs is None else [parse_mixer_config(c) for c in cfgs]
     results = []
     bar = None
@@ -359,7 +373,12 @@ def probe_mixers(cfgs=None, progress=False, **kwargs):
         from mmengine.utils import ProgressBar
         bar = ProgressBar(len(cfgs), file=sys.stdout)
     for cfg in cfgs:
-        results.append(measure_mixer(cfg, **kwargs))
+        try:
+            results.append(measure_mixer(cfg, **kwargs))
+        except MixerNotProbeable as e:
+            if not_probed is None:
+                raise
+            not_probed.append((mixer_name(cfg), str(e)))
         if bar is not None:
             bar.update()
     if bar is not None:

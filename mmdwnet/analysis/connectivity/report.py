@@ -8,6 +8,9 @@ import json
 import math
 from dataclasses import asdict
 from pathlib import Path
+from typing import Dict, List, Sequence, Tuple, Union
+
+from .probes import MixerProperties
 
 __all__ = [
     'PROPERTY_COLUMNS', 'table_rows', 'to_markdown', 'save_table_png', 'relation_graph',
@@ -25,7 +28,7 @@ def _mark(flag):
     return YES if flag else NO
 
 
-def table_rows(results):
+def table_rows(results: Sequence[MixerProperties]) -> List[List[str]]:
     """Rows of display strings, one per result, in :data:`PROPERTY_COLUMNS` order."""
     rows = []
     for r in results:
@@ -51,8 +54,10 @@ def table_rows(results):
     return rows
 
 
-def to_markdown(results):
-    """Markdown table of the measured properties (with the probe and cost shapes)."""
+def to_markdown(results: Sequence[MixerProperties],
+                not_probed: Sequence[Tuple[str, str]] = ()) -> str:
+    """Markdown table of the measured properties (with the probe and cost shapes), then the
+    mixers that could not be probed (``(name, reason)`` pairs from :func:`probe_mixers`)."""
     lines = ['| ' + ' | '.join(PROPERTY_COLUMNS) + ' |',
              '|' + '|'.join(['---'] * len(PROPERTY_COLUMNS)) + '|']
     for row in table_rows(results):
@@ -65,6 +70,9 @@ def to_markdown(results):
             note += (f'; parameters and FLOPs (multiply-accumulates) of the mixer at C={cc}, '
                      f'{ch}x{cw}')
         lines.append(note + '.')
+    if not_probed:
+        lines.append('\nNot probed (no `aggregation(x)` analysis hook):\n')
+        lines += [f'* {name}: {reason}' for name, reason in not_probed]
     return '\n'.join(lines) + '\n'
 
 
@@ -75,7 +83,7 @@ def _plt():
     return plt
 
 
-def save_table_png(results, path):
+def save_table_png(results: Sequence[MixerProperties], path: Union[str, Path]) -> None:
     """Render the table with matplotlib to ``path``."""
     plt = _plt()
     rows = table_rows(results)
@@ -122,7 +130,8 @@ def _difference_label(name, a, b):
             'shares_channels': 'sharing across channels'}[name]
 
 
-def relation_graph(results):
+def relation_graph(results: Sequence[MixerProperties]
+                   ) -> Tuple[List[List[int]], List[Tuple[int, int, List[str]]]]:
     """The relation graph (paper Figure 3) built from the measured properties.
 
     Mixers with equal properties (:data:`GRAPH_PROPERTIES`) form one node.  Nodes are joined
@@ -178,7 +187,8 @@ def _circle_order(n, edges):
     return order
 
 
-def save_relation_graph_png(results, path):
+def save_relation_graph_png(results: Sequence[MixerProperties],
+                            path: Union[str, Path]) -> None:
     """Draw :func:`relation_graph` with matplotlib (circular layout) to ``path``."""
     plt = _plt()
     nodes, edges = relation_graph(results)
@@ -213,7 +223,9 @@ def save_relation_graph_png(results, path):
     plt.close(fig)
 
 
-def write_outputs(results, out_dir, stem='connectivity'):
+def write_outputs(results: Sequence[MixerProperties], out_dir: Union[str, Path],
+                  stem: str = 'connectivity',
+                  not_probed: Sequence[Tuple[str, str]] = ()) -> Dict[str, str]:
     """Write ``{stem}.md``, ``{stem}.png``, ``{stem}.json`` and ``relation_graph.png``.
 
     Returns:
@@ -223,11 +235,12 @@ def write_outputs(results, out_dir, stem='connectivity'):
     out.mkdir(parents=True, exist_ok=True)
     paths = dict(markdown=out / f'{stem}.md', png=out / f'{stem}.png', json=out / f'{stem}.json',
                  graph=out / 'relation_graph.png')
-    paths['markdown'].write_text(to_markdown(results))
+    paths['markdown'].write_text(to_markdown(results, not_probed))
     save_table_png(results, paths['png'])
     nodes, edges = relation_graph(results)
     names = [[results[m].name for m in members] for members in nodes]
     data = dict(mixers=[asdict(r) for r in results],
+                not_probed=[dict(name=n, reason=r) for n, r in not_probed],
                 relation_graph=dict(nodes=names, edges=[
                     dict(a=names[i], b=names[j], differ=labels) for i, j, labels in edges]))
     paths['json'].write_text(json.dumps(data, indent=2, default=str))

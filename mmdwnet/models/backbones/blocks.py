@@ -9,7 +9,7 @@ from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.drop import DropPath
 from mmengine.model import BaseModule
 
-from mmdwnet.ops.dense import FFN, Linear
+from ..layers.dense import FFN, Linear, use_fast_linears
 from ..checks import check_bool, check_cfg, check_int, check_positive, check_rate
 from ..norms import is_channels_first_norm
 
@@ -119,8 +119,9 @@ class MixerBlock(BaseModule):
             self.norm1, self._norm1_cf = build_cl_norm(norm1_cfg, embed_dims)
         else:
             self.norm1 = None
-        self.mixer = mixer
-        self.se = SqueezeExcite(embed_dims, se_ratio) if se_ratio else None
+        # the dense layers' CPU inference fast path for any mixer's plain nn.Linear layers
+        self.mixer = use_fast_linears(mixer)
+        self.se = use_fast_linears(SqueezeExcite(embed_dims, se_ratio)) if se_ratio else None
         self.ffn_dwconv = DepthwiseResidual(embed_dims, ffn_dwconv_kernel,
                                             norm_first=ffn_dwconv_norm_first) \
             if ffn_dwconv_kernel else None
@@ -144,7 +145,7 @@ class MixerBlock(BaseModule):
 
     def prepare_for_inference(self) -> None:
         """Fold the pre-FFN norm into the FFN now (see
-        :func:`mmdwnet.ops.dense.prepare_for_inference`)."""
+        :func:`mmdwnet.models.layers.prepare_for_inference`)."""
         self.ffn.folded_fc1(self.norm2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

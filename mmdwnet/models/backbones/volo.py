@@ -19,7 +19,7 @@ mixer config (``OutlookAttention``, ``SlidingWindowAttention``, ``DWConv`` ...).
 maximum over tokens of an auxiliary linear layer on the patch tokens (VOLO's inference rule).
 """
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -34,64 +34,9 @@ from mmpretrain.models.heads import LinearClsHead
 from mmpretrain.models.utils import resize_pos_embed
 
 from mmdwnet.registry import register_model
-from ..mixers.builder import build_mixer, divisible_or_raise
+from ..mixers.builder import build_mixer
+from ..mixers.outlook import OutlookAttention  # noqa: F401  (VOLO's mixer; re-exported)
 from .blocks import MixerBlock
-
-
-@register_model()
-class OutlookAttention(nn.Module):
-    """VOLO's outlook attention as an mmdwnet mixer, (B, H, W, C) -> (B, H, W, C).
-
-    The k x k window around every ``stride``-th position is aggregated with weights predicted
-    from that position alone: a linear layer on the (average-pooled) input gives, per head,
-    a (k*k, k*k) matrix, softmax over its last axis; the aggregated windows are folded back
-    (overlaps summed), then projected.
-
-    Args:
-        embed_dims (int): C.
-        num_heads (int): heads; divides C.
-        kernel_size (int): window side k. Default: 3.
-        stride (int): window stride (the weights come from a ``stride`` x ``stride`` average
-            pool). Default: 2 (VOLO's setting).
-        qkv_bias (bool): bias of the value projection. Default: False.
-        attn_drop, proj_drop (float): dropout rates. Default: 0.
-        stage (int | None): for error messages.
-    """
-
-    def __init__(self, embed_dims: int, num_heads: int, kernel_size: int = 3, stride: int = 2,
-                 qkv_bias: bool = False, attn_drop: float = 0., proj_drop: float = 0.,
-                 stage: Optional[int] = None):
-        super().__init__()
-        divisible_or_raise('OutlookAttention: num_heads', embed_dims, num_heads, stage)
-        if kernel_size % 2 == 0:
-            raise ValueError(f'OutlookAttention kernel_size must be odd, got {kernel_size}')
-        self.embed_dims, self.num_heads = embed_dims, num_heads
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, kernel_size // 2
-        self.scale = (embed_dims // num_heads)**-0.5
-        self.v = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
-        self.attn = nn.Linear(embed_dims, kernel_size**4 * num_heads)
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(embed_dims, embed_dims)
-        self.proj_drop = nn.Dropout(proj_drop)
-        self.pool = nn.AvgPool2d(kernel_size=stride, stride=stride, ceil_mode=True)
-
-    def forward(self, x):
-        b, h, w, c = x.shape
-        k, heads = self.kernel_size, self.num_heads
-        oh, ow = math.ceil(h / self.stride), math.ceil(w / self.stride)
-        v = self.v(x).permute(0, 3, 1, 2)
-        v = F.unfold(v, k, padding=self.padding, stride=self.stride)  # B, C*k*k, oh*ow
-        v = v.reshape(b, heads, c // heads, k * k, oh * ow).permute(0, 1, 4, 3, 2)
-        attn = self.attn(self.pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
-        attn = attn.reshape(b, oh * ow, heads, k * k, k * k).permute(0, 2, 1, 3, 4)
-        attn = self.attn_drop((attn * self.scale).softmax(dim=-1))
-        out = (attn @ v).permute(0, 1, 4, 3, 2).reshape(b, c * k * k, oh * ow)
-        out = F.fold(out, (h, w), k, padding=self.padding, stride=self.stride)
-        return self.proj_drop(self.proj(out.permute(0, 2, 3, 1)))
-
-    def extra_repr(self):
-        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
-                f'kernel_size={self.kernel_size}, stride={self.stride}')
 
 
 class ClassAttentionBlock(BaseModule):
@@ -175,7 +120,7 @@ class VOLONet(BaseModule):
                  drop_path_rate: float = 0.,
                  norm_cfg: dict = dict(type='LN'),
                  out_type: str = 'cls_and_featmap',
-                 init_cfg=None):
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch = self._arch(arch)
         if out_type not in self.OUT_TYPES:
@@ -229,7 +174,8 @@ class VOLONet(BaseModule):
                              f'got {arch!r}')
         return dict(arch)
 
-    def init_weights(self):
+    def init_weights(self) -> None:
+        """mmengine's init, then VOLO's for the position embedding and cls token."""
         super().init_weights()
         if self.init_cfg is None:  # VOLO's init; the mixers keep their own
             trunc_normal_(self.pos_embed, std=.02)
@@ -272,12 +218,14 @@ class VOLOClsHead(LinearClsHead):
         the backbone's ``(cls (B, C), patch tokens (B, C, h, w))`` as the last feature.
     """
 
-    def __init__(self, num_classes: int, in_channels: int, aux_weight: float = 0.5, **kwargs):
+    def __init__(self, num_classes: int, in_channels: int, aux_weight: float = 0.5,
+                 **kwargs: Any) -> None:
         super().__init__(num_classes, in_channels, **kwargs)
         self.aux_weight = aux_weight
         self.aux_fc = nn.Linear(in_channels, num_classes)
 
-    def forward(self, feats) -> torch.Tensor:
+    def forward(self, feats: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Class scores (B, num_classes) from the backbone's (cls token, patch tokens)."""
         cls, featmap = self.pre_logits(feats)
         aux = self.aux_fc(featmap.flatten(2).transpose(1, 2)).amax(dim=1)
         return self.fc(cls) + self.aux_weight * aux

@@ -1,8 +1,11 @@
 from .attention import LocalMLP, ShiftedWindowAttention, SlidingWindowAttention
-from .builder import build_mixer
+from .base import MIXERS, MixerContext, MixerNotProbeable, SpatialMixer, register_mixer
+from .builder import CONTEXT_KEYS, build_mixer
 from .dwconv import DWConv, DynamicDWConv, IDynamicDWConv
+from .outlook import OutlookAttention
 
 __all__ = [
     'DWConv', 'DynamicDWConv', 'IDynamicDWConv', 'ShiftedWindowAttention',
-    'SlidingWindowAttention', 'LocalMLP', 'build_mixer'
+    'SlidingWindowAttention', 'LocalMLP', 'OutlookAttention', 'build_mixer', 'CONTEXT_KEYS',
+    'MIXERS', 'MixerContext', 'MixerNotProbeable', 'SpatialMixer', 'register_mixer'
 ]

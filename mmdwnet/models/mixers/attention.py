@@ -11,18 +11,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmdwnet.ops import local_aggregate, local_correlate
-from mmdwnet.ops.dense import Linear
-from mmdwnet.registry import register_model
 from ..checks import check_bool, check_int, check_pair, check_rate, divisible_or_raise
+from ..layers.resize import ResizeError, resize_kernel, resize_position_table
+from .base import SpatialMixer, register_mixer
 from .window import WindowGeometry, relative_position_index
 
 
-class _WindowMixerBase(nn.Module):
+class _WindowMixerBase(SpatialMixer):
     """Shared arguments of window mixers.
 
     Args:
         embed_dims (int): C.
-        num_heads (int): heads (channel groups sharing one aggregation weight); divides C.
+        num_heads (int): heads, which are the weight groups: the C / num_heads channels of a
+            head share one aggregation weight; divides C.
         window_size (int): window side w.
         shift (bool): shift windows by w // 2 (odd blocks of a stage).
         pad_to_window (bool): detection/segmentation behaviour for small maps
@@ -67,12 +68,21 @@ class _WindowMixerBase(nn.Module):
         n = self.window_size**2
         return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
 
+    def resize_entry(self, name: str, value: torch.Tensor, shape: torch.Size,
+                     mode: str = 'bicubic', scale: str = 'none') -> torch.Tensor:
+        """Resize hook (:meth:`SpatialMixer.resize_entry`): the ((2w-1)^2, heads) relative
+        position table is interpolated bicubically on its (2w-1) x (2w-1) grid (official
+        Swin), never rescaled."""
+        if name == 'relative_position_bias_table':
+            return resize_position_table(value, round(shape[0]**0.5), 'bicubic')
+        return super().resize_entry(name, value, shape, mode, scale)
+
     def extra_repr(self):
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
                 f'window_size={self.window_size}, shift_size={self.shift_size}')
 
 
-@register_model()
+@register_mixer
 class ShiftedWindowAttention(_WindowMixerBase):
     """Swin (shifted) window attention with relative position bias, any input size.
 
@@ -100,9 +110,9 @@ class ShiftedWindowAttention(_WindowMixerBase):
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * window_size - 1)**2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self.qkv = Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = Linear(embed_dims, embed_dims)
+        self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def attention_weights(self, windows: torch.Tensor, mask: Optional[torch.Tensor]
@@ -146,7 +156,7 @@ class ShiftedWindowAttention(_WindowMixerBase):
         return values, lambda v: self.window_aggregation(geo, attn, v, bias.detach())
 
 
-@register_model()
+@register_mixer
 class LocalMLP(_WindowMixerBase):
     """Static local MLP: window aggregation with learned, input-independent weights.
 
@@ -195,11 +205,21 @@ class LocalMLP(_WindowMixerBase):
             torch.zeros((2 * window_size - 1)**2, self.weight_heads))
         nn.init.trunc_normal_(self.local_weight, std=0.02)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self.v = Linear(embed_dims, embed_dims, bias=qkv_bias)
-        self.proj = Linear(embed_dims, embed_dims)
+        self.v = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def aggregation_weights(self, geo: WindowGeometry, device=None) -> torch.Tensor:
+    def resize_entry(self, name: str, value: torch.Tensor, shape: torch.Size,
+                     mode: str = 'bicubic', scale: str = 'none') -> torch.Tensor:
+        """Resize hook: the position table as Swin's; the per-window ``local_weight`` cannot
+        be resized."""
+        if name == 'local_weight':
+            raise ResizeError('LocalMLP.local_weight holds one weight matrix per window position '
+                              'and cannot be resized to another window size')
+        return super().resize_entry(name, value, shape, mode, scale)
+
+    def aggregation_weights(self, geo: WindowGeometry,
+                            device: Optional[torch.device] = None) -> torch.Tensor:
         """(nW or 1, heads', N, N) static weights, masked for shifted windows."""
         weight = self.local_weight + self.relative_bias(self.relative_position_bias_table)[None]
         mask = geo.mask(device)
@@ -240,8 +260,8 @@ class LocalMLP(_WindowMixerBase):
         return values, lambda v: self.window_aggregation(geo, weight, v, bias)
 
 
-@register_model()
-class SlidingWindowAttention(nn.Module):
+@register_mixer
+class SlidingWindowAttention(SpatialMixer):
     """Sliding-window (neighbourhood) attention: each position attends to its k x k neighbours.
 
     Logits ``q . k / sqrt(d)`` plus a learned bias per head and relative offset, softmax over
@@ -276,9 +296,9 @@ class SlidingWindowAttention(nn.Module):
         self.scale = (embed_dims // num_heads)**-0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros(num_heads, kernel_size**2))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self.qkv = Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = Linear(embed_dims, embed_dims)
+        self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def attention_weights(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -313,6 +333,16 @@ class SlidingWindowAttention(nn.Module):
         attn = attn.detach()
         return v, lambda values: local_aggregate(values, attn)
 
-    def extra_repr(self):
+    def resize_entry(self, name: str, value: torch.Tensor, shape: torch.Size,
+                     mode: str = 'bicubic', scale: str = 'none') -> torch.Tensor:
+        """Resize hook (:meth:`SpatialMixer.resize_entry`): the (heads, k*k) position bias is
+        interpolated bicubically on its k x k grid, never rescaled."""
+        if name == 'relative_position_bias_table':
+            side = round(value.shape[1]**0.5)
+            return resize_kernel(value.reshape(-1, side, side), round(shape[1]**0.5), 'bicubic',
+                                 'none').reshape(shape)
+        return super().resize_entry(name, value, shape, mode, scale)
+
+    def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
                 f'kernel_size={self.kernel_size}')

@@ -17,9 +17,10 @@ from mmcv.cnn import build_norm_layer
 
 from mmdwnet.ops import (dynamic_depthwise_conv2d, local_aggregate,
                          local_aggregate_pointwise)
-from mmdwnet.registry import register_model
 from ..checks import (check_batch_statistics, check_bool, check_cfg, check_int, check_pair,
                       divisible_or_raise)
+from ..layers.resize import ResizeError, resize_generator_rows, resize_kernel
+from .base import SpatialMixer, register_mixer
 
 
 def same_padding(kernel_size):
@@ -99,13 +100,26 @@ class SharedDepthwiseConv2d(nn.Module):
         out = local_aggregate(x, self.weight)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
+    def resize_entry(self, name: str, value: torch.Tensor, shape: torch.Size,
+                     mode: str = 'bicubic', scale: str = 'none') -> torch.Tensor:
+        """Resize hook (see :meth:`SpatialMixer.resize_entry`): shared kernels (G, 1, k, k)
+        are interpolated; position-specific ones cannot be resized."""
+        if not self.share_positions:
+            raise ResizeError('position-specific kernels (share_positions=False) cannot be '
+                              'resized')
+        if name != 'weight':
+            raise ResizeError(f'no resizing rule for SharedDepthwiseConv2d.{name}')
+        return resize_kernel(value, shape[-1], mode, scale)
+
     def extra_repr(self):
         return (f'channels={self.channels}, kernel_size={self.kernel_size}, groups={self.groups}, '
                 f'share_positions={self.share_positions}')
 
 
-class DynamicDWConv2d(nn.Module):
-    """Homogeneous dynamic depth-wise conv (D-DW): one k x k kernel per channel per image.
+class DynamicDWAggregate(nn.Module):
+    """The aggregation of :class:`DynamicDWConv` (D-DW): a k x k kernel per channel per image.
+
+    Not a mixer itself (no 1x1 projections, (N, C, H, W) layout); formerly ``DynamicDWConv2d``.
 
     Kernel generator (official form): global average pool -> 1x1 conv C->C/r (no bias) -> BN ->
     ReLU -> 1x1 conv C/r -> C*k*k (bias); plus a learnable bias of size C.  The whole batch runs
@@ -150,9 +164,24 @@ class DynamicDWConv2d(nn.Module):
         return lambda v: F.conv2d(F.pad(v, same_padding(self.kernel_size)), weight, self.bias,
                                   groups=self.channels)
 
+    @property
+    def generator_groups(self) -> int:
+        """Kernels generated per image position: one per channel."""
+        return self.channels
 
-class IDynamicDWConv2d(nn.Module):
-    """Inhomogeneous dynamic depth-wise conv (I-D-DW): a k x k kernel per position and group.
+    def resize_entry(self, name: str, value: torch.Tensor, shape: torch.Size,
+                     mode: str = 'bicubic', scale: str = 'none') -> torch.Tensor:
+        """Resize hook (see :meth:`SpatialMixer.resize_entry`): the kernel generator's last
+        1x1 conv (``expand``), whose output rows are ``GROUP * k*k + i * k + j``, is regrouped
+        into k x k grids and interpolated, so the generated kernels are the interpolated ones."""
+        if name not in ('expand.weight', 'expand.bias'):
+            raise ResizeError(f'no resizing rule for {type(self).__name__}.{name}')
+        return resize_generator_rows(value, self.generator_groups, self.kernel_size, mode, scale)
+
+
+class IDynamicDWAggregate(nn.Module):
+    """The aggregation of :class:`IDynamicDWConv` (I-D-DW): a k x k kernel per position and
+    weight group.  Not a mixer itself; formerly ``IDynamicDWConv2d``.
 
     Kernel generator (official form): 1x1 conv C->C/r (bias) -> BN -> ReLU -> 1x1 conv
     C/r -> k*k*G; the aggregation is :func:`mmdwnet.ops.local_aggregate` (no bias).
@@ -160,8 +189,8 @@ class IDynamicDWConv2d(nn.Module):
     Args:
         channels (int): C.
         kernel_size (int): k, odd or even.
-        group_channels (int): channels sharing one weight (the official ``inhomo_heads``);
-            G = C / group_channels.
+        group_channels (int): channels per weight group, which share one weight (the official
+            ``inhomo_heads``); G = C / group_channels weight groups.
 
     Shape:
         (N, C, H, W) -> (N, C, H, W).
@@ -196,8 +225,22 @@ class IDynamicDWConv2d(nn.Module):
         weight = self.generate_weight(x).detach()
         return lambda v: local_aggregate(v, weight)
 
+    @property
+    def generator_groups(self) -> int:
+        """Kernels generated per position: one per weight group."""
+        return self.groups
 
-class _PointwiseSpatialPointwise(nn.Module):
+    def resize_entry(self, name: str, value: torch.Tensor, shape: torch.Size,
+                     mode: str = 'bicubic', scale: str = 'none') -> torch.Tensor:
+        """Resize hook (see :meth:`SpatialMixer.resize_entry`): the kernel generator's last
+        1x1 conv (``expand``), whose output rows are ``GROUP * k*k + i * k + j``, is regrouped
+        into k x k grids and interpolated, so the generated kernels are the interpolated ones."""
+        if name not in ('expand.weight', 'expand.bias'):
+            raise ResizeError(f'no resizing rule for {type(self).__name__}.{name}')
+        return resize_generator_rows(value, self.generator_groups, self.kernel_size, mode, scale)
+
+
+class _PointwiseSpatialPointwise(SpatialMixer):
     """Table 8 block around a spatial aggregation; subclasses build ``aggregate``.
 
     Args:
@@ -235,9 +278,11 @@ class _PointwiseSpatialPointwise(nn.Module):
         self.norm_out = build_norm_layer(norm_cfg, embed_dims)[1]
 
     def build_aggregate(self, channels: int, kernel_size: int) -> nn.Module:
-        raise NotImplementedError
+        """The k x k aggregation, (N, C, H, W) -> (N, C, H, W); subclasses build it."""
+        raise NotImplementedError(f'{type(self).__name__} must implement build_aggregate()')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C)."""
         _, h, w, _ = x.shape
         if self.pad_to_window:
             k = self.kernel_size
@@ -249,7 +294,7 @@ class _PointwiseSpatialPointwise(nn.Module):
         return x[:, :h, :w, :] if self.pad_to_window else x
 
     def aggregation(self, x: torch.Tensor) -> Tuple[torch.Tensor, Callable]:
-        """Analysis hook (:mod:`mmdwnet.analysis.connectivity`): the k x k aggregation alone.
+        """Analysis hook (:meth:`SpatialMixer.aggregation`): the k x k aggregation alone.
 
         Args:
             x (Tensor): one mixer input (1, H, W, C); ``pad_to_window`` padding is not applied.
@@ -263,11 +308,24 @@ class _PointwiseSpatialPointwise(nn.Module):
         frozen = getattr(self.aggregate, 'frozen', None)
         return values, (frozen(values) if frozen is not None else self.aggregate)
 
+    def resize_entry(self, name: str, value: torch.Tensor, shape: torch.Size,
+                     mode: str = 'bicubic', scale: str = 'none') -> torch.Tensor:
+        """Resize hook (:meth:`SpatialMixer.resize_entry`): a depth-wise ``aggregate`` conv's
+        kernels are interpolated; an aggregation with its own ``resize_entry`` (shared or
+        dynamic kernels) resizes its entries."""
+        agg = self.aggregate
+        if name == 'aggregate.weight' and isinstance(agg, nn.Conv2d) and agg.groups > 1 \
+                and tuple(value.shape[:2]) == tuple(shape[:2]):
+            return resize_kernel(value, shape[-1], mode, scale)
+        if name.startswith('aggregate.') and hasattr(agg, 'resize_entry'):
+            return agg.resize_entry(name[len('aggregate.'):], value, shape, mode, scale)
+        return super().resize_entry(name, value, shape, mode, scale)
+
     def extra_repr(self):
         return f'embed_dims={self.embed_dims}, kernel_size={self.kernel_size}'
 
 
-@register_model()
+@register_mixer
 class DWConv(_PointwiseSpatialPointwise):
     """Static depth-wise conv mixer (the paper's DW-Conv, Table 8).
 
@@ -278,7 +336,7 @@ class DWConv(_PointwiseSpatialPointwise):
             (Table 4 "SC"). Default: False (one kernel per channel).
         share_positions (bool): False makes the aggregation locally connected, one kernel per
             position (Table 4); needs ``input_resolution``. Default: True.
-        num_heads (int): heads (weight groups) used when ``share_channels``.
+        num_heads (int): the weight groups when ``share_channels`` (the stage's heads).
         input_resolution (tuple[int, int] | None): (H, W), given by the backbone.
         pad_to_window, norm_cfg, stage: see the base class.
 
@@ -315,7 +373,7 @@ class DWConv(_PointwiseSpatialPointwise):
                                      self.share_positions)
 
 
-@register_model()
+@register_mixer
 class DynamicDWConv(_PointwiseSpatialPointwise):
     """Homogeneous dynamic depth-wise conv mixer (D-DW-Conv): per-image kernels.
 
@@ -336,17 +394,18 @@ class DynamicDWConv(_PointwiseSpatialPointwise):
         super().__init__(embed_dims, kernel_size, pad_to_window, norm_cfg, stage)
 
     def build_aggregate(self, channels: int, kernel_size: int) -> nn.Module:
-        return DynamicDWConv2d(channels, kernel_size, self.reduction, self.gen_norm_cfg)
+        return DynamicDWAggregate(channels, kernel_size, self.reduction, self.gen_norm_cfg)
 
 
-@register_model()
+@register_mixer
 class IDynamicDWConv(_PointwiseSpatialPointwise):
     """Inhomogeneous dynamic depth-wise conv mixer (I-D-DW-Conv): per-position kernels.
 
     Args:
         embed_dims (int): C.
         kernel_size (int): k, odd or even. Default: 7.
-        group_channels (int | None): channels that share one aggregation weight.  None takes
+        group_channels (int | None): channels per weight group (they share one aggregation
+            weight; G = C / group_channels weight groups).  None takes
             ``num_heads`` (the official convention: ``inhomo_heads=[3, 6, 12, 24]`` for the tiny
             model, i.e. 32 weight groups in every stage).
         num_heads (int): the stage's head count, given by the backbone.
@@ -370,5 +429,10 @@ class IDynamicDWConv(_PointwiseSpatialPointwise):
         super().__init__(embed_dims, kernel_size, pad_to_window, norm_cfg, stage)
 
     def build_aggregate(self, channels: int, kernel_size: int) -> nn.Module:
-        return IDynamicDWConv2d(channels, kernel_size, self.group_channels, self.reduction,
+        return IDynamicDWAggregate(channels, kernel_size, self.group_channels, self.reduction,
                                 self.gen_norm_cfg)
+
+
+# the former names of the aggregations (kept importable)
+DynamicDWConv2d = DynamicDWAggregate
+IDynamicDWConv2d = IDynamicDWAggregate

@@ -18,12 +18,14 @@ the replaced module was called (``layout``).  The mixer gets the ``embed_dims`` 
 """
 import copy
 import importlib
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmengine.registry import MODELS as ROOT_MODELS
 
 from mmdwnet.registry import register_model
+from ..layers.dense import use_fast_linears
 from ..mixers.builder import build_mixer
 
 LAYOUTS = ('nhwc', 'nchw', 'tokens')
@@ -45,13 +47,15 @@ class MixerAdapter(nn.Module):
               (Twins, PVT, mmcv/mmpretrain transformer layers).
     """
 
-    def __init__(self, mixer: nn.Module, layout: str = 'nhwc'):
+    def __init__(self, mixer: nn.Module, layout: str = 'nhwc') -> None:
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f'MixerAdapter: layout must be one of {LAYOUTS}, got {layout!r}')
         self.mixer, self.layout = mixer, layout
 
-    def forward(self, x, hw_shape=None):
+    def forward(self, x: torch.Tensor,
+                hw_shape: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """The wrapped mixer on ``x`` in :attr:`layout` (see the class docstring)."""
         if self.layout == 'nhwc':
             return self.mixer(x)
         if self.layout == 'nchw':
@@ -65,7 +69,7 @@ class MixerAdapter(nn.Module):
                              f'{n} tokens of the input')
         return self.mixer(x.reshape(b, h, w, c)).reshape(b, n, c)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f'layout={self.layout!r}'
 
 
@@ -137,7 +141,8 @@ def swap_mixers(model: nn.Module,
         parent = model.get_submodule(parent_name) if parent_name else model
         old = getattr(parent, child)
         new = build_mixer(copy.deepcopy(mixer), **_context(old, context or {}))
-        setattr(parent, child, MixerAdapter(new, layout))
+        # the dense fast path, as the mixers get it inside a MixerBlock
+        setattr(parent, child, MixerAdapter(use_fast_linears(new), layout))
     return targets
 
 
