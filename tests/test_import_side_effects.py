@@ -100,10 +100,16 @@ def test_import_mmdwnet_changes_nothing_but_its_registrations(tmp_path):
         new_children = sorted(set(node['children']) - set(old['children']))
         if new_entries or new_children:
             added[path] = (new_entries, new_children)
-    assert after['registries']['MODELS/mmdwnet'] == {'entries': {}, 'children': []}
+    # the mmdwnet scope node holds no entries; its one child is the MIXERS registry
+    # (mmdwnet.models.mixers.MIXERS), which lists the mixers a second time under their own kind
+    assert after['registries']['MODELS/mmdwnet'] == {'entries': {}, 'children': ['mmdwnet']}
+    mixers, mixer_children = added.pop('MODELS/mmdwnet/mmdwnet')
+    assert mixer_children == [] and mixers and set(mixers) <= set(names), mixers
+    assert 'DWConv' in mixers and 'DWNet' not in mixers
     assert added == {
         'MODELS': (sorted(names), ['mmdwnet']),  # once, in the root; the mmdwnet scope node
-        'HOOKS': (['CompileModulesHook', 'SafeLoadingHook'], []),
+        'MODELS/mmdwnet': ([], ['mmdwnet']),  # MIXERS, the mixers' own registry
+        'HOOKS': (['CompileModulesHook', 'ExactResumeHook', 'SafeLoadingHook'], []),
         'DATASETS/mmpretrain': (['ImageNetFolder'], []),
         'METRICS/mmpretrain': (['ReaLAccuracy'], []),
     }, added
