@@ -92,7 +92,8 @@ def train(tmp, cfg, work_dir, *extra):
 
 
 def weights(path):
-    return torch.load(path, map_location='cpu')['state_dict']
+    from mmdwnet.utils.torch_load import safe_torch_load  # runner checkpoints hold mmengine types
+    return safe_torch_load(path, map_location='cpu')['state_dict']
 
 
 @pytest.fixture(scope='module')
