@@ -1,10 +1,12 @@
 """Build a model from a config file and load a checkpoint, as the toolboxes do."""
 import copy
 from pathlib import Path
+from typing import Optional, Union
 
 from mmengine.config import Config
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.utils import import_modules_from_strings
+from torch import nn
 
 from mmdwnet.converters.loading import (CheckpointMismatch, check_finite_weights,
                                         describe_mismatch, strict_loading)
@@ -54,7 +56,8 @@ def _is_task_model(cfg, scope):
     return cls is not None and issubclass(cls, BaseModel)
 
 
-def init_model(config, checkpoint=None, device='cpu', cfg_options=None):
+def init_model(config: Union[str, Path, Config], checkpoint: Optional[str] = None,
+               device: str = 'cpu', cfg_options: Optional[dict] = None) -> nn.Module:
     """Build the model of ``config`` and load ``checkpoint``: what the toolboxes build.
 
     By the config's ``default_scope`` this is ``mmpretrain.get_model(cfg, pretrained=...)``

@@ -19,8 +19,10 @@ Any other row count is not a 22K head and :func:`map_22k_to_1k` refuses it.
 """
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional, Tuple
 
 import torch
+from torch import Tensor
 
 MAP_FILE = Path(__file__).with_name('map22kto1k.txt')
 IN1K_CLASSES = 1000
@@ -30,7 +32,7 @@ IN22K_HEAD_ROWS = (IN22K_CLASSES, IN22K_CLASSES_MMPRETRAIN)
 
 
 @lru_cache(maxsize=1)
-def load_22k_to_1k_map():
+def load_22k_to_1k_map() -> Tensor:
     """The 1000 ImageNet-22K class indices of the ImageNet-1K classes (LongTensor, (1000,))."""
     values = [int(line) for line in MAP_FILE.read_text().split()]
     index = torch.tensor(values, dtype=torch.long)
@@ -41,12 +43,13 @@ def load_22k_to_1k_map():
     return index
 
 
-def is_22k_to_1k(checkpoint_rows, model_rows):
+def is_22k_to_1k(checkpoint_rows: int, model_rows: int) -> bool:
     """Whether a head of ``checkpoint_rows`` classes maps onto a ``model_rows``-class model."""
     return checkpoint_rows in IN22K_HEAD_ROWS and model_rows == IN1K_CLASSES
 
 
-def map_22k_to_1k(weight, bias=None):
+def map_22k_to_1k(weight: Tensor,
+                  bias: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
     """Select the ImageNet-1K rows of a 22K classification head.
 
     Args:

@@ -34,13 +34,19 @@ import contextvars
 import logging
 import re
 from functools import partial
+from typing import (TYPE_CHECKING, Any, Container, Dict, Iterator, List, Mapping, Optional,
+                    Tuple, Union)
 
 import torch
 from mmengine.logging import print_log
+from torch import Tensor, nn
 
 from .imagenet22k import is_22k_to_1k, map_22k_to_1k
 from .official import (PRESET_FILE_NAMES, UnrecognisedCheckpoint, convert_backbone_keys,
                        convert_official, infer_backbone)
+
+if TYPE_CHECKING:  # the backbone module imports this one
+    from mmdwnet.models.backbones.local_mixer_net import LocalMixerNet
 
 __all__ = ['CheckpointMismatch', 'ALLOWED_MISMATCHES', 'strict_loading', 'prepare_backbone_state',
            'MIGRATIONS', 'migrate_keys', 'parent_pre_hook', 'load_pretrained',
@@ -76,7 +82,7 @@ class CheckpointMismatch(RuntimeError):
 
 
 @contextlib.contextmanager
-def strict_loading():
+def strict_loading() -> Iterator[None]:
     """Inside, a model with an mmdwnet backbone loads only a checkpoint that fits it entirely.
 
     No :data:`ALLOWED_MISMATCHES` gap is tolerated, nor a missing or unexpected key anywhere in
@@ -120,7 +126,8 @@ def _dtype_kind(dtype):
     return 'bool' if dtype == torch.bool else 'integer'
 
 
-def describe_mismatch(model_state, ckpt_state, show=5, allowed_missing=()):
+def describe_mismatch(model_state: Mapping[str, Tensor], ckpt_state: Mapping[str, Any],
+                      show: int = 5, allowed_missing: Container[str] = ()) -> str:
     """A short description of what keeps ``ckpt_state`` from filling ``model_state``, or ''.
 
     Reported: missing and unexpected keys, values that are not tensors, shapes that differ and
@@ -154,7 +161,7 @@ class NonFiniteWeights(ValueError):
     """A model about to be evaluated holds NaN or infinite weights."""
 
 
-def first_non_finite(model):
+def first_non_finite(model: nn.Module) -> Optional[Tuple[str, int]]:
     """``(name, count)`` of the first floating-point parameter or buffer of ``model`` holding
     NaN or inf, or None when all are finite."""
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
@@ -165,7 +172,7 @@ def first_non_finite(model):
     return None
 
 
-def check_finite_weights(model, source='the checkpoint'):
+def check_finite_weights(model: nn.Module, source: str = 'the checkpoint') -> None:
     """Raise :class:`NonFiniteWeights` naming the first parameter holding NaN/inf: such a model
     must not be evaluated (its scores would be meaningless, e.g. top-1 0.0 with exit code 0)."""
     found = first_non_finite(model)
@@ -295,7 +302,8 @@ def _unwrap_for_backbone(state):
         state.update(kept)
 
 
-def migrate_keys(state, prefix, version, current):
+def migrate_keys(state: Dict[str, Any], prefix: str, version: Optional[int],
+                 current: int) -> None:
     """Apply :data:`MIGRATIONS` to the keys under ``prefix``, from ``version`` (None: no
     version recorded, i.e. 1) up to ``current``, in place."""
     version = 1 if version is None else version
@@ -321,7 +329,8 @@ def drop_classifier_norms(state, prefix, out_indices):
                 state.pop(key + name, None)
 
 
-def prepare_backbone_state(backbone, state, prefix, version, out_norm_cf):
+def prepare_backbone_state(backbone: 'LocalMixerNet', state: Dict[str, Any], prefix: str,
+                           version: Optional[int], out_norm_cf: bool) -> None:
     """Ready ``state`` for ``backbone`` (called by ``LocalMixerNet._load_from_state_dict``).
 
     In place: a whole-model layout loaded into a backbone alone is unwrapped, official keys
@@ -392,8 +401,10 @@ def _adapt_head(parent, state, prefix):
              level=logging.WARNING)
 
 
-def parent_pre_hook(parent, state, prefix, local_metadata, strict, missing_keys,
-                    unexpected_keys, error_msgs, name='backbone'):
+def parent_pre_hook(parent: nn.Module, state: Dict[str, Any], prefix: str,
+                    local_metadata: Dict[str, Any], strict: bool, missing_keys: List[str],
+                    unexpected_keys: List[str], error_msgs: List[str],
+                    name: str = 'backbone') -> None:
     """Pre-hook of the module holding an mmdwnet backbone as ``name`` (see the module doc)."""
     backbone = getattr(parent, name)
     bprefix = f'{prefix}{name}.'
@@ -432,7 +443,7 @@ def _on_module_registration(parent, name, child):
 _INSTALLED = []
 
 
-def install_parent_hooks():
+def install_parent_hooks() -> None:
     """Register :func:`_on_module_registration` with torch (once per process; called by the
     first ``LocalMixerNet.__init__``, never on import)."""
     if not _INSTALLED:
@@ -449,7 +460,8 @@ def pretrained_init_cfg(init_cfg):
     return (pretrained[-1] if pretrained else None), (others or None)
 
 
-def load_pretrained(backbone, checkpoint, prefix=None, map_location='cpu'):
+def load_pretrained(backbone: 'LocalMixerNet', checkpoint: str, prefix: Optional[str] = None,
+                    map_location: Union[str, torch.device, None] = 'cpu') -> None:
     """``init_cfg=dict(type='Pretrained', checkpoint, prefix)`` of an mmdwnet backbone.
 
     Reads any accepted layout (see the module doc): the backbone part is found with ``prefix``

@@ -6,10 +6,13 @@ Handles, inferring the architecture from tensor shapes:
 * downstream checkpoints ``{'state_dict': ...}`` of mmdet 2.x / mmseg 0.x: a whole detector or
   segmentor (``backbone.`` + neck/head keys) or a backbone alone.
 """
+import os
 import re
 from collections import OrderedDict
+from typing import Any, Dict, Mapping, Tuple, Union
 
 import torch
+from torch import Tensor
 
 from mmdwnet.ops.dense import FFN
 
@@ -59,7 +62,8 @@ def _convert_block_key(rest, full_key):
                                  'Swin checkpoint this converter knows')
 
 
-def convert_backbone_keys(state, num_stages, classification):
+def convert_backbone_keys(state: Mapping[str, Tensor], num_stages: int,
+                          classification: bool) -> Dict[str, Tensor]:
     """Official backbone keys (no prefix) -> mmdwnet ``LocalMixerNet`` keys.
 
     In a classification checkpoint the final ``norm`` becomes ``norm{last stage}``; ``head.*``
@@ -103,7 +107,7 @@ def _idynamic_kernel(rows, channels):
     return k, channels // (rows // (k * k))
 
 
-def infer_backbone(state):
+def infer_backbone(state: Mapping[str, Tensor]) -> Dict[str, Any]:
     """Infer the mmdwnet backbone config from official backbone keys (no prefix).
 
     Returns:
@@ -177,7 +181,7 @@ def _split_checkpoint(ckpt):
                                  '(mmdet/mmseg downstream)')
 
 
-def convert_official(ckpt):
+def convert_official(ckpt: Dict[str, Any]) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
     """Convert a loaded official checkpoint.
 
     Returns:
@@ -215,7 +219,7 @@ def convert_official(ckpt):
     return out, info
 
 
-def load_official(path):
+def load_official(path: Union[str, os.PathLike]) -> Any:
     """Read an official checkpoint through the loading gate (weights only, CRC-checked)."""
     from mmdwnet.utils.torch_load import safe_torch_load
     try:

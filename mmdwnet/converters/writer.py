@@ -7,6 +7,7 @@ import os
 import os.path as osp
 import pprint
 from pathlib import Path
+from typing import Any, Dict, Optional, Union
 
 import torch
 
@@ -182,7 +183,9 @@ class _AtomicWrites:
         return False
 
 
-def convert_file(src, dst, config_out=None, force=False):
+def convert_file(src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
+                 config_out: Optional[Union[str, os.PathLike]] = None,
+                 force: bool = False) -> Dict[str, Any]:
     """Convert ``src`` (official checkpoint) into ``dst``; write ``config_out`` if given.
 
     Nothing can be lost: ``dst`` or ``config_out`` equal to ``src`` (or to each other) is

@@ -1,4 +1,6 @@
 """ImageNet in mmpretrain's folder layout, with errors instead of warnings for bad folders."""
+from typing import List
+
 from mmengine import fileio
 from mmpretrain.datasets import ImageNet
 from mmpretrain.registry import DATASETS
@@ -31,7 +33,7 @@ class ImageNetFolder(ImageNet):
     Args: see :class:`~mmpretrain.datasets.ImageNet`.
     """
 
-    def load_data_list(self):
+    def load_data_list(self) -> List[dict]:
         if not self.ann_file and self.with_label:
             self._check_folder_layout()
         return super().load_data_list()

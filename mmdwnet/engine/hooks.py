@@ -1,11 +1,14 @@
 """Training hooks of mmdwnet (registered in mmengine's root ``HOOKS``: any default scope)."""
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from mmdwnet.utils import inductor_compat
+
+if TYPE_CHECKING:  # mmengine.runner is heavy; only the annotations need it
+    from mmengine.runner import Runner
 
 
 @HOOKS.register_module()
@@ -37,7 +40,7 @@ class CompileModulesHook(Hook):
     priority = 'VERY_HIGH'
 
     def __init__(self, modules: Sequence[str] = ('backbone', ),
-                 compile_cfg: Optional[dict] = None):
+                 compile_cfg: Optional[dict] = None) -> None:
         if isinstance(modules, str):
             modules = (modules, )
         if not modules:
@@ -47,7 +50,7 @@ class CompileModulesHook(Hook):
         self.compile_cfg = dict(compile_cfg or {})
         self.compiled = []
 
-    def _options(self, runner):
+    def _options(self, runner: 'Runner') -> dict:
         option = runner.cfg.get('compile', None)
         if option is not None and not isinstance(option, (bool, dict)):
             raise TypeError(f'compile must be a bool or a dict of torch.compile options, got '
@@ -58,7 +61,7 @@ class CompileModulesHook(Hook):
         runner.cfg['compile'] = None
         return options
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: 'Runner') -> None:
         requested = runner.cfg.get('compile', None)
         if not requested and not self.compile_cfg:
             return  # compile not asked for: the hook (in every default runtime) does nothing
@@ -110,18 +113,18 @@ class ExactResumeHook(Hook):
     def __init__(self) -> None:
         self._loaded = None
 
-    def before_train_epoch(self, runner) -> None:
+    def before_train_epoch(self, runner: 'Runner') -> None:
         from .randomness import seed_everything
         seed_everything(runner.seed, runner.epoch)
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+    def before_save_checkpoint(self, runner: 'Runner', checkpoint: dict) -> None:
         from .randomness import get_rng_state
         checkpoint['rng_state'] = get_rng_state()
 
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+    def after_load_checkpoint(self, runner: 'Runner', checkpoint: dict) -> None:
         self._loaded = checkpoint.get('rng_state')
 
-    def restore_rng_state(self, runner) -> None:
+    def restore_rng_state(self, runner: 'Runner') -> None:
         """Restore the generators saved with the resumed checkpoint (once)."""
         from .randomness import set_rng_state
         if self._loaded is None:

@@ -1,6 +1,9 @@
 """An epoch-based training loop that resumes in the middle of an epoch where the run stopped."""
+from typing import Any, Dict, Union
+
 from mmengine.registry import LOOPS
-from mmengine.runner import EpochBasedTrainLoop
+from mmengine.runner import EpochBasedTrainLoop, Runner
+from torch.utils.data import DataLoader
 
 
 @LOOPS.register_module()
@@ -23,8 +26,8 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
             ``by_epoch=True`` next to ``type``).
     """
 
-    def __init__(self, runner, dataloader, max_epochs: int, by_epoch: bool = True,
-                 **kwargs) -> None:
+    def __init__(self, runner: Runner, dataloader: Union[DataLoader, Dict], max_epochs: int,
+                 by_epoch: bool = True, **kwargs: Any) -> None:
         if not by_epoch:
             raise ValueError('ResumableEpochBasedTrainLoop is epoch based: remove '
                              "train_cfg.type for an iteration-based run (by_epoch=False)")

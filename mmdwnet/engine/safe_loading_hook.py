@@ -1,11 +1,15 @@
 """The loading gate for runs that mmdwnet's tools do not start (the toolboxes' tools, ``mim``)."""
 import functools
+from typing import TYPE_CHECKING
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from mmdwnet.utils.torch_load import safe_loading
+
+if TYPE_CHECKING:  # mmengine.runner is heavy; only the annotations need it
+    from mmengine.runner import Runner
 
 
 def _gated(method):
@@ -41,7 +45,7 @@ class SafeLoadingHook(Hook):
 
     priority = 'HIGHEST'
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: 'Runner') -> None:
         runner.load_checkpoint = _gated(runner.load_checkpoint)
         runner.resume = _gated(runner.resume)
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model

@@ -9,7 +9,7 @@ image's list; images whose list is empty are left out, as in the paper's code an
 import json
 import os.path as osp
 import re
-from typing import List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
@@ -112,7 +112,7 @@ class ReaLAccuracy(BaseMetric):
         self.ann_file, self.num_images = ann_file, num_images
         self.labels = load_real_labels(ann_file, num_images, num_classes)
 
-    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         """Keep (image index, top-k class indices) of every sample."""
         k = max(self.topk)
         for sample in data_samples:

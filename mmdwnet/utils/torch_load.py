@@ -32,6 +32,7 @@ import os
 import pickle
 import threading
 import zipfile
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -39,6 +40,11 @@ import torch
 __all__ = ['safe_torch_load', 'safe_loading', 'is_safe_loading', 'check_integrity',
            'mmengine_safe_globals', 'allow_mmengine_checkpoints', 'CheckpointReadError',
            'UnsafeCheckpointError']
+
+#: What :func:`check_integrity` and :func:`safe_torch_load` read: a path or a binary file.
+FileLike = Union[str, os.PathLike, IO[bytes]]
+#: ``torch.load``'s ``map_location``.
+MapLocation = Optional[Union[str, torch.device, Dict[str, str], Callable[..., Any]]]
 
 TRUSTED_LOAD_HINT = ('If you trust this file and its origin, read it yourself with '
                      "torch.load(path, weights_only=False) and save its tensors (see "
@@ -81,13 +87,13 @@ def _history_buffer_method(obj, name):
     return getattr(HistoryBuffer, name)
 
 
-def mmengine_safe_globals():
+def mmengine_safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
     """The classes and functions mmengine checkpoints need beyond tensors and containers."""
     from mmengine.logging.history_buffer import HistoryBuffer
     return [HistoryBuffer, (_history_buffer_method, 'builtins.getattr')] + _numpy_globals()
 
 
-def allow_mmengine_checkpoints():
+def allow_mmengine_checkpoints() -> None:
     """Register :func:`mmengine_safe_globals` with torch's weights-only unpickler for the rest of
     the process, so that a plain ``torch.load(path)`` reads mmengine runner checkpoints
     (idempotent; explicit -- ``import mmdwnet`` does not call it)."""
@@ -100,7 +106,7 @@ def _name(f):
     return str(getattr(f, 'name', None) or 'a checkpoint read into memory (object store, pavi)')
 
 
-def check_integrity(f):
+def check_integrity(f: FileLike) -> None:
     """Raise :class:`CheckpointReadError` (naming the file) when ``f`` is empty, or a zip-format
     checkpoint whose records fail their CRC32 check. ``f``: a path or a seekable binary file
     (its position is restored). Legacy (non-zip) files have no CRC and pass."""
@@ -155,7 +161,8 @@ def _bad_records(archive):
     return bad
 
 
-def safe_torch_load(f, map_location=None, *, _torch_load=None, **kwargs):
+def safe_torch_load(f: FileLike, map_location: MapLocation = None, *,
+                    _torch_load: Optional[Callable[..., Any]] = None, **kwargs: Any) -> Any:
     """``torch.load(f, weights_only=True)`` after :func:`check_integrity`, allow-listing
     :func:`mmengine_safe_globals` for this read only.
 
@@ -201,7 +208,7 @@ _gated_load.mmdwnet_gate = True
 
 
 @contextlib.contextmanager
-def safe_loading():
+def safe_loading() -> Iterator[None]:
     """Inside, every ``torch.load`` of the process reads weights only, CRC-checked.
 
     Covers every path that ends in ``torch.load``: all of mmengine's ``CheckpointLoader`` schemes

@@ -179,7 +179,7 @@ class LocalMixerNet(BaseModule):
         install_parent_hooks()  # a classifier/detector/segmentor holding us converts too
         self._freeze_stages()
 
-    def init_weights(self):
+    def init_weights(self) -> None:
         """Initialise; ``init_cfg=dict(type='Pretrained', checkpoint, prefix)`` loads official
         or mmdwnet checkpoints (:func:`mmdwnet.converters.loading.load_pretrained`)."""
         pretrained, others = pretrained_init_cfg(self.init_cfg)
