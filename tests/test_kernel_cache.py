@@ -158,3 +158,29 @@ def test_concurrent_builds_and_stale_build_folders(tmp_path):
         assert result['warnings'] == []
     names = sorted(p.name for p in cache.iterdir())
     assert len(names) == 1 and names[0].startswith('mmdw_ops_'), names  # one build, no debris
+
+
+def test_compiler_with_flags_in_cc_is_split(tmp_path):
+    """``CC="gcc -O2"`` is a command line (split like a shell), not a program name."""
+    cc = shutil.which('gcc') or shutil.which('cc')
+    result = run(tmp_path / 'cache', CC=f'{cc} -O2')
+    assert result['backend'] == 'cpu' and result['warnings'] == []
+
+
+@pytest.mark.parametrize('cc, words', [('no-such-cc-mmdwnet', ["'no-such-cc-mmdwnet'", 'not found']),
+                                       ('gcc "-O2', ['cannot be split', 'quoting'])])
+def test_missing_compiler_with_read_only_cache_falls_back(tmp_path, cc, words):
+    """A CC that names no compiler (or cannot be parsed), with a cache that cannot be written:
+    one warning naming CC and what to do, the pure-PyTorch ops run, no temporary folder left."""
+    blocker = tmp_path / 'not-a-folder'
+    blocker.write_text('')
+    tmp = tmp_path / 'tmp'
+    tmp.mkdir()
+    result = run(blocker / 'cache', CC=cc, TMPDIR=str(tmp))
+    assert result['backend'] == 'torch' and result['library'] is None
+    assert len(result['warnings']) == 1, result['warnings']
+    message = result['warnings'][0]
+    assert 'CC=' in message and 'pure-PyTorch' in message, message
+    assert all(w in message for w in words), message
+    # no leaked private build folder (torch may put its own folders there)
+    assert [p for p in tmp.iterdir() if p.name.startswith('mmdwnet-ops-')] == []

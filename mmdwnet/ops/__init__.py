@@ -1,6 +1,6 @@
 """mmdwnet's operators: local aggregation (I-D-DW, sliding-window attention) and D-DW.
 
-The functions here validate their inputs and call the ``torch.ops.mmdwnet.*`` operators of
+The functions here call the ``torch.ops.mmdwnet.*`` operators of
 :mod:`mmdwnet.ops.library` (one definition each: fake shapes for ``torch.compile`` /
 ``torch.export``, autograd, autocast); those run on a backend of :mod:`mmdwnet.ops.backends`
 chosen per call (``MMDWNET_OPS_BACKEND``, :mod:`mmdwnet.ops.switches`).  While an exporter
@@ -16,27 +16,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import export, library  # noqa: F401  (library registers the torch.ops.mmdwnet ops)
+from . import checks, export, library  # noqa: F401  (library registers the torch.ops.mmdwnet ops)
 
 __all__ = ['local_aggregate', 'local_aggregate_pointwise', 'local_correlate',
            'dynamic_depthwise_conv2d']
-
-
-def _check_4d(name: str, t: Tensor, what: str = '(N, C, H, W)') -> None:
-    if not isinstance(t, Tensor) or t.dim() != 4:
-        shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-        raise ValueError(f'{name} must be a 4-D tensor {what}, got {shape}')
-
-
-def _check_int(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
-
-
-def _check_groups(c, groups: int) -> None:
-    if c % groups != 0:
-        raise ValueError(f'{c} channels cannot be split into {groups} weight groups; use a '
-                         'group count dividing the channels')
 
 
 def local_aggregate(x: Tensor, weight: Tensor) -> Tensor:
@@ -55,21 +38,8 @@ def local_aggregate(x: Tensor, weight: Tensor) -> Tensor:
         Tensor: (N, C, H, W), contiguous, stride 1.
     """
     if export.exporting():
+        checks.check_local_aggregate(x, weight)
         return export.local_aggregate(x, weight)
-    _check_4d('local_aggregate: x', x)
-    if not isinstance(weight, Tensor) or weight.dim() != 6:
-        raise ValueError(f'local_aggregate expects x of shape (N, C, H, W) and weight of shape '
-                         f'(N, G, k, k, H, W); got {tuple(x.shape)} and '
-                         f'{tuple(getattr(weight, "shape", ()))}')
-    n, c, h, w = x.shape
-    _, g, kh, kw, wh, ww = weight.shape
-    if kh != kw:
-        raise ValueError(f'local_aggregate needs a square kernel (weight dims 2 and 3), got '
-                         f'{kh}x{kw}')
-    if weight.shape[0] not in (1, n) or (wh, ww) != (h, w):
-        raise ValueError(f'weight {tuple(weight.shape)} does not match input {tuple(x.shape)}: '
-                         f'expected ({n} or 1, G, k, k, {h}, {w})')
-    _check_groups(c, g)
     return torch.ops.mmdwnet.local_aggregate(x, weight)
 
 
@@ -95,21 +65,8 @@ def local_aggregate_pointwise(x: Tensor, feat: Tensor, weight: Tensor, bias: Opt
         Tensor: (N, C, H, W).
     """
     if export.exporting():
+        checks.check_local_aggregate_pointwise(x, feat, weight, bias, groups, kernel_size)
         return export.local_aggregate_pointwise(x, feat, weight, bias, groups, kernel_size)
-    _check_4d('local_aggregate_pointwise: x', x)
-    _check_int('local_aggregate_pointwise: kernel_size', kernel_size)
-    _check_int('local_aggregate_pointwise: groups', groups)
-    n, c, h, w = x.shape
-    if feat.dim() != 4 or feat.shape[0] != n or tuple(feat.shape[2:]) != (h, w):
-        raise ValueError(f'feat {tuple(feat.shape)} must be (N, R, H, W) matching x '
-                         f'{tuple(x.shape)}')
-    if weight.dim() != 4 or weight.shape[0] != groups * kernel_size**2 or \
-            weight.shape[1] != feat.shape[1] or tuple(weight.shape[2:]) != (1, 1):
-        raise ValueError(f'weight {tuple(weight.shape)} must be (G*k*k, R, 1, 1) = '
-                         f'({groups * kernel_size**2}, {feat.shape[1]}, 1, 1)')
-    if bias is not None and tuple(bias.shape) != (weight.shape[0], ):
-        raise ValueError(f'bias {tuple(bias.shape)} must be (G*k*k, ) = ({weight.shape[0]}, )')
-    _check_groups(c, groups)
     return torch.ops.mmdwnet.local_aggregate_pointwise(x, feat, weight, bias, groups,
                                                        kernel_size)
 
@@ -131,14 +88,8 @@ def local_correlate(q: Tensor, k_map: Tensor, kernel_size: int, groups: int) -> 
         Tensor: (N, G, k, k, H, W).
     """
     if export.exporting():
+        checks.check_local_correlate(q, k_map, kernel_size, groups)
         return export.local_correlate(q, k_map, kernel_size, groups)
-    _check_4d('local_correlate: q', q)
-    if not isinstance(k_map, Tensor) or q.shape != k_map.shape:
-        raise ValueError(f'local_correlate expects two (N, C, H, W) tensors of one shape, got '
-                         f'{tuple(q.shape)} and {tuple(getattr(k_map, "shape", ()))}')
-    _check_int('local_correlate: kernel_size', kernel_size)
-    _check_int('local_correlate: groups', groups)
-    _check_groups(q.shape[1], groups)
     return torch.ops.mmdwnet.local_correlate(q, k_map, kernel_size, groups)
 
 
@@ -157,12 +108,6 @@ def dynamic_depthwise_conv2d(x: Tensor, kernels: Tensor, bias: Optional[Tensor] 
         Tensor: (N, C, H, W); channels-last memory when ``x`` is channels-last.
     """
     if export.exporting():
+        checks.check_dynamic_depthwise_conv2d(x, kernels, bias)
         return export.dynamic_depthwise_conv2d(x, kernels, bias)
-    _check_4d('dynamic_depthwise_conv2d: x', x)
-    n, c = x.shape[:2]
-    k = kernels.shape[-1]
-    if kernels.dim() != 4 or tuple(kernels.shape) != (n, c, k, k):
-        raise ValueError(f'kernels {tuple(kernels.shape)} must be (N, C, k, k) = ({n}, {c}, k, k)')
-    if bias is not None and tuple(bias.shape) != (c, ):
-        raise ValueError(f'bias {tuple(bias.shape)} must be (C, ) = ({c}, )')
     return torch.ops.mmdwnet.dynamic_depthwise_conv2d(x, kernels, bias)

@@ -36,7 +36,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from . import backends
+from . import backends, checks
 
 __all__ = ['OPS']
 
@@ -56,36 +56,42 @@ def _ddw_format(x: Tensor) -> torch.memory_format:
 @torch.library.custom_op('mmdwnet::local_aggregate', mutates_args=())
 def local_aggregate(x: Tensor, weight: Tensor) -> Tensor:
     """x (N, C, H, W), weight (N|1, G, k, k, H, W) -> (N, C, H, W)."""
+    checks.check_local_aggregate(x, weight)
     w = weight.contiguous()
     return _contiguous(backends.select(x, w).aggregate(x, w, w.shape[2]))
 
 
 @local_aggregate.register_fake
 def _(x, weight):
+    checks.check_kinds('local_aggregate', ('x', 'weight'), (4, 6), (x, weight))
     return x.new_empty(x.shape)
 
 
 @torch.library.custom_op('mmdwnet::local_scatter', mutates_args=())
 def local_scatter(grad: Tensor, weight: Tensor) -> Tensor:
     """Transpose of ``local_aggregate`` w.r.t. x: grad (N, C, H, W) -> (N, C, H, W)."""
+    checks.check_local_scatter(grad, weight)
     w = weight.contiguous()
     return _contiguous(backends.select(grad, w).scatter(grad, w, w.shape[2]))
 
 
 @local_scatter.register_fake
 def _(grad, weight):
+    checks.check_kinds('local_scatter', ('grad', 'weight'), (4, 6), (grad, weight))
     return grad.new_empty(grad.shape)
 
 
 @torch.library.custom_op('mmdwnet::local_correlate', mutates_args=())
 def local_correlate(q: Tensor, k_map: Tensor, kernel_size: int, groups: int) -> Tensor:
     """q, k_map (N, C, H, W) -> (N, G, k, k, H, W)."""
+    checks.check_local_correlate(q, k_map, kernel_size, groups)
     out = backends.select(q, k_map).correlate(q, k_map, groups, kernel_size)
     return _contiguous(out)
 
 
 @local_correlate.register_fake
 def _(q, k_map, kernel_size, groups):
+    checks.check_kinds('local_correlate', ('q', 'k_map'), (4, 4), (q, k_map))
     n, _, h, w = q.shape
     return q.new_empty(n, groups, kernel_size, kernel_size, h, w)
 
@@ -146,6 +152,7 @@ def _w2d(weight: Tensor) -> Tensor:
 def local_aggregate_pointwise(x: Tensor, feat: Tensor, weight: Tensor, bias: Optional[Tensor],
                               groups: int, kernel_size: int) -> Tensor:
     """x (N, C, H, W), feat (N, R, H, W), weight (G*k*k, R, 1, 1), bias (G*k*k) -> (N, C, H, W)."""
+    checks.check_local_aggregate_pointwise(x, feat, weight, bias, groups, kernel_size)
     backend = backends.select(x, feat, weight, bias)
     return _contiguous(backend.aggregate_pointwise(x, feat, _w2d(weight), bias, groups,
                                                    kernel_size))
@@ -153,6 +160,8 @@ def local_aggregate_pointwise(x: Tensor, feat: Tensor, weight: Tensor, bias: Opt
 
 @local_aggregate_pointwise.register_fake
 def _(x, feat, weight, bias, groups, kernel_size):
+    checks.check_kinds('local_aggregate_pointwise', ('x', 'feat', 'weight', 'bias'),
+                       (4, 4, 4, -1), (x, feat, weight, bias))
     return x.new_empty(x.shape)
 
 
@@ -161,6 +170,8 @@ def local_aggregate_pointwise_backward(grad: Tensor, x: Tensor, feat: Tensor, we
                                        bias: Optional[Tensor], groups: int,
                                        kernel_size: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """-> (grad x, grad feat, grad weight, grad bias (empty when bias is None))."""
+    checks.check_local_aggregate_pointwise_backward(grad, x, feat, weight, bias, groups,
+                                                    kernel_size)
     backend = backends.select(grad, x, feat, weight, bias)
     gx, gf, gw, gb = backend.aggregate_pointwise_backward(grad, x, feat, _w2d(weight), bias,
                                                           groups, kernel_size)
@@ -171,6 +182,9 @@ def local_aggregate_pointwise_backward(grad: Tensor, x: Tensor, feat: Tensor, we
 
 @local_aggregate_pointwise_backward.register_fake
 def _(grad, x, feat, weight, bias, groups, kernel_size):
+    checks.check_kinds('local_aggregate_pointwise_backward',
+                       ('grad', 'x', 'feat', 'weight', 'bias'), (4, 4, 4, 4, -1),
+                       (grad, x, feat, weight, bias))
     gb = weight.new_empty(0 if bias is None else weight.shape[0])
     return (x.new_empty(x.shape), feat.new_empty(feat.shape), weight.new_empty(weight.shape), gb)
 
@@ -195,12 +209,15 @@ local_aggregate_pointwise.register_autograd(_pointwise_backward, setup_context=_
 @torch.library.custom_op('mmdwnet::dynamic_depthwise_conv2d', mutates_args=())
 def dynamic_depthwise_conv2d(x: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Tensor:
     """x (N, C, H, W), kernels (N, C, k, k), bias (C) -> (N, C, H, W)."""
+    checks.check_dynamic_depthwise_conv2d(x, kernels, bias)
     out = backends.select(x, kernels, bias).dynamic_depthwise(x, kernels, bias)
     return out.contiguous(memory_format=_ddw_format(x))
 
 
 @dynamic_depthwise_conv2d.register_fake
 def _(x, kernels, bias):
+    checks.check_kinds('dynamic_depthwise_conv2d', ('x', 'kernels', 'bias'), (4, 4, -1),
+                       (x, kernels, bias))
     return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_ddw_format(x))
 
 
@@ -208,6 +225,7 @@ def _(x, kernels, bias):
 def dynamic_depthwise_conv2d_backward(grad: Tensor, x: Tensor, kernels: Tensor,
                                       bias: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
     """-> (grad x, grad kernels, grad bias (empty when bias is None))."""
+    checks.check_dynamic_depthwise_conv2d_backward(grad, x, kernels, bias)
     backend = backends.select(grad, x, kernels, bias)
     gx, gk, gb = backend.dynamic_depthwise_backward(grad, x, kernels, bias)
     gb = kernels.new_zeros(0) if gb is None else gb
@@ -216,6 +234,8 @@ def dynamic_depthwise_conv2d_backward(grad: Tensor, x: Tensor, kernels: Tensor,
 
 @dynamic_depthwise_conv2d_backward.register_fake
 def _(grad, x, kernels, bias):
+    checks.check_kinds('dynamic_depthwise_conv2d_backward', ('grad', 'x', 'kernels', 'bias'),
+                       (4, 4, 4, -1), (grad, x, kernels, bias))
     gb = kernels.new_empty(0 if bias is None else bias.shape[0])
     return x.new_empty(x.shape), kernels.new_empty(kernels.shape), gb
 
