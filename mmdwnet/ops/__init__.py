@@ -1,11 +1,20 @@
 """mmdwnet's operators: local aggregation (I-D-DW, sliding-window attention) and D-DW.
 
-The functions here call the ``torch.ops.mmdwnet.*`` operators of
-:mod:`mmdwnet.ops.library` (one definition each: fake shapes for ``torch.compile`` /
-``torch.export``, autograd, autocast); those run on a backend of :mod:`mmdwnet.ops.backends`
-chosen per call (``MMDWNET_OPS_BACKEND``, :mod:`mmdwnet.ops.switches`).  While an exporter
-traces the model (:func:`mmdwnet.ops.export.exporting`), each function returns instead the
-decomposition into standard ops of :mod:`mmdwnet.ops.export`.
+Layout (one job per module; torch is the only dependency, no import cycle):
+
+* :mod:`.spec` -- one :class:`~mmdwnet.ops.spec.OpSpec` per op (schema, argument check,
+  fake, decomposition, FLOP rule): the list everything else is made from;
+* :mod:`.checks` -- the argument checks each operator runs before a backend (O(1));
+* :mod:`.decompositions` -- the ops in standard PyTorch ops, and the "same" padding rule;
+* :mod:`.library` -- registers ``torch.ops.mmdwnet.*`` from the specs (eager dispatch to a
+  backend, fake, autograd, autocast);
+* :mod:`.backends` -- the :class:`~mmdwnet.ops.backends.Backend` base class, the registry and
+  the per-call choice (``MMDWNET_OPS_BACKEND``), and the built-in backends;
+* :mod:`.export` -- what exporters see (:func:`~mmdwnet.ops.export.exporting`,
+  :func:`~mmdwnet.ops.export.decompositions`).
+
+The functions here call the ``torch.ops.mmdwnet.*`` operators; while an ONNX exporter traces
+the model (:func:`mmdwnet.ops.export.exporting`) they return the decomposition instead.
 
 Kernel sizes may be odd or even; the output keeps the input size with zero padding
 ``(k - 1) // 2`` before (top/left) and ``k // 2`` after (bottom/right), exactly PyTorch's
@@ -16,10 +25,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import checks, export, library  # noqa: F401  (library registers the torch.ops.mmdwnet ops)
+from . import export, library  # noqa: F401  (library registers the torch.ops.mmdwnet ops)
+from .spec import PUBLIC
 
-__all__ = ['local_aggregate', 'local_aggregate_pointwise', 'local_correlate',
-           'dynamic_depthwise_conv2d']
+__all__ = list(PUBLIC)  # local_aggregate, local_correlate, local_aggregate_pointwise, D-DW
 
 
 def local_aggregate(x: Tensor, weight: Tensor) -> Tensor:
@@ -38,7 +47,6 @@ def local_aggregate(x: Tensor, weight: Tensor) -> Tensor:
         Tensor: (N, C, H, W), contiguous, stride 1.
     """
     if export.exporting():
-        checks.check_local_aggregate(x, weight)
         return export.local_aggregate(x, weight)
     return torch.ops.mmdwnet.local_aggregate(x, weight)
 
@@ -65,7 +73,6 @@ def local_aggregate_pointwise(x: Tensor, feat: Tensor, weight: Tensor, bias: Opt
         Tensor: (N, C, H, W).
     """
     if export.exporting():
-        checks.check_local_aggregate_pointwise(x, feat, weight, bias, groups, kernel_size)
         return export.local_aggregate_pointwise(x, feat, weight, bias, groups, kernel_size)
     return torch.ops.mmdwnet.local_aggregate_pointwise(x, feat, weight, bias, groups,
                                                        kernel_size)
@@ -88,7 +95,6 @@ def local_correlate(q: Tensor, k_map: Tensor, kernel_size: int, groups: int) -> 
         Tensor: (N, G, k, k, H, W).
     """
     if export.exporting():
-        checks.check_local_correlate(q, k_map, kernel_size, groups)
         return export.local_correlate(q, k_map, kernel_size, groups)
     return torch.ops.mmdwnet.local_correlate(q, k_map, kernel_size, groups)
 
@@ -108,6 +114,5 @@ def dynamic_depthwise_conv2d(x: Tensor, kernels: Tensor, bias: Optional[Tensor] 
         Tensor: (N, C, H, W); channels-last memory when ``x`` is channels-last.
     """
     if export.exporting():
-        checks.check_dynamic_depthwise_conv2d(x, kernels, bias)
         return export.dynamic_depthwise_conv2d(x, kernels, bias)
     return torch.ops.mmdwnet.dynamic_depthwise_conv2d(x, kernels, bias)

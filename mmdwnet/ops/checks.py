@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ['MAX_KERNEL_SIZE', 'FLOATING', 'check_kinds', 'check_local_aggregate', 'check_local_scatter',
+__all__ = ['MAX_KERNEL_SIZE', 'FLOATING', 'check_kinds', 'check_local_aggregate',
+           'check_local_scatter',
            'check_local_correlate', 'check_local_aggregate_pointwise',
            'check_local_aggregate_pointwise_backward', 'check_dynamic_depthwise_conv2d',
            'check_dynamic_depthwise_conv2d_backward']

@@ -1,4 +1,5 @@
-"""CPU backend: C/OpenMP kernels (``mmdwnet/ops/csrc/local_aggregation.c``), float32.
+"""CPU backend ``openmp`` (alias ``cpu``): C/OpenMP kernels
+(``mmdwnet/ops/csrc/local_aggregation.c``), float32.
 
 The reference backend runs k*k whole-tensor multiply-adds per call; on a CPU each of them
 streams the output through memory and costs a thread hand-over.  These kernels do one pass
@@ -39,10 +40,12 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..decompositions import same_padding
 from . import reference
 from ._common import pointwise_backward, pointwise_forward
+from .base import PrimitiveBackend
 
-NAME = 'cpu'
+NAME = 'openmp'
 SOURCE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc', 'local_aggregation.c')
 LIBRARY = 'libmmdw_ops.so'
 MANIFEST = 'manifest.json'
@@ -326,7 +329,7 @@ def _aggregate_masking(x: Tensor, w: Tensor, k: int, out: Tensor) -> Tensor:
     change) whose neighbour column is outside the map; those never contribute, so the result is
     the same, and the kernel runs over whole flattened maps (fast for small maps)."""
     n, c, h, wd = x.shape
-    m = (k // 2) * (wd + 1)
+    m = same_padding(k)[1] * (wd + 1)
     xp = torch.nn.functional.pad(x.reshape(n, c, h * wd), (m, m))  # zero-extended, contiguous
     groups = w.shape[1]
     _call('mmdw_mask_columns', w, w.shape[0] * groups, h, wd, k, _threads())
@@ -382,5 +385,28 @@ def dynamic_depthwise(x: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Ten
     return out.permute(0, 3, 1, 2)
 
 
-# No compiled backward for the per-image depth-wise conv: the grouped-conv gradient.
-dynamic_depthwise_backward = reference.dynamic_depthwise_backward
+# No compiled backward for the per-image depth-wise conv: the op falls back to the reference
+# backend (its grouped-conv gradient).
+
+
+class OpenMPBackend(PrimitiveBackend):
+    """The compiled C/OpenMP kernels: CPU float32, every op but the D-DW backward."""
+
+    name = NAME
+    primitives = sys.modules[__name__]
+    devices = ('cpu', )
+    dtypes = (torch.float32, )
+    priority = 10
+
+    def available(self) -> bool:
+        return available()
+
+    def require(self, *tensors) -> None:
+        if not available():
+            raise RuntimeError(f'MMDWNET_OPS_BACKEND={NAME} (alias cpu) was requested but the '
+                               'compiled CPU kernels are not available (see the warning about '
+                               'their build); use auto or reference')
+
+
+#: the instance :mod:`mmdwnet.ops.backends` registers
+BACKEND = OpenMPBackend()
