@@ -33,45 +33,18 @@ Output memory layout: contiguous, except ``dynamic_depthwise_conv2d``, whose out
 channels-last when ``x`` is (as a depth-wise conv's would be); every backend's result is
 brought to that layout here, so the fake and real strides agree.
 """
-from typing import Callable, Dict
-
 import torch
 from torch import Tensor
 
 from . import backends, checks
-from .spec import SPECS, OpSpec, ddw_format
+from .spec import SPECS, OpSpec
 
 __all__ = ['OPS']
 
 
-# ------------------------------------------------------------- results in the ops' layouts
-def _contiguous(out, *args):
-    return out.contiguous()
-
-
-def _ddw_layout(out, x, kernels, bias):
-    return out.contiguous(memory_format=ddw_format(x))
-
-
-def _with_bias_grad(out, *args):
-    """Backward ops: contiguous gradients; an absent bias gets an empty (0, ) gradient."""
-    *grads, gb = out
-    bias = args[4] if len(args) == 7 else args[3]
-    gb = args[1].new_zeros(0) if gb is None or bias is None else gb.contiguous()
-    return (*(g.contiguous() for g in grads), gb)
-
-
-_LAYOUT: Dict[str, Callable] = {
-    'dynamic_depthwise_conv2d': _ddw_layout,
-    'local_aggregate_pointwise_backward': _with_bias_grad,
-    'dynamic_depthwise_conv2d_backward': _with_bias_grad,
-}
-
-
 def _define(spec: OpSpec):
     """``torch.library.custom_op`` of ``spec``: checked eager implementation and fake."""
-    layout = _LAYOUT.get(spec.name, _contiguous)
-    check, name = spec.check, spec.name
+    check, name, layout = spec.check, spec.name, spec.layout
     kind_names, kind_dims = spec.kinds
 
     def implementation(*args):

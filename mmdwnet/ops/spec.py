@@ -13,7 +13,9 @@ An :class:`OpSpec` holds what PyTorch and the tools need to know about an op:
   (:func:`mmdwnet.ops.export.decompositions`) and what the tests compare every backend with;
 * ``flops`` -- the FLOP rule (multiply-accumulates), read by :mod:`mmdwnet.analysis.complexity`,
   and ``module_flops``, the part a module-hook counter sees (``'modules'`` convention);
-* ``public`` -- whether :mod:`mmdwnet.ops` exposes it (the others serve backward rules).
+* ``public`` -- whether :mod:`mmdwnet.ops` exposes it (the others serve backward rules);
+* ``layout`` -- brings a backend's result to the op's output layout (contiguous; D-DW:
+  channels-last when ``x`` is; backward ops: an empty gradient for an absent bias).
 
 FLOP rules take ``args`` (tensor arguments as shapes, the others as values) and ``outputs``
 (output shapes).  This module depends on torch only.
@@ -31,6 +33,11 @@ from . import decompositions as dec
 __all__ = ['OpSpec', 'SPECS', 'spec', 'PUBLIC']
 
 
+def _contiguous(out: Tensor, *args) -> Tensor:
+    """The default output layout: contiguous."""
+    return out.contiguous()
+
+
 @dataclass(frozen=True)
 class OpSpec:
     """What defines one ``torch.ops.mmdwnet`` operator (see the module docstring)."""
@@ -44,6 +51,9 @@ class OpSpec:
     flops: Optional[Callable[[Sequence, Sequence], int]] = None
     module_flops: Optional[Callable[[Sequence, Sequence], int]] = None
     public: bool = False
+    #: brings a backend's result (any strides; None for an absent bias's gradient) to the op's
+    #: output layout: ``layout(result, *args)``
+    layout: Callable = _contiguous
 
     @property
     def qualname(self) -> str:
@@ -58,6 +68,19 @@ def ddw_format(x: Tensor) -> torch.memory_format:
     if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
     return torch.contiguous_format
+
+
+def _ddw_layout(out: Tensor, x: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Tensor:
+    return out.contiguous(memory_format=ddw_format(x))
+
+
+def _with_bias_grad(out: tuple, *args) -> Tuple[Tensor, ...]:
+    """Backward ops: contiguous gradients; an absent bias gets an empty (0, ) gradient (the
+    bias is argument 4 of the I-D-DW backward, argument 3 of the D-DW one)."""
+    *grads, gb = out
+    bias = args[4] if len(args) == 7 else args[3]
+    gb = args[1].new_zeros(0) if gb is None or bias is None else gb.contiguous()
+    return (*(g.contiguous() for g in grads), gb)
 
 
 def _like(t: Tensor) -> Tensor:
@@ -155,19 +178,20 @@ SPECS: Tuple[OpSpec, ...] = (
             (4, 4, 4, 4, -1, 0, 0)),
            fake=lambda grad, x, feat, weight, bias, groups, kernel_size: (
                _like(x), _like(feat), _like(weight), _bias_grad(bias, weight)),
-           decomposition=_pointwise_backward_reference),
+           decomposition=_pointwise_backward_reference, layout=_with_bias_grad),
     OpSpec('dynamic_depthwise_conv2d', '(Tensor x, Tensor kernels, Tensor? bias) -> Tensor',
            checks.check_dynamic_depthwise_conv2d, (('x', 'kernels', 'bias'), (4, 4, -1)),
            fake=lambda x, kernels, bias: torch.empty(
                x.shape, dtype=x.dtype, device=x.device, memory_format=ddw_format(x)),
-           decomposition=dec.dynamic_depthwise_conv2d, flops=_ddw_flops, public=True),
+           decomposition=dec.dynamic_depthwise_conv2d, flops=_ddw_flops, public=True,
+           layout=_ddw_layout),
     OpSpec('dynamic_depthwise_conv2d_backward',
            '(Tensor grad, Tensor x, Tensor kernels, Tensor? bias) -> (Tensor, Tensor, Tensor)',
            checks.check_dynamic_depthwise_conv2d_backward,
            (('grad', 'x', 'kernels', 'bias'), (4, 4, 4, -1)),
            fake=lambda grad, x, kernels, bias: (_like(x), _like(kernels),
                                                 _bias_grad(bias, kernels)),
-           decomposition=_ddw_backward_reference),
+           decomposition=_ddw_backward_reference, layout=_with_bias_grad),
 )
 
 _BY_NAME: Dict[str, OpSpec] = {s.name: s for s in SPECS}
