@@ -28,7 +28,7 @@ with warnings.catch_warnings(record=True) as caught:
     from mmdwnet.ops.backends import cpu, select
     from mmdwnet.ops.backends.reference import local_aggregate_loop
     x, w = torch.randn(2, 4, 5, 5), torch.randn(2, 2, 3, 3, 5, 5)
-    backend = select(x, w).NAME
+    backend = select('local_aggregate', x, w).name
     diff = (local_aggregate(x, w) - local_aggregate_loop(x, w)).abs().max().item()
 print(json.dumps(dict(backend=backend, diff=diff, library=cpu.build(),
                       warnings=[str(c.message) for c in caught if 'mmdwnet.ops' in str(c.message)])))
@@ -50,7 +50,7 @@ def run(cache, **env):
 def good_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp('good')
     result = run(cache)
-    assert result['backend'] == 'cpu' and result['warnings'] == []
+    assert result['backend'] == 'openmp' and result['warnings'] == []
     entries = [p for p in cache.iterdir()]
     assert len(entries) == 1 and entries[0].name.startswith('mmdw_ops_')
     return entries[0]
@@ -72,7 +72,7 @@ def set_manifest(lib):
 
 def expect_rebuilt(cache, lib, reason_words):
     result = run(cache)
-    assert result['backend'] == 'cpu' and result['library'] == str(lib)
+    assert result['backend'] == 'openmp' and result['library'] == str(lib)
     assert len(result['warnings']) == 1, result['warnings']
     message = result['warnings'][0]
     assert str(lib) in message and 'rebuilding' in message
@@ -121,7 +121,7 @@ def test_unwritable_cache_folder_builds_privately(tmp_path):
     blocker.write_text('')
     cache = blocker / 'cache'
     result = run(cache)
-    assert result['backend'] == 'cpu' and len(result['warnings']) == 1
+    assert result['backend'] == 'openmp' and len(result['warnings']) == 1
     assert 'cannot write the kernel cache folder' in result['warnings'][0]
     assert str(cache) in result['warnings'][0]
 
@@ -134,7 +134,7 @@ def test_read_only_cache_folder_with_a_valid_build(good_cache, tmp_path):
         folder.chmod(0o555)
     try:
         result = run(cache)
-        assert result['backend'] == 'cpu' and result['warnings'] == []
+        assert result['backend'] == 'openmp' and result['warnings'] == []
     finally:
         for folder in (cache, lib.parent):
             folder.chmod(0o755)
@@ -154,7 +154,33 @@ def test_concurrent_builds_and_stale_build_folders(tmp_path):
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
         result = json.loads(out.strip().splitlines()[-1])
-        assert result['backend'] == 'cpu' and result['diff'] <= 1e-5
+        assert result['backend'] == 'openmp' and result['diff'] <= 1e-5
         assert result['warnings'] == []
     names = sorted(p.name for p in cache.iterdir())
     assert len(names) == 1 and names[0].startswith('mmdw_ops_'), names  # one build, no debris
+
+
+def test_compiler_with_flags_in_cc_is_split(tmp_path):
+    """``CC="gcc -O2"`` is a command line (split like a shell), not a program name."""
+    cc = shutil.which('gcc') or shutil.which('cc')
+    result = run(tmp_path / 'cache', CC=f'{cc} -O2')
+    assert result['backend'] == 'openmp' and result['warnings'] == []
+
+
+@pytest.mark.parametrize('cc, words', [('no-such-cc-mmdwnet', ["'no-such-cc-mmdwnet'", 'not found']),
+                                       ('gcc "-O2', ['cannot be split', 'quoting'])])
+def test_missing_compiler_with_read_only_cache_falls_back(tmp_path, cc, words):
+    """A CC that names no compiler (or cannot be parsed), with a cache that cannot be written:
+    one warning naming CC and what to do, the pure-PyTorch ops run, no temporary folder left."""
+    blocker = tmp_path / 'not-a-folder'
+    blocker.write_text('')
+    tmp = tmp_path / 'tmp'
+    tmp.mkdir()
+    result = run(blocker / 'cache', CC=cc, TMPDIR=str(tmp))
+    assert result['backend'] == 'reference' and result['library'] is None
+    assert len(result['warnings']) == 1, result['warnings']
+    message = result['warnings'][0]
+    assert 'CC=' in message and 'pure-PyTorch' in message, message
+    assert all(w in message for w in words), message
+    # no leaked private build folder (torch may put its own folders there)
+    assert [p for p in tmp.iterdir() if p.name.startswith('mmdwnet-ops-')] == []

@@ -209,10 +209,12 @@ def test_mmengine_complexity_info_equals_get_flops(preset):
 def test_backend_selection_and_errors(monkeypatch):
     from mmdwnet.ops.backends import select
     x = torch.zeros(1, 2, 3, 3)
+    ref = backends.get('reference')
+    assert ref is reference.BACKEND and backends.get('torch') is ref  # the old name: an alias
     with use_ops_backend('torch'):
-        assert select(x) is reference
+        assert select('local_aggregate', x) is ref
     with use_ops_backend('cpu'):  # a dtype the backend does not take runs on the reference
-        assert select(x.double()) is reference
+        assert select('local_aggregate', x.double()) is ref
     monkeypatch.delenv('TRITON_INTERPRET', raising=False)
     with use_ops_backend('triton'), pytest.raises(RuntimeError, match='TRITON_INTERPRET=1'):
         local_aggregate(x, torch.zeros(1, 1, 3, 3, 3, 3))

@@ -141,15 +141,18 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_backend_switch(monkeypatch):
     x = torch.zeros(1, 2, 3, 3)
-    monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'torch')
-    assert select(x).NAME == 'torch'
+    op = 'local_aggregate'
+    monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'torch')  # an alias of 'reference'
+    assert select(op, x).name == 'reference'
     monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'auto')
-    assert select(x.double()).NAME == 'torch'  # float32 only
-    assert (select(x).NAME == 'cpu') == cpu_kernels.available()
+    assert select(op, x.double()).name == 'reference'  # float32 only
+    assert (select(op, x).name == 'openmp') == cpu_kernels.available()
+    monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'cpu')  # an alias of 'openmp'
+    assert (select(op, x).name == 'openmp') == cpu_kernels.available()
     monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'triton')
     monkeypatch.delenv('TRITON_INTERPRET', raising=False)
     with pytest.raises(RuntimeError, match='TRITON_INTERPRET=1'):
-        select(x)
+        select(op, x)
     monkeypatch.setenv('MMDWNET_OPS_BACKEND', 'bogus')
     with pytest.raises(ValueError, match='not a known ops backend'):
         local_aggregate(x, torch.zeros(1, 1, 3, 3, 3, 3))

@@ -2,7 +2,8 @@
 
 FLOPs are multiply-accumulates, as the paper and the official code count them.  mmengine's
 ``FlopAnalyzer`` traces the model with TorchScript, where the ops of :mod:`mmdwnet.ops.library`
-appear as ``mmdwnet::<op>`` nodes.  Their rules (:data:`OP_HANDLES`):
+appear as ``mmdwnet::<op>`` nodes.  Their rules are the ``flops`` of the op specs
+(:mod:`mmdwnet.ops.spec`, the one place of the ops' counting rules; :data:`OP_HANDLES`):
 
 * ``mmdwnet::local_aggregate`` (I-D-DW, sliding attention values): N*C*H*W*k*k;
 * ``mmdwnet::local_correlate`` (sliding attention logits): N*C*H*W*k*k;
@@ -26,9 +27,10 @@ Two counting conventions (:data:`CONVENTIONS`), because published FLOPs use both
   (Swin-T 4.49G, DWNet-T 3.74G, I-D-DWNet-T 4.39G in ``paper_tables.yaml``);
 * ``'modules'``: only layers a module-hook counter sees (convolutions, linear layers, norms,
   pooling: ptflops and mmcv 1.x's ``get_model_complexity_info``, with which mmcls 0.x's
-  ``get_flops`` counted); the products of two activations (:data:`FUNCTIONAL_PRODUCTS`) are
-  not counted.  Twins' model zoo and mmpretrain's metafile
-  report Twins-SVT-S this way (2.8G / 2.82G), and Table 13 copies that row.
+  ``get_flops`` counted); the products of two activations (:data:`FUNCTIONAL_PRODUCTS`, and the
+  mmdwnet ops but the fused I-D-DW op's 1x1 conv, :data:`MODULE_HANDLES`) are not counted.
+  Twins' model zoo and mmpretrain's metafile report Twins-SVT-S this way (2.8G / 2.82G), and
+  Table 13 copies that row.
 """
 from functools import reduce
 from operator import mul
@@ -40,19 +42,11 @@ import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 
+from mmdwnet.ops.spec import SPECS
+
 
 def _numel(shape):
     return reduce(mul, shape, 1)
-
-
-def _aggregate_flops(inputs, outputs):
-    """local_aggregate(x, weight): N*C*H*W*k*k."""
-    return _numel(get_shape(inputs[0])) * get_shape(inputs[1])[2]**2
-
-
-def _correlate_flops(inputs, outputs):
-    """local_correlate(q, k_map, k, G) -> (N, G, k, k, H, W): N*C*H*W*k*k."""
-    return _numel(get_shape(inputs[0])) * get_shape(outputs[0])[2]**2
 
 
 def _uncounted(inputs, outputs):
@@ -60,23 +54,18 @@ def _uncounted(inputs, outputs):
     return 0
 
 
-def _pointwise_conv_flops(inputs, outputs):
-    """local_aggregate_pointwise's 1x1 conv making the kernels (a Conv2d layer in the official
-    code; all the 'modules' convention counts of the op): N*H*W*R*G*k*k."""
-    x, feat, weight = (get_shape(v) for v in inputs[:3])
-    return x[0] * x[2] * x[3] * feat[1] * weight[0]
+def _spec_handle(rule):
+    """mmengine handle ``(inputs, outputs) -> FLOPs`` (TorchScript values) of a FLOP rule of
+    :mod:`mmdwnet.ops.spec`, which takes tensor arguments as shapes and the others as values."""
 
+    def arg(value):
+        return get_shape(value) if value.type().kind() == 'TensorType' else value.toIValue()
 
-def _pointwise_flops(inputs, outputs):
-    """local_aggregate_pointwise(x, feat, weight (G*k*k, R, 1, 1), bias, G, k): the 1x1 conv
-    plus the aggregation, N*C*H*W*k*k."""
-    kk = get_shape(inputs[2])[0] // inputs[4].toIValue()
-    return _pointwise_conv_flops(inputs, outputs) + _numel(get_shape(inputs[0])) * kk
+    def handle(inputs, outputs):
+        return rule([arg(v) for v in inputs], [get_shape(v) for v in outputs])
 
-
-def _ddw_flops(inputs, outputs):
-    """dynamic_depthwise_conv2d(x, kernels (N, C, k, k), bias): N*C*H*W*k*k."""
-    return _numel(get_shape(inputs[0])) * get_shape(inputs[1])[-1]**2
+    handle.__doc__ = rule.__doc__
+    return handle
 
 
 def _matmul_flops(inputs, outputs):
@@ -97,19 +86,20 @@ def _sdpa_flops(inputs, outputs):
 OP_HANDLES = {
     'aten::matmul': _matmul_flops,
     'aten::scaled_dot_product_attention': _sdpa_flops,
-    'mmdwnet::local_aggregate': _aggregate_flops,
-    'mmdwnet::local_correlate': _correlate_flops,
-    'mmdwnet::local_aggregate_pointwise': _pointwise_flops,
-    'mmdwnet::dynamic_depthwise_conv2d': _ddw_flops,
+    # the mmdwnet ops: the FLOP rules of their specs
+    **{s.qualname: _spec_handle(s.flops) for s in SPECS if s.flops is not None},
 }
+# what a module-hook counter sees of the mmdwnet ops ('modules' convention): the part of an op
+# that is a layer in the official code (the fused I-D-DW op's 1x1 conv), else nothing
+MODULE_HANDLES = {s.qualname: _spec_handle(s.module_flops) if s.module_flops else _uncounted
+                  for s in SPECS if s.flops is not None}
 
 
 CONVENTIONS = ('all', 'modules')
 # ops multiplying two activations (attention logits and values, dynamic kernels applied to the
 # input): functional code, invisible to module-hook counters ('modules' convention)
 FUNCTIONAL_PRODUCTS = ('aten::matmul', 'aten::bmm', 'aten::baddbmm', 'aten::einsum',
-                       'aten::scaled_dot_product_attention', 'mmdwnet::local_aggregate',
-                       'mmdwnet::local_correlate', 'mmdwnet::dynamic_depthwise_conv2d')
+                       'aten::scaled_dot_product_attention')
 
 
 def register_handles() -> None:
@@ -138,7 +128,7 @@ def flop_analyzer(model: nn.Module, inputs: Tuple[Any, ...],
     if convention == 'modules':
         # zero handles, not None: mmengine 0.10 only skips None-handled ops it has no handle for
         analyzer.set_op_handle(**dict.fromkeys(FUNCTIONAL_PRODUCTS, _uncounted))
-        analyzer.set_op_handle('mmdwnet::local_aggregate_pointwise', _pointwise_conv_flops)
+        analyzer.set_op_handle(**MODULE_HANDLES)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     return analyzer

@@ -1,11 +1,20 @@
 """mmdwnet's operators: local aggregation (I-D-DW, sliding-window attention) and D-DW.
 
-The functions here validate their inputs and call the ``torch.ops.mmdwnet.*`` operators of
-:mod:`mmdwnet.ops.library` (one definition each: fake shapes for ``torch.compile`` /
-``torch.export``, autograd, autocast); those run on a backend of :mod:`mmdwnet.ops.backends`
-chosen per call (``MMDWNET_OPS_BACKEND``, :mod:`mmdwnet.ops.switches`).  While an exporter
-traces the model (:func:`mmdwnet.ops.export.exporting`), each function returns instead the
-decomposition into standard ops of :mod:`mmdwnet.ops.export`.
+Layout (one job per module; torch is the only dependency, no import cycle):
+
+* :mod:`.spec` -- one :class:`~mmdwnet.ops.spec.OpSpec` per op (schema, argument check,
+  fake, decomposition, FLOP rule): the list everything else is made from;
+* :mod:`.checks` -- the argument checks each operator runs before a backend (O(1));
+* :mod:`.decompositions` -- the ops in standard PyTorch ops, and the "same" padding rule;
+* :mod:`.library` -- registers ``torch.ops.mmdwnet.*`` from the specs (eager dispatch to a
+  backend, fake, autograd, autocast);
+* :mod:`.backends` -- the :class:`~mmdwnet.ops.backends.Backend` base class, the registry and
+  the per-call choice (``MMDWNET_OPS_BACKEND``), and the built-in backends;
+* :mod:`.export` -- what exporters see (:func:`~mmdwnet.ops.export.exporting`,
+  :func:`~mmdwnet.ops.export.decompositions`).
+
+The functions here call the ``torch.ops.mmdwnet.*`` operators; while an ONNX exporter traces
+the model (:func:`mmdwnet.ops.export.exporting`) they return the decomposition instead.
 
 Kernel sizes may be odd or even; the output keeps the input size with zero padding
 ``(k - 1) // 2`` before (top/left) and ``k // 2`` after (bottom/right), exactly PyTorch's
@@ -17,26 +26,9 @@ import torch
 from torch import Tensor
 
 from . import export, library  # noqa: F401  (library registers the torch.ops.mmdwnet ops)
+from .spec import PUBLIC
 
-__all__ = ['local_aggregate', 'local_aggregate_pointwise', 'local_correlate',
-           'dynamic_depthwise_conv2d']
-
-
-def _check_4d(name: str, t: Tensor, what: str = '(N, C, H, W)') -> None:
-    if not isinstance(t, Tensor) or t.dim() != 4:
-        shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-        raise ValueError(f'{name} must be a 4-D tensor {what}, got {shape}')
-
-
-def _check_int(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
-
-
-def _check_groups(c, groups: int) -> None:
-    if c % groups != 0:
-        raise ValueError(f'{c} channels cannot be split into {groups} weight groups; use a '
-                         'group count dividing the channels')
+__all__ = list(PUBLIC)  # local_aggregate, local_correlate, local_aggregate_pointwise, D-DW
 
 
 def local_aggregate(x: Tensor, weight: Tensor) -> Tensor:
@@ -56,20 +48,6 @@ def local_aggregate(x: Tensor, weight: Tensor) -> Tensor:
     """
     if export.exporting():
         return export.local_aggregate(x, weight)
-    _check_4d('local_aggregate: x', x)
-    if not isinstance(weight, Tensor) or weight.dim() != 6:
-        raise ValueError(f'local_aggregate expects x of shape (N, C, H, W) and weight of shape '
-                         f'(N, G, k, k, H, W); got {tuple(x.shape)} and '
-                         f'{tuple(getattr(weight, "shape", ()))}')
-    n, c, h, w = x.shape
-    _, g, kh, kw, wh, ww = weight.shape
-    if kh != kw:
-        raise ValueError(f'local_aggregate needs a square kernel (weight dims 2 and 3), got '
-                         f'{kh}x{kw}')
-    if weight.shape[0] not in (1, n) or (wh, ww) != (h, w):
-        raise ValueError(f'weight {tuple(weight.shape)} does not match input {tuple(x.shape)}: '
-                         f'expected ({n} or 1, G, k, k, {h}, {w})')
-    _check_groups(c, g)
     return torch.ops.mmdwnet.local_aggregate(x, weight)
 
 
@@ -96,20 +74,6 @@ def local_aggregate_pointwise(x: Tensor, feat: Tensor, weight: Tensor, bias: Opt
     """
     if export.exporting():
         return export.local_aggregate_pointwise(x, feat, weight, bias, groups, kernel_size)
-    _check_4d('local_aggregate_pointwise: x', x)
-    _check_int('local_aggregate_pointwise: kernel_size', kernel_size)
-    _check_int('local_aggregate_pointwise: groups', groups)
-    n, c, h, w = x.shape
-    if feat.dim() != 4 or feat.shape[0] != n or tuple(feat.shape[2:]) != (h, w):
-        raise ValueError(f'feat {tuple(feat.shape)} must be (N, R, H, W) matching x '
-                         f'{tuple(x.shape)}')
-    if weight.dim() != 4 or weight.shape[0] != groups * kernel_size**2 or \
-            weight.shape[1] != feat.shape[1] or tuple(weight.shape[2:]) != (1, 1):
-        raise ValueError(f'weight {tuple(weight.shape)} must be (G*k*k, R, 1, 1) = '
-                         f'({groups * kernel_size**2}, {feat.shape[1]}, 1, 1)')
-    if bias is not None and tuple(bias.shape) != (weight.shape[0], ):
-        raise ValueError(f'bias {tuple(bias.shape)} must be (G*k*k, ) = ({weight.shape[0]}, )')
-    _check_groups(c, groups)
     return torch.ops.mmdwnet.local_aggregate_pointwise(x, feat, weight, bias, groups,
                                                        kernel_size)
 
@@ -132,13 +96,6 @@ def local_correlate(q: Tensor, k_map: Tensor, kernel_size: int, groups: int) -> 
     """
     if export.exporting():
         return export.local_correlate(q, k_map, kernel_size, groups)
-    _check_4d('local_correlate: q', q)
-    if not isinstance(k_map, Tensor) or q.shape != k_map.shape:
-        raise ValueError(f'local_correlate expects two (N, C, H, W) tensors of one shape, got '
-                         f'{tuple(q.shape)} and {tuple(getattr(k_map, "shape", ()))}')
-    _check_int('local_correlate: kernel_size', kernel_size)
-    _check_int('local_correlate: groups', groups)
-    _check_groups(q.shape[1], groups)
     return torch.ops.mmdwnet.local_correlate(q, k_map, kernel_size, groups)
 
 
@@ -158,11 +115,4 @@ def dynamic_depthwise_conv2d(x: Tensor, kernels: Tensor, bias: Optional[Tensor] 
     """
     if export.exporting():
         return export.dynamic_depthwise_conv2d(x, kernels, bias)
-    _check_4d('dynamic_depthwise_conv2d: x', x)
-    n, c = x.shape[:2]
-    k = kernels.shape[-1]
-    if kernels.dim() != 4 or tuple(kernels.shape) != (n, c, k, k):
-        raise ValueError(f'kernels {tuple(kernels.shape)} must be (N, C, k, k) = ({n}, {c}, k, k)')
-    if bias is not None and tuple(bias.shape) != (c, ):
-        raise ValueError(f'bias {tuple(bias.shape)} must be (C, ) = ({c}, )')
     return torch.ops.mmdwnet.dynamic_depthwise_conv2d(x, kernels, bias)

@@ -1,4 +1,6 @@
-"""The mmdwnet operators, defined once with :mod:`torch.library` under ``mmdwnet::``.
+"""The ``torch.ops.mmdwnet`` operators, registered with :mod:`torch.library` from the specs of
+:mod:`mmdwnet.ops.spec` (one loop: schema, eager implementation, fake, autocast) plus their
+backward rules.
 
 Public ops (called by :mod:`mmdwnet.ops`' functions):
 
@@ -13,12 +15,12 @@ Helpers used by the backward rules: ``mmdwnet::local_scatter`` (transpose of the
 w.r.t. its input), ``mmdwnet::local_aggregate_pointwise_backward`` and
 ``mmdwnet::dynamic_depthwise_conv2d_backward``.
 
-Each op has: an eager implementation that asks :func:`mmdwnet.ops.backends.select` for a
-backend (chunking and other size decisions happen there, in eager code only); a fake
-implementation (shapes only, symbolic sizes welcome) for ``torch.compile`` /
-``torch.export``; a backward rule (``register_autograd``) written with these same ops, so
-``local_aggregate``, ``local_correlate`` and ``local_scatter`` are differentiable twice; and an
-autocast rule.  FLOP counting rules live in :mod:`mmdwnet.analysis.complexity`.
+Each op's eager implementation checks its arguments (the spec's ``check``, shape arithmetic
+only), asks :func:`mmdwnet.ops.backends.select` for a backend (chunking and other size
+decisions happen there, in eager code only) and brings the backend's result to the op's layout.
+Its fake implementation (shapes only, symbolic sizes welcome) serves ``torch.compile`` /
+``torch.export``; the backward rules (``register_autograd``) are written with these same ops,
+so ``local_aggregate``, ``local_correlate`` and ``local_scatter`` are differentiable twice.
 
 Autocast policy: under ``torch.autocast('cpu')`` the ops compute in float32 (floating inputs
 are cast up; the compiled CPU kernels are float32 and CPU low precision saves nothing for
@@ -31,72 +33,56 @@ Output memory layout: contiguous, except ``dynamic_depthwise_conv2d``, whose out
 channels-last when ``x`` is (as a depth-wise conv's would be); every backend's result is
 brought to that layout here, so the fake and real strides agree.
 """
-from typing import Optional, Tuple
-
 import torch
 from torch import Tensor
 
-from . import backends
+from . import backends, checks
+from .spec import SPECS, OpSpec
 
 __all__ = ['OPS']
 
 
-def _contiguous(t: Tensor) -> Tensor:
-    return t.contiguous()
+def _define(spec: OpSpec):
+    """``torch.library.custom_op`` of ``spec``: checked eager implementation and fake."""
+    check, name, layout = spec.check, spec.name, spec.layout
+    kind_names, kind_dims = spec.kinds
+
+    def implementation(*args):
+        check(*args)
+        backend = backends.select(name, *(a for a in args if isinstance(a, Tensor)))
+        return layout(getattr(backend, name)(*args), *args)
+
+    def fake(*args):
+        checks.check_kinds(name, kind_names, kind_dims, args)
+        return spec.fake(*args)
+
+    implementation.__name__ = name
+    op = torch.library.custom_op(f'mmdwnet::{name}', implementation, mutates_args=(),
+                                 schema=spec.schema)
+    op.register_fake(fake)
+    return op
 
 
-def _ddw_format(x: Tensor) -> torch.memory_format:
-    """Memory format of the D-DW output: channels-last iff ``x`` is channels-last (only)."""
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
+OPS = {spec.name: _define(spec) for spec in SPECS}
+local_aggregate = OPS['local_aggregate']
+local_scatter = OPS['local_scatter']
+local_correlate = OPS['local_correlate']
+local_aggregate_pointwise = OPS['local_aggregate_pointwise']
+local_aggregate_pointwise_backward = OPS['local_aggregate_pointwise_backward']
+dynamic_depthwise_conv2d = OPS['dynamic_depthwise_conv2d']
+dynamic_depthwise_conv2d_backward = OPS['dynamic_depthwise_conv2d_backward']
 
 
-# ------------------------------------------------------------------------ local_aggregate
-@torch.library.custom_op('mmdwnet::local_aggregate', mutates_args=())
-def local_aggregate(x: Tensor, weight: Tensor) -> Tensor:
-    """x (N, C, H, W), weight (N|1, G, k, k, H, W) -> (N, C, H, W)."""
-    w = weight.contiguous()
-    return _contiguous(backends.select(x, w).aggregate(x, w, w.shape[2]))
-
-
-@local_aggregate.register_fake
-def _(x, weight):
-    return x.new_empty(x.shape)
-
-
-@torch.library.custom_op('mmdwnet::local_scatter', mutates_args=())
-def local_scatter(grad: Tensor, weight: Tensor) -> Tensor:
-    """Transpose of ``local_aggregate`` w.r.t. x: grad (N, C, H, W) -> (N, C, H, W)."""
-    w = weight.contiguous()
-    return _contiguous(backends.select(grad, w).scatter(grad, w, w.shape[2]))
-
-
-@local_scatter.register_fake
-def _(grad, weight):
-    return grad.new_empty(grad.shape)
-
-
-@torch.library.custom_op('mmdwnet::local_correlate', mutates_args=())
-def local_correlate(q: Tensor, k_map: Tensor, kernel_size: int, groups: int) -> Tensor:
-    """q, k_map (N, C, H, W) -> (N, G, k, k, H, W)."""
-    out = backends.select(q, k_map).correlate(q, k_map, groups, kernel_size)
-    return _contiguous(out)
-
-
-@local_correlate.register_fake
-def _(q, k_map, kernel_size, groups):
-    n, _, h, w = q.shape
-    return q.new_empty(n, groups, kernel_size, kernel_size, h, w)
-
-
+# ------------------------------------------------------------------------------- autograd
 def _weight_grad(grad_w: Tensor, weight: Tensor) -> Tensor:
     """Weights shared by the batch (leading size 1) get the batch sum."""
     return grad_w.sum(0, keepdim=True) if weight.shape[0] == 1 else grad_w
 
 
-def _save_inputs(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
+def _save_tensors(ctx, inputs, output):
+    """Save the (optional) tensor inputs; the int ones (sizes, maybe symbolic) go to ctx.ints."""
+    ctx.save_for_backward(*(t for t in inputs if t is None or isinstance(t, Tensor)))
+    ctx.ints = tuple(t for t in inputs if t is not None and not isinstance(t, Tensor))
 
 
 def _aggregate_backward(ctx, grad):
@@ -119,11 +105,6 @@ def _scatter_backward(ctx, grad):
     return gg, gw
 
 
-def _correlate_setup(ctx, inputs, output):
-    q, k_map, _, _ = inputs
-    ctx.save_for_backward(q, k_map)
-
-
 def _correlate_backward(ctx, grad):
     q, k_map = ctx.saved_tensors
     grad = grad.contiguous()
@@ -132,96 +113,10 @@ def _correlate_backward(ctx, grad):
     return gq, gk, None, None
 
 
-local_aggregate.register_autograd(_aggregate_backward, setup_context=_save_inputs)
-local_scatter.register_autograd(_scatter_backward, setup_context=_save_inputs)
-local_correlate.register_autograd(_correlate_backward, setup_context=_correlate_setup)
-
-
-# ------------------------------------------------------------ local_aggregate_pointwise
-def _w2d(weight: Tensor) -> Tensor:
-    return weight.reshape(weight.shape[0], -1)
-
-
-@torch.library.custom_op('mmdwnet::local_aggregate_pointwise', mutates_args=())
-def local_aggregate_pointwise(x: Tensor, feat: Tensor, weight: Tensor, bias: Optional[Tensor],
-                              groups: int, kernel_size: int) -> Tensor:
-    """x (N, C, H, W), feat (N, R, H, W), weight (G*k*k, R, 1, 1), bias (G*k*k) -> (N, C, H, W)."""
-    backend = backends.select(x, feat, weight, bias)
-    return _contiguous(backend.aggregate_pointwise(x, feat, _w2d(weight), bias, groups,
-                                                   kernel_size))
-
-
-@local_aggregate_pointwise.register_fake
-def _(x, feat, weight, bias, groups, kernel_size):
-    return x.new_empty(x.shape)
-
-
-@torch.library.custom_op('mmdwnet::local_aggregate_pointwise_backward', mutates_args=())
-def local_aggregate_pointwise_backward(grad: Tensor, x: Tensor, feat: Tensor, weight: Tensor,
-                                       bias: Optional[Tensor], groups: int,
-                                       kernel_size: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """-> (grad x, grad feat, grad weight, grad bias (empty when bias is None))."""
-    backend = backends.select(grad, x, feat, weight, bias)
-    gx, gf, gw, gb = backend.aggregate_pointwise_backward(grad, x, feat, _w2d(weight), bias,
-                                                          groups, kernel_size)
-    gb = weight.new_zeros(0) if gb is None else gb
-    return (_contiguous(gx), _contiguous(gf.view(feat.shape)),
-            _contiguous(gw.view(weight.shape)), _contiguous(gb))
-
-
-@local_aggregate_pointwise_backward.register_fake
-def _(grad, x, feat, weight, bias, groups, kernel_size):
-    gb = weight.new_empty(0 if bias is None else weight.shape[0])
-    return (x.new_empty(x.shape), feat.new_empty(feat.shape), weight.new_empty(weight.shape), gb)
-
-
-def _pointwise_setup(ctx, inputs, output):
-    x, feat, weight, bias, groups, kernel_size = inputs
-    ctx.save_for_backward(x, feat, weight, bias)
-    ctx.groups, ctx.kernel_size = groups, kernel_size
-
-
 def _pointwise_backward(ctx, grad):
     x, feat, weight, bias = ctx.saved_tensors
-    gx, gf, gw, gb = local_aggregate_pointwise_backward(grad, x, feat, weight, bias, ctx.groups,
-                                                        ctx.kernel_size)
+    gx, gf, gw, gb = local_aggregate_pointwise_backward(grad, x, feat, weight, bias, *ctx.ints)
     return gx, gf, gw, (gb if bias is not None else None), None, None
-
-
-local_aggregate_pointwise.register_autograd(_pointwise_backward, setup_context=_pointwise_setup)
-
-
-# ------------------------------------------------------------- dynamic_depthwise_conv2d
-@torch.library.custom_op('mmdwnet::dynamic_depthwise_conv2d', mutates_args=())
-def dynamic_depthwise_conv2d(x: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """x (N, C, H, W), kernels (N, C, k, k), bias (C) -> (N, C, H, W)."""
-    out = backends.select(x, kernels, bias).dynamic_depthwise(x, kernels, bias)
-    return out.contiguous(memory_format=_ddw_format(x))
-
-
-@dynamic_depthwise_conv2d.register_fake
-def _(x, kernels, bias):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_ddw_format(x))
-
-
-@torch.library.custom_op('mmdwnet::dynamic_depthwise_conv2d_backward', mutates_args=())
-def dynamic_depthwise_conv2d_backward(grad: Tensor, x: Tensor, kernels: Tensor,
-                                      bias: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-    """-> (grad x, grad kernels, grad bias (empty when bias is None))."""
-    backend = backends.select(grad, x, kernels, bias)
-    gx, gk, gb = backend.dynamic_depthwise_backward(grad, x, kernels, bias)
-    gb = kernels.new_zeros(0) if gb is None else gb
-    return _contiguous(gx), _contiguous(gk), _contiguous(gb)
-
-
-@dynamic_depthwise_conv2d_backward.register_fake
-def _(grad, x, kernels, bias):
-    gb = kernels.new_empty(0 if bias is None else bias.shape[0])
-    return x.new_empty(x.shape), kernels.new_empty(kernels.shape), gb
-
-
-def _ddw_setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
 
 
 def _ddw_backward(ctx, grad):
@@ -230,13 +125,13 @@ def _ddw_backward(ctx, grad):
     return gx, gk, (gb if bias is not None else None)
 
 
-dynamic_depthwise_conv2d.register_autograd(_ddw_backward, setup_context=_ddw_setup)
+local_aggregate.register_autograd(_aggregate_backward, setup_context=_save_tensors)
+local_scatter.register_autograd(_scatter_backward, setup_context=_save_tensors)
+local_correlate.register_autograd(_correlate_backward, setup_context=_save_tensors)
+local_aggregate_pointwise.register_autograd(_pointwise_backward, setup_context=_save_tensors)
+dynamic_depthwise_conv2d.register_autograd(_ddw_backward, setup_context=_save_tensors)
 
 # ------------------------------------------------------------------------------ autocast
-OPS = (local_aggregate, local_scatter, local_correlate, local_aggregate_pointwise,
-       local_aggregate_pointwise_backward, dynamic_depthwise_conv2d,
-       dynamic_depthwise_conv2d_backward)
-
 _LOW_OR_FP32 = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -258,6 +153,6 @@ def _register_autocast(op, device_type: str) -> None:
 
 
 _libraries = []
-for _op in OPS:
+for _op in OPS.values():
     for _device in ('cpu', 'cuda'):
         _register_autocast(_op, _device)

@@ -1,4 +1,4 @@
-"""Pieces shared by the eager backends: "same" padding, the bounded kernel workspace and the
+"""Pieces shared by the eager backends: the bounded kernel workspace and the
 chunked I-D-DW (pointwise + aggregation) loop that the reference and CPU backends both run.
 
 Kernel workspace (I-D-DW): generating the (B, G*k*k, H*W) kernels of a batch chunk into a fresh
@@ -14,20 +14,13 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ['same_padding', 'WORKSPACE_CAP_BYTES', 'workspace', 'release_workspace',
+__all__ = ['WORKSPACE_CAP_BYTES', 'workspace', 'release_workspace',
            'workspace_bytes', 'pointwise_forward', 'pointwise_backward']
 
 #: Largest kernel workspace (bytes) a thread keeps between calls.
 WORKSPACE_CAP_BYTES = 64 << 20
 
 _workspace = threading.local()
-
-
-def same_padding(k: int) -> Tuple[int, int]:
-    """Zero padding (before, after) of a k x k window with "same" output size: before =
-    (k - 1) // 2 (top/left), after = k // 2 (bottom/right), as PyTorch's ``padding='same'``;
-    an even k puts the extra row/column at the bottom/right."""
-    return (k - 1) // 2, k // 2
 
 
 def workspace(shape: Tuple[int, ...], ref: Tensor) -> Tensor:

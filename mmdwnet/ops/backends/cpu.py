@@ -1,4 +1,5 @@
-"""CPU backend: C/OpenMP kernels (``mmdwnet/ops/csrc/local_aggregation.c``), float32.
+"""CPU backend ``openmp`` (alias ``cpu``): C/OpenMP kernels
+(``mmdwnet/ops/csrc/local_aggregation.c``), float32.
 
 The reference backend runs k*k whole-tensor multiply-adds per call; on a CPU each of them
 streams the output through memory and costs a thread hand-over.  These kernels do one pass
@@ -26,6 +27,7 @@ import json
 import os
 import os.path as osp
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,15 +35,17 @@ import tempfile
 import threading
 import time
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from ..decompositions import same_padding
 from . import reference
 from ._common import pointwise_backward, pointwise_forward
+from .base import PrimitiveBackend
 
-NAME = 'cpu'
+NAME = 'openmp'
 SOURCE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'csrc', 'local_aggregation.c')
 LIBRARY = 'libmmdw_ops.so'
 MANIFEST = 'manifest.json'
@@ -114,12 +118,32 @@ def cache_dir() -> str:
         'ops')
 
 
-def _compiler():
-    return os.environ.get('CC') or shutil.which('gcc') or shutil.which('cc')
+def _compiler() -> Tuple[Optional[List[str]], Optional[str]]:
+    """(command line of the C compiler, None), or (None, why there is none).
+
+    ``$CC`` is split like a shell would (``CC="gcc -O2"`` or ``CC="ccache gcc"`` work; the
+    words after the first are passed before mmdwnet's flags); without it ``gcc``, then ``cc``.
+    """
+    cc = os.environ.get('CC', '').strip()
+    if not cc:
+        found = shutil.which('gcc') or shutil.which('cc')
+        if found is None:
+            return None, ('no C compiler found (neither gcc nor cc is on PATH): install one or '
+                          'set CC to a C compiler')
+        return [found], None
+    try:
+        argv = shlex.split(cc)
+    except ValueError as e:
+        return None, f'CC={cc!r} cannot be split into a command line ({e}): fix the quoting'
+    if shutil.which(argv[0]) is None:
+        return None, (f'the C compiler {argv[0]!r} named by CC={cc!r} was not found: set CC to '
+                      'an installed C compiler (e.g. CC=gcc) or unset it')
+    return argv, None
 
 
-def _entry(cc: str) -> str:
-    key = hashlib.sha256('\0'.join([_SOURCE_TEXT, ' '.join(_compile_flags()), cc]).encode())
+def _entry(cc: List[str]) -> str:
+    key = hashlib.sha256('\0'.join([_SOURCE_TEXT, ' '.join(_compile_flags()), ' '.join(cc)])
+                         .encode())
     return osp.join(cache_dir(), f'mmdw_ops_{key.hexdigest()[:16]}')
 
 
@@ -177,17 +201,23 @@ def _remove_stale_builds(folder: str, max_age_s: float = 3600.) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _compile(cc: str, folder: str) -> Optional[str]:
+def _compile(cc: List[str], folder: str) -> Optional[str]:
     """Compile into ``folder`` (library + manifest); None and a warning on failure."""
     out = osp.join(folder, LIBRARY)
     flags = _compile_flags()
-    proc = subprocess.run([cc, *flags, SOURCE, '-o', out], capture_output=True, text=True)
-    if proc.returncode != 0:  # e.g. an old compiler without the ISA flags: portable build
-        proc = subprocess.run([cc, *flags[:5], SOURCE, '-o', out], capture_output=True,
-                              text=True)
+    command = ' '.join(cc)
+    try:
+        proc = subprocess.run([*cc, *flags, SOURCE, '-o', out], capture_output=True, text=True)
+        if proc.returncode != 0:  # e.g. an old compiler without the ISA flags: portable build
+            proc = subprocess.run([*cc, *flags[:5], SOURCE, '-o', out], capture_output=True,
+                                  text=True)
+    except OSError as e:  # not executable, vanished since it was found, ...
+        _warn(f'cannot run the C compiler {command!r} ({e}); set CC to a working C compiler. '
+              'The slower pure-PyTorch ops run instead')
+        return None
     if proc.returncode != 0:
-        _warn(f'building the CPU kernels with {cc} failed; the slower pure-PyTorch ops run '
-              f'instead:\n{proc.stderr[-2000:]}')
+        _warn(f'building the CPU kernels with {command!r} failed; the slower pure-PyTorch ops '
+              f'run instead:\n{proc.stderr[-2000:]}')
         return None
     manifest = dict(sha256=_sha256(out), size=os.path.getsize(out), symbols=sorted(SIGNATURES))
     with open(osp.join(folder, MANIFEST), 'w') as f:
@@ -201,10 +231,10 @@ def build(verbose: bool = False) -> Optional[str]:
     Raises nothing: without a compiler or a usable build the reference backend runs, and a
     warning says why.
     """
-    cc = _compiler()
+    cc, problem = _compiler()
     if cc is None:
-        _warn('no C compiler found (set CC): the compiled CPU kernels are unavailable and the '
-              'slower pure-PyTorch ops run instead')
+        _warn(f'{problem}. The compiled CPU kernels are unavailable and the slower pure-PyTorch '
+              'ops run instead')
         return None
     entry = _entry(cc)
     lib = osp.join(entry, LIBRARY)
@@ -223,8 +253,12 @@ def build(verbose: bool = False) -> Optional[str]:
         _warn(f'cannot write the kernel cache folder {folder} ({e.strerror or e}); building the '
               'CPU kernels for this process only')
         tmp = tempfile.mkdtemp(prefix='mmdwnet-ops-')
-        _state['private'] = tmp
-        return _compile(cc, tmp)
+        lib = _compile(cc, tmp)
+        if lib is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            _state['private'] = tmp  # removed once loaded (_library)
+        return lib
     try:
         if _compile(cc, tmp) is None:
             return None
@@ -295,7 +329,7 @@ def _aggregate_masking(x: Tensor, w: Tensor, k: int, out: Tensor) -> Tensor:
     change) whose neighbour column is outside the map; those never contribute, so the result is
     the same, and the kernel runs over whole flattened maps (fast for small maps)."""
     n, c, h, wd = x.shape
-    m = (k // 2) * (wd + 1)
+    m = same_padding(k)[1] * (wd + 1)
     xp = torch.nn.functional.pad(x.reshape(n, c, h * wd), (m, m))  # zero-extended, contiguous
     groups = w.shape[1]
     _call('mmdw_mask_columns', w, w.shape[0] * groups, h, wd, k, _threads())
@@ -351,5 +385,28 @@ def dynamic_depthwise(x: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Ten
     return out.permute(0, 3, 1, 2)
 
 
-# No compiled backward for the per-image depth-wise conv: the grouped-conv gradient.
-dynamic_depthwise_backward = reference.dynamic_depthwise_backward
+# No compiled backward for the per-image depth-wise conv: the op falls back to the reference
+# backend (its grouped-conv gradient).
+
+
+class OpenMPBackend(PrimitiveBackend):
+    """The compiled C/OpenMP kernels: CPU float32, every op but the D-DW backward."""
+
+    name = NAME
+    primitives = sys.modules[__name__]
+    devices = ('cpu', )
+    dtypes = (torch.float32, )
+    priority = 10
+
+    def available(self) -> bool:
+        return available()
+
+    def require(self, *tensors) -> None:
+        if not available():
+            raise RuntimeError(f'MMDWNET_OPS_BACKEND={NAME} (alias cpu) was requested but the '
+                               'compiled CPU kernels are not available (see the warning about '
+                               'their build); use auto or reference')
+
+
+#: the instance :mod:`mmdwnet.ops.backends` registers
+BACKEND = OpenMPBackend()

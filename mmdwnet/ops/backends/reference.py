@@ -8,25 +8,30 @@ CPU, where short rows of 7-14 elements and broadcasting dominate the cost otherw
 * the input is flattened to ``(N, G, C/G, L)`` with ``pa*W + pa`` zeros before and after its
   ``H*W`` positions (``pa = k // 2``); the neighbour at offset ``(i, j)`` of every output
   position is then the contiguous slice starting at ``margin + (i - pb)*W + (j - pb)``
-  (``pb = (k - 1) // 2``, see :func:`~mmdwnet.ops.backends._common.same_padding`);
+  (``pb = (k - 1) // 2``, see :func:`~mmdwnet.ops.decompositions.same_padding`);
 * reads that wrap around a row end are cancelled by masking, per column offset ``j``, the
   source columns they would read (``k`` masked copies of the input, never of the weights);
 * the batch is processed in chunks that keep the working set in cache (CPU).
 
 The straightforward formulations :func:`local_aggregate_unfold` and ``local_aggregate_loop``
 (differentiable by autograd) serve tests and benchmarks; the loop over the k x k offsets is the
-standard-op form that the exporters see, :func:`mmdwnet.ops.export.local_aggregate`.
+standard-op form that the exporters see, :func:`mmdwnet.ops.decompositions.local_aggregate`.
+
+Registered as the backend ``reference`` (alias ``torch``): any device, every op.
 """
 import functools
+import sys
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..export import local_aggregate as local_aggregate_loop  # noqa: F401
-from ._common import pointwise_backward, pointwise_forward, same_padding
+from ..decompositions import local_aggregate as local_aggregate_loop  # noqa: F401
+from ..decompositions import same_padding
+from ._common import pointwise_backward, pointwise_forward
+from .base import PrimitiveBackend
 
-NAME = 'torch'
+NAME = 'reference'
 
 # Per-chunk budgets (bytes) on CPU: the input working set (flattened input, its k masked copies,
 # output) and the generated kernels of the I-D-DW op.  On other devices one chunk.
@@ -275,3 +280,15 @@ def local_aggregate_unfold(x: Tensor, weight: Tensor) -> Tensor:
     cols = F.unfold(F.pad(x, (pb, pa, pb, pa)), k).view(n, groups, c // groups, k * k, h, w)
     wv = weight.reshape(weight.shape[0], groups, 1, k * k, h, w)
     return (cols * wv).sum(3).view(n, c, h, w)
+
+
+class ReferenceBackend(PrimitiveBackend):
+    """Pure PyTorch, any device and dtype, every op; the fallback of every other backend."""
+
+    name = NAME
+    primitives = sys.modules[__name__]
+    priority = 0
+
+
+#: the instance :mod:`mmdwnet.ops.backends` registers
+BACKEND = ReferenceBackend()

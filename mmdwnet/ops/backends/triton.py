@@ -1,7 +1,7 @@
 """Triton backend of the local-aggregation ops (the CUDA path; CPU under ``TRITON_INTERPRET=1``).
 
-Backend protocol (module level, used by the op dispatcher in :mod:`mmdwnet.ops`):
-``NAME``, :func:`available`, :func:`supports` and the primitives :func:`aggregate`,
+Registered as the backend ``triton`` (:class:`TritonBackend`, built from this module's
+primitives): ``NAME``, :func:`available`, :func:`supports` and the primitives :func:`aggregate`,
 :func:`scatter`, :func:`correlate`, :func:`aggregate_pointwise`,
 :func:`aggregate_pointwise_backward`, :func:`dynamic_depthwise`,
 :func:`dynamic_depthwise_backward`.  Shapes (``pb = (k - 1) // 2``, zero padding; an even ``k``
@@ -48,10 +48,14 @@ then sees into the kernels.  :func:`kernels` returns the jitted kernels.
 
 Importing this module never fails: without Triton, :func:`available` is False.
 """
+import sys
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from mmdwnet.ops.backends.base import PrimitiveBackend
+from mmdwnet.ops.decompositions import same_padding
 
 try:
     import triton
@@ -333,7 +337,7 @@ def _window(x: Tensor, w: Tensor, bias: Optional[Tensor], k: int, groups: int,
     kkp, p, tiles, warps = _tiles(h * wd, k)
     out = torch.empty_like(x)
     _launch(_window_kernel, (n * groups, tiles), x, w, x if bias is None else bias, out, h, wd,
-            groups, c // groups, *w_strides, K=k, PB=(k - 1) // 2, KKP=kkp, P=p, SIGN=sign,
+            groups, c // groups, *w_strides, K=k, PB=same_padding(k)[0], KKP=kkp, P=p, SIGN=sign,
             HAS_BIAS=bias is not None, num_warps=warps)
     return out
 
@@ -351,7 +355,7 @@ def _correlate(g: Tensor, x: Tensor, groups: int, k: int, reduce: bool) -> Tenso
     shape = (n, groups, k, k) if reduce else (n, groups, k, k, h, w)
     out = x.new_empty(shape)
     _launch(_correlate_kernel, (n * groups, 1 if reduce else tiles), g, x, out, h, w, groups,
-            c // groups, tiles, K=k, PB=(k - 1) // 2, KKP=kkp, P=p, REDUCE=reduce,
+            c // groups, tiles, K=k, PB=same_padding(k)[0], KKP=kkp, P=p, REDUCE=reduce,
             num_warps=warps)
     return out
 
@@ -401,7 +405,7 @@ def aggregate_pointwise(x: Tensor, feat: Tensor, w2d: Tensor, bias: Optional[Ten
     dot_dtype, precision = _dot_config(feat, w2d)
     out = torch.empty_like(x)
     _launch(_pointwise_kernel, (n, tiles), x, feat, w2d, x if bias is None else bias.contiguous(),
-            out, h, w, groups, c // groups, r, K=k, PB=(k - 1) // 2, KKP=kkp, RP=rp, P=p,
+            out, h, w, groups, c // groups, r, K=k, PB=same_padding(k)[0], KKP=kkp, RP=rp, P=p,
             HAS_BIAS=bias is not None, DOT_DTYPE=dot_dtype, PRECISION=precision,
             num_warps=warps)
     return out
@@ -425,7 +429,7 @@ def aggregate_pointwise_backward(
                                                dtype=torch.float32)
     _launch(_pointwise_backward_kernel, (n, tiles), grad, x, feat, w2d,
             x if bias is None else bias.contiguous(), gx, gfeat, gw, gw if gb is None else gb,
-            h, w, groups, c // groups, r, K=k, PB=(k - 1) // 2, KKP=kkp, RP=rp, P=p,
+            h, w, groups, c // groups, r, K=k, PB=same_padding(k)[0], KKP=kkp, RP=rp, P=p,
             HAS_BIAS=bias is not None, NEED_X=True, NEED_F=True, NEED_W=True,
             NEED_B=gb is not None, DOT_DTYPE=dot_dtype, PRECISION=precision, num_warps=warps)
     return (gx, gfeat, gw.sum(0).to(w2d.dtype),
@@ -452,3 +456,42 @@ def dynamic_depthwise_backward(grad: Tensor, x: Tensor, kernels: Tensor,
     gk = _correlate(grad, x, c, k, reduce=True).to(kernels.dtype)
     gb = None if bias is None else grad.sum((0, 2, 3), dtype=torch.float32).to(bias.dtype)
     return gx, gk.view(kernels.shape), gb
+
+
+class TritonBackend(PrimitiveBackend):
+    """The Triton kernels: CUDA tensors (CPU ones under ``TRITON_INTERPRET=1``, when requested
+    by name), float32/float16/bfloat16, every op."""
+
+    name = NAME
+    primitives = sys.modules.get(__name__)  # None when loaded by file path (tests)
+    devices = ('cuda', )
+    dtypes = DTYPES
+    priority = 10
+
+    def available(self) -> bool:
+        return available()
+
+    def supports(self, *tensors: Optional[Tensor]) -> bool:
+        return supports(*tensors)
+
+    def interpreting(self) -> bool:
+        """Whether Triton runs in its CPU interpreter (:func:`interpreting`)."""
+        return interpreting()
+
+    def require(self, *tensors: Optional[Tensor]) -> None:
+        # The interpreter's own test (TRITON_INTERPRET=1 must have been set before Triton was
+        # imported; setting it later changes nothing), not the variable itself.
+        if triton is not None and any(t.device.type == 'cpu' for t in tensors if t is not None) \
+                and not interpreting():
+            raise RuntimeError('MMDWNET_OPS_BACKEND=triton runs CPU tensors only in the Triton '
+                               'interpreter: set TRITON_INTERPRET=1 before Python starts (Triton '
+                               'reads it when imported), move the tensors to CUDA, or choose '
+                               'another backend (auto, reference, openmp)')
+        if not available():
+            raise RuntimeError('MMDWNET_OPS_BACKEND=triton was requested but that backend is not '
+                               'available here' + (' (Triton is not installed)' if triton is None
+                                                   else '') + '; use auto or reference')
+
+
+#: the instance :mod:`mmdwnet.ops.backends` registers
+BACKEND = TritonBackend()

@@ -119,8 +119,10 @@ void mmdw_mask_columns(float *w, long T, long H, long W, long K, int nthreads) {
 
 /* mmdw_aggregate for column-masked weights and a zero-extended input xp (N, C, HW + 2*m),
    m = PA*W + PA: every neighbour read is in bounds, so blocks of 16 outputs accumulate the K*K
-   products in registers. */
+   products in registers.  No array sized by K lives on the stack (a large kernel size must not
+   overflow an OpenMP thread's stack): the offset of window tap (i, j) is computed in place. */
 #define BLK 16
+#define OFFSET(i, j) (((i) - p) * W + ((j) - p))
 void mmdw_aggregate_flat(const float *xp, const float *w, float *out, long N, long Nw, long C,
                          long G, long H, long W, long K, int nthreads) {
     const long cg = C / G, hw = H * W, p = (K - 1) / 2, m = (K / 2) * (W + 1), L = hw + 2 * m,
@@ -129,8 +131,6 @@ void mmdw_aggregate_flat(const float *xp, const float *w, float *out, long N, lo
     for (long t = 0; t < N * G; ++t) {
         const long n = t / G, g = t % G;
         const float *wg = w + ((Nw == 1 ? 0 : n) * G + g) * kk * hw;
-        long offs[kk];
-        for (long ij = 0; ij < kk; ++ij) offs[ij] = (ij / K - p) * W + (ij % K - p);
         for (long q0 = 0; q0 < hw; q0 += BLK) {
             const long nb = MIN(BLK, hw - q0);
             long c = g * cg;
@@ -138,11 +138,12 @@ void mmdw_aggregate_flat(const float *xp, const float *w, float *out, long N, lo
                 for (; c + 4 <= (g + 1) * cg; c += 4) {
                     const float *x0 = xp + (n * C + c) * L + m + q0;
                     float acc[4][BLK] = {{0}};
-                    for (long ij = 0; ij < kk; ++ij) {
-                        const float *wr = wg + ij * hw + q0, *xr = x0 + offs[ij];
-                        for (int u = 0; u < 4; ++u)
-                            for (int b = 0; b < BLK; ++b) acc[u][b] += wr[b] * xr[u * L + b];
-                    }
+                    for (long i = 0, ij = 0; i < K; ++i)
+                        for (long j = 0; j < K; ++j, ++ij) {
+                            const float *wr = wg + ij * hw + q0, *xr = x0 + OFFSET(i, j);
+                            for (int u = 0; u < 4; ++u)
+                                for (int b = 0; b < BLK; ++b) acc[u][b] += wr[b] * xr[u * L + b];
+                        }
                     for (int u = 0; u < 4; ++u)
                         for (int b = 0; b < BLK; ++b) out[(n * C + c + u) * hw + q0 + b] = acc[u][b];
                 }
@@ -152,15 +153,18 @@ void mmdw_aggregate_flat(const float *xp, const float *w, float *out, long N, lo
                 float *o = out + (n * C + c) * hw + q0;
                 if (nb == BLK) {
                     float acc[BLK] = {0};
-                    for (long ij = 0; ij < kk; ++ij) {
-                        const float *wr = wg + ij * hw + q0, *xr = xc + offs[ij];
-                        for (int b = 0; b < BLK; ++b) acc[b] += wr[b] * xr[b];
-                    }
+                    for (long i = 0, ij = 0; i < K; ++i)
+                        for (long j = 0; j < K; ++j, ++ij) {
+                            const float *wr = wg + ij * hw + q0, *xr = xc + OFFSET(i, j);
+                            for (int b = 0; b < BLK; ++b) acc[b] += wr[b] * xr[b];
+                        }
                     for (int b = 0; b < BLK; ++b) o[b] = acc[b];
                 } else {
                     for (long b = 0; b < nb; ++b) {
                         float a = 0.f;
-                        for (long ij = 0; ij < kk; ++ij) a += wg[ij * hw + q0 + b] * xc[offs[ij] + b];
+                        for (long i = 0, ij = 0; i < K; ++i)
+                            for (long j = 0; j < K; ++j, ++ij)
+                                a += wg[ij * hw + q0 + b] * xc[OFFSET(i, j) + b];
                         o[b] = a;
                     }
                 }
