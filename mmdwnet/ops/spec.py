@@ -22,7 +22,7 @@ FLOP rules take ``args`` (tensor arguments as shapes, the others as values) and 
 """
 from dataclasses import dataclass
 from math import prod
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ from . import decompositions as dec
 __all__ = ['OpSpec', 'SPECS', 'spec', 'PUBLIC']
 
 
-def _contiguous(out: Tensor, *args) -> Tensor:
+def _contiguous(out: Tensor, *args: Any) -> Tensor:
     """The default output layout: contiguous."""
     return out.contiguous()
 

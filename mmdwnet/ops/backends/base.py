@@ -104,29 +104,36 @@ class PrimitiveBackend(Backend):
     def implements(self, op: str) -> bool:
         return op in self._PRIMITIVE and hasattr(self.primitives, self._PRIMITIVE[op])
 
-    def local_aggregate(self, x, weight):
+    def local_aggregate(self, x: Tensor, weight: Tensor) -> Tensor:
         return self.primitives.aggregate(x, weight.contiguous(), weight.shape[2])
 
-    def local_scatter(self, grad, weight):
+    def local_scatter(self, grad: Tensor, weight: Tensor) -> Tensor:
         return self.primitives.scatter(grad, weight.contiguous(), weight.shape[2])
 
-    def local_correlate(self, q, k_map, kernel_size, groups):
+    def local_correlate(self, q: Tensor, k_map: Tensor, kernel_size: int, groups: int) -> Tensor:
         return self.primitives.correlate(q, k_map, groups, kernel_size)
 
-    def local_aggregate_pointwise(self, x, feat, weight, bias, groups, kernel_size):
+    def local_aggregate_pointwise(self, x: Tensor, feat: Tensor, weight: Tensor,
+                                  bias: Optional[Tensor], groups: int,
+                                  kernel_size: int) -> Tensor:
         return self.primitives.aggregate_pointwise(x, feat, weight.reshape(weight.shape[0], -1),
                                                    bias, groups, kernel_size)
 
-    def local_aggregate_pointwise_backward(self, grad, x, feat, weight, bias, groups,
-                                           kernel_size):
+    def local_aggregate_pointwise_backward(
+            self, grad: Tensor, x: Tensor, feat: Tensor, weight: Tensor, bias: Optional[Tensor],
+            groups: int, kernel_size: int
+    ) -> Tuple[Optional[Tensor], ...]:
         gx, gf, gw, gb = self.primitives.aggregate_pointwise_backward(
             grad, x, feat, weight.reshape(weight.shape[0], -1), bias, groups, kernel_size)
         return gx, gf.view(feat.shape), gw.view(weight.shape), gb
 
-    def dynamic_depthwise_conv2d(self, x, kernels, bias):
+    def dynamic_depthwise_conv2d(self, x: Tensor, kernels: Tensor,
+                                 bias: Optional[Tensor]) -> Tensor:
         return self.primitives.dynamic_depthwise(x, kernels, bias)
 
-    def dynamic_depthwise_conv2d_backward(self, grad, x, kernels, bias):
+    def dynamic_depthwise_conv2d_backward(
+            self, grad: Tensor, x: Tensor, kernels: Tensor, bias: Optional[Tensor]
+    ) -> Tuple[Optional[Tensor], ...]:
         return self.primitives.dynamic_depthwise_backward(grad, x, kernels, bias)
 
 
