@@ -128,35 +128,37 @@ def test_input_shape_is_the_configs_evaluation_size(tmp_path):
     assert input_shape(str(path)) == (96, 96)
 
 
-def test_get_flops_counts_at_the_config_size_and_shape_overrides(tmp_path, capsys):
+def test_get_flops_counts_at_the_config_size_and_shape_overrides(tmp_path):
     """Swin with window 12 (which cannot run at 224) is counted at its 384 crop; --shape wins."""
-    import runpy
-    tool = runpy.run_path(str(ROOT / 'tools' / 'analysis_tools' / 'get_flops.py'))
+    import json
+
+    from mmdwnet.analysis.model_complexity import model_complexity
     leaf = ROOT / 'configs' / 'classification' / 'swin-tiny-w12_8xb128-ft30e_in1k-384px.py'
     path = tmp_path / 'swin12.py'
     path.write_text(f'_base_ = [{str(leaf)!r}]\nmodel = dict(backbone=dict(arch=dict('
                     '_delete_=True, embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])),'
                     ' head=dict(in_channels=128))\n')
-    assert tool['main']([str(path), '--json', str(tmp_path / 'f.json')]) == 0
-    assert 'input: 3x384x384' in capsys.readouterr().out
-    import json
-    at_384 = json.loads((tmp_path / 'f.json').read_text())['flops']
-    assert tool['main']([str(path), '--shape', '768', '768', '--json',
-                         str(tmp_path / 'g.json')]) == 0
-    at_768 = json.loads((tmp_path / 'g.json').read_text())['flops']
-    assert 'input: 3x768x768' in capsys.readouterr().out
+    result = model_complexity(str(path))
+    assert result['shape'] == (384, 384)
+    at_384 = result['flops']
+    at_768 = model_complexity(str(path), (768, 768))['flops']
     assert 3.5 < at_768 / at_384 < 4.5  # about (768 / 384)^2
-    # --convention modules: the attention products (q @ k^T, attn @ v: 2 x tokens x window^2 x
+    # convention 'modules': the attention products (q @ k^T, attn @ v: 2 x tokens x window^2 x
     # channels per block at 384 with window 12) are not counted
-    assert tool['main']([str(path), '--convention', 'modules', '--json',
-                         str(tmp_path / 'm.json')]) == 0
-    assert 'modules convention' in capsys.readouterr().out
-    result = json.loads((tmp_path / 'm.json').read_text())
+    modules = model_complexity(str(path), convention='modules')['flops']
     products = sum(2 * (96 // 2**i)**2 * 144 * 16 * 2**i for i in range(4))
-    assert result['convention'] == 'modules' and at_384 - result['flops'] == products
-    with pytest.raises(SystemExit):
-        tool['main']([str(path), '--convention', 'jit'])
-    assert "invalid choice: 'jit'" in capsys.readouterr().err
+    assert at_384 - modules == products
+    # the command line: the config's size, the convention, the json file; bad choices refused
+    tool = str(ROOT / 'tools' / 'analysis_tools' / 'get_flops.py')
+    proc = subprocess.run([sys.executable, tool, str(path), '--convention', 'modules', '--json',
+                           str(tmp_path / 'm.json')], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'input: 3x384x384' in proc.stdout and 'modules convention' in proc.stdout
+    written = json.loads((tmp_path / 'm.json').read_text())
+    assert written['convention'] == 'modules' and written['flops'] == modules
+    proc = subprocess.run([sys.executable, tool, str(path), '--convention', 'jit'], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "invalid choice: 'jit'" in proc.stderr
 
 
 def test_update_cli_errors_name_the_problem(mz, tmp_path, capsys):

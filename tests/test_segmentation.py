@@ -4,7 +4,6 @@ import contextlib
 import copy
 import functools
 import re
-import runpy
 from pathlib import Path
 from unittest import mock
 
@@ -240,13 +239,13 @@ def test_seg_flops_bad_input():
 
 
 def test_get_flops_tool_uses_seg_counter(tmp_path):
+    from mmdwnet.analysis.model_complexity import DEFAULT_SHAPES, model_complexity
     from mmdwnet.analysis.seg_flops import model_flops
-    tool = runpy.run_path(str(ROOT / 'tools' / 'analysis_tools' / 'get_flops.py'))
     cfg = narrow_cfg('dynamic-dwnet-tiny')
-    result = tool['model_complexity'](cfg, (64, 96))
+    result = model_complexity(cfg, (64, 96))
     assert result['scope'] == 'mmseg' and result['shape'] == (64, 96)
     assert result['flops'] == model_flops(build(cfg), (64, 96))
-    assert tool['DEFAULT_SHAPES']['mmseg'] == (512, 2048)  # the paper's 2048x512
+    assert DEFAULT_SHAPES['mmseg'] == (512, 2048)  # the paper's 2048x512
 
 
 # mmseg 0.x UPerHead / FCNHead module names (the official checkpoints' head keys)
@@ -286,8 +285,9 @@ def test_official_upernet_checkpoint_converts_and_loads_strictly(name, tmp_path)
     assert head_modules == sorted(MMSEG0X_HEAD_MODULES)  # mmseg 0.x and 1.x names coincide
     assert not any(k.startswith('backbone.stages.') for k in official)
 
-    tool = runpy.run_path(str(ROOT / 'tools' / 'model_converters' / 'official2mmdwnet.py'))
-    assert tool['main']([str(src), str(dst), '--config-out', str(cfg_out)]) == 0
+    from mmdwnet.converters.writer import convert_file  # official2mmdwnet.py's logic
+    info = convert_file(str(src), str(dst), str(cfg_out))
+    assert info['kind'] and info['backbone']['type'] == type(model.backbone).__name__
     assert config_path(name).name in cfg_out.read_text()
     loaded = init_model(str(cfg_out), str(dst))  # strict: raises on any missing/extra key
     assert loaded.backbone.__class__ is model.backbone.__class__

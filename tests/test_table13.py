@@ -1,7 +1,6 @@
 """Table 13: the mixers inside other architectures -- Twins-SVT-S (mmpretrain's SVT with its
 locally-grouped self-attention swapped by MixerSwap) and VOLO-D1 (VOLONet, mixer config)."""
 import copy
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -303,20 +302,13 @@ def test_each_row_is_counted_by_its_source_convention(metafile, paper_tables):
     assert abs(volo['flops'] / 1e9 / table['volo_d1']['flops'] - 1) > 0.05
 
 
-def _get_flops():
-    spec = importlib.util.spec_from_file_location(
-        'get_flops', ROOT / 'tools' / 'analysis_tools' / 'get_flops.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize('name', ['svt-small-dwconv_8xb128_in1k', 'volo-d1_8xb128_in1k'])
 def test_get_flops_measures_the_metafile_numbers(metafile, name):
-    """tools/analysis_tools/get_flops.py at 224 gives the metafile's numbers (one SVT and one
-    VOLO config; the others differ from these in the mixer only)."""
-    result = _get_flops().model_complexity(str(CLS / f'{name}.py'))
+    """get_flops' counter (mmdwnet.analysis.model_complexity) at 224 gives the metafile's
+    numbers (one SVT and one VOLO config; the others differ from these in the mixer only)."""
+    from mmdwnet.analysis.model_complexity import model_complexity
+    result = model_complexity(str(CLS / f'{name}.py'))
     meta = metafile[name]['Metadata']
     assert (result['params'], result['flops']) == (meta['Parameters'], meta['FLOPs'])
     assert result['shape'] == (224, 224)

@@ -5,7 +5,10 @@ The logic of ``tools/analysis_tools/resize_kernels.py SRC DST --config TARGET_CO
 
 Used for the paper's Table 14: a model trained at 224x224 with 7x7 kernels / windows is
 fine-tuned at 384x384 with larger ones.  The target model is built from ``TARGET_CONFIG``; every
-parameter whose shape differs from the source checkpoint is resized by what it is:
+parameter whose shape differs from the source checkpoint is resized by the hook of the mixer
+that owns it (:meth:`mmdwnet.models.mixers.SpatialMixer.resize_entry`, with the interpolation of
+:mod:`mmdwnet.models.layers.resize`), or, outside the mixers, as a grouped conv's kernel
+(a block's ``ffn_dwconv``):
 
 * depth-wise conv kernels (C, 1, k, k) and shared kernels (G, 1, k, k): interpolated on the k x k
   grid to k' x k';
@@ -27,123 +30,77 @@ The output holds ``state_dict`` and ``meta`` only; use it as ``load_from`` of th
 It never replaces the source (also through a link), replaces an existing file only with
 ``force``, is checked before the work starts and is written atomically.
 """
-from typing import List
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from mmdwnet.models.layers.resize import (ResizeError, resize_generator_rows, resize_kernel,
+                                          resize_position_table)
+from mmdwnet.models.mixers import SpatialMixer
 from mmdwnet.utils.fileio import atomic_open, check_output
-from mmdwnet.models.mixers.attention import (LocalMLP, ShiftedWindowAttention,
-                                             SlidingWindowAttention)
-from mmdwnet.models.mixers.dwconv import (DynamicDWConv2d, IDynamicDWConv2d,
-                                          SharedDepthwiseConv2d)
+
+__all__ = ['ResizeError', 'resize_kernel', 'resize_generator_rows', 'resize_position_table',
+           'resize_state_dict', 'resize_checkpoint']
 
 
-class ResizeError(ValueError):
-    """A checkpoint entry cannot be mapped onto the target model."""
+def _hook_owner(model: nn.Module, key: str) -> Tuple[str, Optional[nn.Module]]:
+    """The outermost module above ``key`` (a parameter not inside a :class:`SpatialMixer`)
+    with a ``resize_entry`` hook -- a bare aggregation such as
+    :class:`~mmdwnet.models.mixers.dwconv.DynamicDWAggregate` as the whole model -- and its
+    prefix; ``('', None)`` when there is none."""
+    parts = key.split('.')[:-1]
+    module = model
+    for i in range(len(parts) + 1):
+        if callable(getattr(module, 'resize_entry', None)):
+            return ''.join(p + '.' for p in parts[:i]), module
+        if i < len(parts):
+            module = getattr(module, parts[i])
+    return '', None
 
 
-def resize_kernel(weight, size, mode='bicubic', scale='none'):
-    """Interpolate the trailing (k, k) grid of ``weight`` to (size, size).
-
-    Args:
-        weight (Tensor): (..., k, k).
-        size (int): k'.
-        mode (str): 'bicubic' or 'bilinear' (``align_corners=False``).
-        scale (str): 'none' (default, plain interpolation as the paper / Swin) or 'sum', which
-            multiplies by (k / k')^2 (keeps a kernel's sum).
-
-    Returns:
-        Tensor: (..., k', k').
-    """
-    k = weight.shape[-1]
-    if weight.shape[-2] != k:
-        raise ResizeError(f'expected square kernels, got {tuple(weight.shape)}')
-    if k == size:
-        return weight.clone()
-    lead = weight.shape[:-2]
-    out = F.interpolate(weight.reshape(-1, 1, k, k).float(), size=(size, size), mode=mode,
-                        align_corners=False).to(weight.dtype)
-    if scale == 'sum':
-        out = out * (k / size)**2
-    elif scale != 'none':
-        raise ValueError(f"scale must be 'sum' or 'none', got {scale!r}")
-    return out.reshape(*lead, size, size)
-
-
-def resize_generator_rows(tensor, groups, size, mode='bicubic', scale='none'):
-    """Resize the rows (dim 0, ordered ``(group, i, j)``) of a kernel generator's weight/bias.
-
-    Args:
-        tensor (Tensor): (groups * k * k, ...) -- ``expand.weight`` (G*k*k, C_in, 1, 1) or
-            ``expand.bias`` (G*k*k,).
-        groups (int): G (channels for D-DW, weight groups for I-D-DW).
-        size (int): k'.
-
-    Returns:
-        Tensor: (groups * k' * k', ...).
-    """
-    rows, rest = tensor.shape[0], tensor.shape[1:]
-    k = round((rows // groups)**0.5)
-    if groups * k * k != rows:
-        raise ResizeError(f'{rows} generator rows are not {groups} groups of k x k')
-    grid = tensor.reshape(groups, k, k, -1).permute(0, 3, 1, 2)  # G, R, k, k
-    grid = resize_kernel(grid, size, mode, scale)
-    return grid.permute(0, 2, 3, 1).reshape(groups * size * size, *rest)
-
-
-def resize_position_table(table, size, mode='bicubic'):
-    """((2w-1)^2, heads) relative position table -> ((2w'-1)^2, heads) for window w'."""
-    n, heads = table.shape
-    side = round(n**0.5)
-    if side * side != n:
-        raise ResizeError(f'relative position table of {n} rows is not a square grid')
-    grid = table.T.reshape(heads, side, side)
-    grid = resize_kernel(grid, size, mode, scale='none')
-    return grid.reshape(heads, size * size).T.contiguous()
-
-
-def _resize_entry(module, name, src, dst_shape, mode, scale, parent=None):
-    """Resized ``src`` for the parameter ``name`` of target ``module`` (shape ``dst_shape``);
-    ``parent`` is the dynamic conv owning ``module`` when it is a kernel generator's conv."""
-    if isinstance(module, (ShiftedWindowAttention, LocalMLP)) \
-            and name == 'relative_position_bias_table':
-        return resize_position_table(src, round(dst_shape[0]**0.5), 'bicubic')
-    if isinstance(module, SlidingWindowAttention) and name == 'relative_position_bias_table':
-        k = round(dst_shape[1]**0.5)
-        side = round(src.shape[1]**0.5)
-        return resize_kernel(src.reshape(-1, side, side), k, 'bicubic',
-                             'none').reshape(dst_shape)
+def _resize_outside_mixers(model: nn.Module, key: str, value: torch.Tensor, shape: torch.Size,
+                           mode: str, scale: str) -> torch.Tensor:
+    """Resize an entry that no :class:`SpatialMixer` owns: a grouped (depth-wise) conv's
+    kernel, such as a block's ``ffn_dwconv.conv`` (Table 6), or an entry of a module with its
+    own ``resize_entry`` hook."""
+    module_name, _, name = key.rpartition('.')
+    module = model.get_submodule(module_name)
     if isinstance(module, nn.Conv2d) and name == 'weight' and module.groups > 1 \
-            and src.shape[:2] == dst_shape[:2]:
-        return resize_kernel(src, dst_shape[-1], mode, scale)
-    if isinstance(module, SharedDepthwiseConv2d) and name == 'weight' and module.share_positions:
-        return resize_kernel(src, dst_shape[-1], mode, scale)
-    if isinstance(parent, (DynamicDWConv2d, IDynamicDWConv2d)) and name in ('weight', 'bias'):
-        groups = parent.channels if isinstance(parent, DynamicDWConv2d) else parent.groups
-        return resize_generator_rows(src, groups, parent.kernel_size, mode, scale)
-    if isinstance(module, LocalMLP) and name == 'local_weight':
-        raise ResizeError('LocalMLP.local_weight holds one weight matrix per window position '
-                          'and cannot be resized to another window size')
-    if isinstance(module, SharedDepthwiseConv2d):
-        raise ResizeError('position-specific kernels (share_positions=False) cannot be resized')
+            and tuple(value.shape[:2]) == tuple(shape[:2]):
+        return resize_kernel(value, shape[-1], mode, scale)
+    prefix, owner = _hook_owner(model, key)
+    if owner is not None:
+        return owner.resize_entry(key[len(prefix):], value, shape, mode, scale)
     raise ResizeError(f'no resizing rule for a {type(module).__name__}.{name} of shape '
-                      f'{tuple(src.shape)} -> {tuple(dst_shape)}')
+                      f'{tuple(value.shape)} -> {tuple(shape)}')
 
 
-def resize_state_dict(state_dict, model, mode='bicubic', scale='none'):
+def resize_state_dict(state_dict: Dict[str, torch.Tensor], model: nn.Module,
+                      mode: str = 'bicubic',
+                      scale: str = 'none') -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """Map ``state_dict`` onto ``model``, resizing entries whose shapes differ.
 
+    Every :class:`~mmdwnet.models.mixers.SpatialMixer` of ``model`` resizes its own entries
+    (:meth:`~mmdwnet.models.mixers.SpatialMixer.resize_state_dict`); an entry outside the
+    mixers is resized if it is a grouped conv's kernel (``ffn_dwconv.conv``) or belongs to a
+    module with a ``resize_entry`` hook; anything else raises.
+
+    Args:
+        state_dict (dict[str, Tensor]): the source weights (another kernel/window size).
+        model (nn.Module): the target model.
+        mode (str): kernel interpolation, ``'bicubic'`` or ``'bilinear'`` (position tables
+            are always bicubic).
+        scale (str): ``'none'`` or ``'sum'`` (keep kernel sums).
+
     Returns:
-        tuple[dict, list[str]]: the new state dict and the keys that were resized.
+        tuple[dict, list[str]]: the new state dict and the keys that were resized (in the
+        order of ``state_dict``).
 
     Raises:
         ResizeError: keys missing on either side, or an entry without a resizing rule.
     """
     target = model.state_dict()
-    generators = {id(mod.expand): mod for mod in model.modules()
-                  if isinstance(mod, (DynamicDWConv2d, IDynamicDWConv2d))}
     missing = sorted(set(target) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(target))
     if missing or unexpected:
@@ -151,23 +108,23 @@ def resize_state_dict(state_dict, model, mode='bicubic', scale='none'):
                           f'{missing[:8]}{" ..." if len(missing) > 8 else ""}, unexpected '
                           f'{unexpected[:8]}{" ..." if len(unexpected) > 8 else ""}. Is the '
                           'config the same architecture as the checkpoint?')
-    out, resized = {}, []
+    out = dict(state_dict)
+    resized = set()
+    for name, module in model.named_modules():
+        if isinstance(module, SpatialMixer):
+            resized.update(module.resize_state_dict(out, f'{name}.' if name else '', mode, scale))
     for key, value in state_dict.items():
-        if tuple(value.shape) == tuple(target[key].shape):
-            out[key] = value
+        if key in resized or tuple(value.shape) == tuple(target[key].shape):
             continue
-        module_name, _, name = key.rpartition('.')
-        module = model.get_submodule(module_name)
         try:
-            out[key] = _resize_entry(module, name, value, target[key].shape, mode, scale,
-                                     generators.get(id(module)))
+            out[key] = _resize_outside_mixers(model, key, value, target[key].shape, mode, scale)
         except ResizeError as e:
             raise ResizeError(f'{key}: {e}') from None
         if tuple(out[key].shape) != tuple(target[key].shape):
             raise ResizeError(f'{key}: resized to {tuple(out[key].shape)}, the target model has '
                               f'{tuple(target[key].shape)}')
-        resized.append(key)
-    return out, resized
+        resized.add(key)
+    return out, [key for key in state_dict if key in resized]
 
 
 def load_state_dict(path):

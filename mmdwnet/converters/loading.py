@@ -42,7 +42,7 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from .imagenet22k import is_22k_to_1k, map_22k_to_1k
-from .official import (PRESET_FILE_NAMES, UnrecognisedCheckpoint, convert_backbone_keys,
+from .official import (UnrecognisedCheckpoint, convert_backbone_keys, preset_file_names,
                        convert_official, infer_backbone)
 
 if TYPE_CHECKING:  # the backbone module imports this one
@@ -189,7 +189,7 @@ def check_architecture(info, backbone):
     (``info`` of :func:`~mmdwnet.converters.official.infer_backbone`) is not ``backbone``'s."""
     name = type(backbone).__name__
     want = backbone.arch_settings
-    other_family = name in PRESET_FILE_NAMES and info['type'] != name
+    other_family = name in preset_file_names() and info['type'] != name
     other_size = (info['arch']['embed_dims'] != want['embed_dims']
                   or list(info['arch']['depths']) != list(want['depths']))
     if other_family or other_size:

@@ -11,18 +11,32 @@ import re
 from collections import OrderedDict
 from typing import Any, Dict, Mapping, Tuple, Union
 
+from typing import Dict
+
 import torch
 from torch import Tensor
 
-from mmdwnet.ops.dense import FFN
+from mmdwnet.models.layers import FFN
 
-__all__ = ['convert_official', 'infer_backbone', 'UnrecognisedCheckpoint', 'PRESET_FILE_NAMES']
+__all__ = ['convert_official', 'infer_backbone', 'UnrecognisedCheckpoint', 'PRESET_FILE_NAMES',
+           'preset_file_names']
 
-#: The presets an official checkpoint can be (its family, inferred from the keys), with the name
-#: their config files use. The converter's one list of preset names (loading checks a
-#: checkpoint's family against it, the writer picks config files by it).
-PRESET_FILE_NAMES = {'DWNet': 'dwnet', 'DynamicDWNet': 'dynamic-dwnet',
-                     'IDynamicDWNet': 'i-dynamic-dwnet', 'SwinNet': 'swin'}
+
+def preset_file_names() -> Dict[str, str]:
+    """The presets an official checkpoint can be (its family, inferred from the keys) -> the
+    name their config files use: the ``official`` rows of
+    :data:`mmdwnet.models.backbones.presets.PRESETS` (loading checks a checkpoint's family
+    against them, the writer picks config files by them)."""
+    # imported here: the backbone imports the converters (loading) when it is defined
+    from mmdwnet.models.backbones.presets import PRESETS
+    return {name: p.config_stem for name, p in PRESETS.items() if p.official}
+
+
+def __getattr__(name: str):
+    """``PRESET_FILE_NAMES`` (:func:`preset_file_names`), kept as a module attribute."""
+    if name == 'PRESET_FILE_NAMES':
+        return preset_file_names()
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 class UnrecognisedCheckpoint(ValueError):

@@ -16,7 +16,8 @@ from mmdwnet.registry import MODELS
 from mmdwnet.utils.fileio import same_file as _same_file
 from mmdwnet.utils.fileio import temp_beside
 from .loading import CheckpointMismatch, check_backbone_state
-from .official import PRESET_FILE_NAMES, UnrecognisedCheckpoint, convert_official, load_official
+from .official import (UnrecognisedCheckpoint, convert_official, load_official,
+                       preset_file_names)
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 
 
@@ -54,7 +55,7 @@ def matching_config(info, task):
     """Path of the repo config whose model matches a converted whole detector/segmentor."""
     bb = info['backbone']
     size = _size_name(bb['arch'])
-    name = PRESET_FILE_NAMES.get(bb['type'])
+    name = preset_file_names().get(bb['type'])
     if size is None or name is None:
         raise UnrecognisedCheckpoint(f'no mmdwnet {task} config for a {bb["type"]} with arch '
                                      f'{bb["arch"]}; convert the backbone alone instead')
