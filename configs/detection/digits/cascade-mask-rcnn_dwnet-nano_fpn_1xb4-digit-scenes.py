@@ -67,8 +67,10 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale_factor=1.0, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    # 'instances': the raw annotations, from which CocoMetric builds its ground truth
     dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+                    'instances')),
 ]
 train_dataloader = dict(
     batch_size=4,
@@ -85,8 +87,9 @@ val_dataloader = dict(
         data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_val.json',
         data_prefix=dict(img='val/'), pipeline=test_pipeline))
 test_dataloader = val_dataloader
-# ann_file=None: CocoMetric builds the COCO ground truth from the val dataset it is given, so
-# overriding the loaders' data_root is all another data set needs.
+# ann_file=None: CocoMetric builds the COCO ground truth from the val dataset it is given (the
+# 'instances' packed above), so overriding the loaders' data_root is all another data set needs.
+# (Its ground-truth areas are box areas: only the small/medium/large split uses them.)
 val_evaluator = dict(ann_file=None)
 test_evaluator = val_evaluator
 
