@@ -1,0 +1,127 @@
+"""The pretrain -> fine-tune chain of ``make demo``, shortened: classification on digits, then
+Cascade Mask R-CNN and UPerNet on digit scenes, each started from the classification checkpoint.
+
+The shortened run (``tests/digits_run.py``, shared with test_demo.py) must clear thresholds that
+an untrained model (the same configs, backbone from the classification checkpoint, heads as
+initialised) does not: the test measures that model too, so each threshold is shown to be able
+to fail.
+"""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from digits_run import ROOT, demo_run
+
+sys.path.insert(0, str(ROOT / 'demo'))
+import downstream  # noqa: E402
+
+# What the shortened chain must reach (mAP 0-1 as mmdet reports it, mIoU in % as mmseg does).
+THRESHOLDS = {'coco/bbox_mAP': 0.02, 'coco/segm_mAP': 0.02, 'mIoU': 15.}
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    return demo_run(tmp_path_factory)
+
+
+def _runs(results):
+    return {run['task']: run for run in results['downstream']}
+
+
+def _options(strings):
+    """['a.b=v', ...] (--cfg-options syntax, as downstream builds them) -> a dict to merge."""
+    from mmengine.config import DictAction
+    out = {}
+    for s in strings:
+        key, value = s.split('=', 1)
+        out[key] = DictAction._parse_iterable(value)
+    return out
+
+
+def untrained_metrics(task, init, scenes_root, work_dir):
+    """tools/test.py's numbers for the config's model before fine-tuning: backbone loaded from
+    the classification checkpoint ``init`` by its init_cfg, everything else as initialised."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(str(downstream.CONFIGS[task]['DWNet']))
+    cfg.merge_from_dict(_options(downstream.data_options(task, scenes_root) +
+                                 downstream.init_options(init)))
+    cfg.work_dir = str(work_dir)
+    cfg.load_from = None
+    runner = Runner.from_cfg(cfg)
+    runner.model.init_weights()
+    return runner.test()
+
+
+@pytest.mark.slow
+def test_chain_fine_tunes_from_the_classification_checkpoint(demo):
+    work_dir, results, out = demo
+    assert results['short'] and set(_runs(results)) == {'det', 'seg'}
+    cls_ckpt = results['models']['DWNet']['checkpoint']
+    for task, run in _runs(results).items():
+        assert run['init'] == cls_ckpt and Path(run['checkpoint']).is_file()
+        assert run['config'] == str(downstream.CONFIGS[task]['DWNet'].relative_to(ROOT))
+        # the backbone was loaded from that file by init_cfg (tools/train.py's log)
+        log = next(Path(run['checkpoint']).parent.glob('*/*.log')).read_text()
+        assert f'Loads checkpoint by local backend from path: {Path(cls_ckpt).resolve()}' in log
+        for metric in downstream.METRICS[task]:
+            assert run['metrics'][metric] >= THRESHOLDS[metric], (task, run['metrics'])
+    assert 'Epoch(train)' in out and 'Iter(train)' in out  # mmengine's progress, det and seg
+    assert 'coco/bbox_mAP' in out and 'mIoU' in out
+
+
+@pytest.mark.slow
+def test_thresholds_fail_an_untrained_model(demo, tmp_path):
+    _, results, _ = demo
+    cls_ckpt = results['models']['DWNet']['checkpoint']
+    for task in ('det', 'seg'):
+        metrics = untrained_metrics(task, cls_ckpt, results['scenes_root'], tmp_path / task)
+        for metric in downstream.METRICS[task]:
+            assert metrics[metric] < THRESHOLDS[metric], (task, metric, metrics[metric])
+            assert _runs(results)[task]['metrics'][metric] > metrics[metric]
+
+
+@pytest.mark.slow
+def test_results_table_and_pictures(demo):
+    from PIL import Image
+    work_dir, results, _ = demo
+    table = (work_dir / 'results.md').read_text()
+    for task, run in _runs(results).items():
+        row = next(line for line in table.splitlines()
+                   if line.startswith(f'| {downstream.TASK_NAMES[task]} | DWNet |'))
+        for metric in downstream.METRICS[task]:
+            value = run['metrics'][metric]
+            assert (f'{value:.3f}' if metric.startswith('coco') else f'{value:.2f}') in row
+        vis = list((Path(run['checkpoint']).parent / 'vis').iterdir())
+        assert len(vis) == 4
+    with Image.open(work_dir / 'downstream.png') as img:
+        assert img.size[0] > 600 and img.size[1] > 400
+    assert json.loads((work_dir / 'results.json').read_text())['seconds'] > 0
+    assert re.search(r'Whole demo: \d+ s wall-clock', table)
+
+
+def test_missing_classification_checkpoint_is_a_clear_error(tmp_path):
+    """Neither the demo nor the configs ever go on with a random backbone."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    missing = tmp_path / 'work_dirs' / 'epoch_10.pth'
+    with pytest.raises(FileNotFoundError, match='classification checkpoint .*epoch_10.pth does '
+                       'not exist: the backbone would start from random weights'):
+        downstream.init_options(missing)
+    from mmdet.registry import MODELS as DET_MODELS
+    from mmseg.registry import MODELS as SEG_MODELS
+
+    import mmdwnet  # noqa: F401
+    for task, registry, scope in (('det', DET_MODELS, 'mmdet'), ('seg', SEG_MODELS, 'mmseg')):
+        for name, config in downstream.CONFIGS[task].items():
+            cfg = Config.fromfile(str(config))
+            assert cfg.model.backbone.init_cfg.checkpoint.startswith('work_dirs/demo/')
+            assert cfg.model.backbone.init_cfg.prefix == 'backbone.'
+            cfg.model.backbone.init_cfg.checkpoint = str(missing)
+            init_default_scope(scope)
+            model = registry.build(cfg.model)
+            with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+                model.init_weights()
