@@ -29,7 +29,6 @@ CPU (measured here: 8x faster per iteration on a busy 2-core machine).
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path

@@ -125,3 +125,49 @@ def test_missing_classification_checkpoint_is_a_clear_error(tmp_path):
             model = registry.build(cfg.model)
             with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
                 model.init_weights()
+
+
+def _study():
+    import importlib.util
+    path = ROOT / 'tools' / 'analysis_tools' / 'downstream_transfer.py'
+    spec = importlib.util.spec_from_file_location('downstream_transfer', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_study_summary_and_report_section(tmp_path):
+    """Mean and sample spread per (task, backbone, init); the report replaces only its section."""
+    study = _study()
+    runs = [dict(task='seg', model='DWNet', init=init, seed=seed, train_seconds=10.,
+                 metrics={'mIoU': value})
+            for init, seed, value in (('pretrained', 0, 60.), ('pretrained', 1, 64.),
+                                      ('scratch', 0, 30.))]
+    summary = study.summarise(runs)
+    mean, spread, n = summary[('seg', 'DWNet', 'pretrained')]['mIoU']
+    assert (mean, n) == (62., 2) and spread == pytest.approx(2 ** 1.5)
+    assert summary[('seg', 'DWNet', 'scratch')]['mIoU'] == (30., 0., 1)
+    args = study.parse_args(['--short', '--seeds', '0', '1'])
+    assert args.scenes_root == 'data/digit_scenes-short'
+    doc = tmp_path / 'downstream.md'
+    doc.write_text(f'# Title\n\nbefore\n\n{study.BEGIN}\nold\n{study.END}\n\nafter\n')
+    study.write_section(doc, study.report(summary, args, 'downstream.png'))
+    text = doc.read_text()
+    assert 'old' not in text and text.startswith('# Title\n\nbefore') and text.endswith('after\n')
+    assert '| UPerNet | DWNet | pretrained | mIoU | 62.000 | 2.828 | 2 | 10 |' in text
+    study.plot(summary, tmp_path / 'plot.png')
+    assert (tmp_path / 'plot.png').stat().st_size > 1000
+    with pytest.raises(SystemExit):
+        study.parse_args(['--seeds', '0', '0'])
+
+
+def test_study_swin_control_is_the_toolbox_swin(tmp_path):
+    from mmengine.config import Config
+    study = _study()
+    for task in ('det', 'seg'):
+        cfg = Config.fromfile(str(study.swin_config(task, tmp_path)))
+        backbone = cfg.model.backbone
+        assert backbone.type == 'SwinTransformer' and backbone.init_cfg is None
+        assert 'arch' not in backbone and 'mixer' not in backbone  # DWNet keys dropped
+        assert cfg.model.neck.in_channels == [32, 64, 128, 256] if task == 'det' else \
+            cfg.model.decode_head.in_channels == [32, 64, 128, 256]

@@ -1,7 +1,7 @@
 """Transfer study: does the classification checkpoint help detection and segmentation?
 
     python tools/analysis_tools/downstream_transfer.py [--work-dir work_dirs/study]
-        [--scenes-root data/digit_scenes] [--models DWNet I-D-DWNet Swin]
+        [--scenes-root DIR] [--models DWNet I-D-DWNet Swin]
         [--inits pretrained scratch] [--tasks det seg] [--seeds 0] [--short]
         [--out docs/downstream.md]
 
@@ -43,7 +43,9 @@ SWIN = dict(_delete_=True, type='SwinTransformer', embed_dims=32, depths=[1, 1, 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/study', help='runs and their results')
-    parser.add_argument('--scenes-root', default='data/digit_scenes', help='digit scenes')
+    parser.add_argument('--scenes-root', default=None,
+                        help='digit scenes (default: data/digit_scenes, or '
+                        'data/digit_scenes-short with --short)')
     parser.add_argument('--cls-work-dir', default='work_dirs/demo',
                         help='where the classification checkpoints are (make demo writes them)')
     parser.add_argument('--digits-root', default='data/digits',
@@ -57,6 +59,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f'--seeds {args.seeds}: each seed once')
+    if args.scenes_root is None:
+        args.scenes_root = 'data/digit_scenes' + ('-short' if args.short else '')
     return args
 
 
