@@ -31,15 +31,19 @@ METRICS = {'det': ('coco/bbox_mAP', 'coco/segm_mAP'), 'seg': ('mIoU', )}
 # The shortened mode (tests, `--short`): a small scene set and a few hundred training images
 # seen; enough to learn well above an untrained model, not to reach the full runs' numbers.
 SHORT_SCENES = dict(seed=1, train_scenes=64, val_scenes=24, max_size=128)
+# (no validation during the shortened training: tools/test.py evaluates the result)
+NO_VAL = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
 SHORT_SCHEDULE = {
-    'det': ['train_cfg.max_epochs=10', 'train_cfg.val_interval=10',
-            'default_hooks.checkpoint.interval=10', 'optim_wrapper.optimizer.lr=2e-3',
-            'param_scheduler.0.end=10', 'param_scheduler.1.milestones=[8]',
-            'default_hooks.logger.interval=16'],
-    'seg': ['train_cfg.max_iters=400', 'train_cfg.val_interval=400',
-            'default_hooks.checkpoint.interval=400', 'optim_wrapper.optimizer.lr=3e-3',
-            'param_scheduler.0.end=20', 'param_scheduler.1.begin=20',
-            'param_scheduler.1.end=400', 'default_hooks.logger.interval=50'],
+    'det': NO_VAL + [
+        'train_cfg.max_epochs=10', 'train_cfg.val_interval=10',
+        'default_hooks.checkpoint.interval=10', 'optim_wrapper.optimizer.lr=2e-3',
+        'param_scheduler.0.end=10', 'param_scheduler.1.milestones=[8]',
+        'default_hooks.logger.interval=16'],
+    'seg': NO_VAL + [
+        'train_cfg.max_iters=400', 'train_cfg.val_interval=400',
+        'default_hooks.checkpoint.interval=400', 'optim_wrapper.optimizer.lr=3e-3',
+        'param_scheduler.0.end=20', 'param_scheduler.1.begin=20',
+        'param_scheduler.1.end=400', 'default_hooks.logger.interval=50'],
 }
 
 
