@@ -154,7 +154,7 @@ def plot(summary, out_file):
     metrics = [('det', 'coco/bbox_mAP', 1.), ('det', 'coco/segm_mAP', 1.), ('seg', 'mIoU', .01)]
     metrics = [m for m in metrics if any(k[0] == m[0] for k in summary)]
     keys = sorted({(k[1], k[2]) for k in summary})
-    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(metrics), 3.2))
+    fig, ax = plt.subplots(figsize=(3.2 + 1.6 * len(metrics), 3.4))
     width = 0.8 / max(len(keys), 1)
     for i, (model, init) in enumerate(keys):
         means, errs, xs = [], [], []
@@ -170,7 +170,7 @@ def plot(summary, out_file):
     ax.set_xticklabels([f'{m}' + (' (/100)' if s != 1. else '') for _, m, s in metrics])
     ax.set_ylabel('score (0-1)')
     ax.legend(fontsize=7)
-    ax.set_title('Digit scenes: fine-tuned from the classification checkpoint vs scratch',
+    ax.set_title('Digit scenes: fine-tuned from the\nclassification checkpoint vs scratch',
                  fontsize=9)
     fig.tight_layout()
     tmp = Path(out_file).with_suffix('.tmp.png')
