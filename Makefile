@@ -7,10 +7,13 @@ DEMO_EPOCHS ?=
 # install when the environment is missing or its recipe changed since.
 ENV_STAMP := $(VENV)/.mmdwnet-installed
 
-.PHONY: install demo test test-compile bench bench-compile bench-gpu analysis clean help
+.PHONY: install demo study test test-compile bench bench-compile bench-gpu analysis clean help
 
 help:
 	@echo "make demo      train, test and run a small DWNet and I-D-DWNet on digits -> work_dirs/demo/"
+	@echo "               (then Cascade Mask R-CNN and UPerNet fine-tuned from DWNet's checkpoint)"
+	@echo "make study     transfer study on digit scenes: pretrained vs scratch, DWNet, I-D-DWNet,"
+	@echo "               toolbox Swin -> docs/downstream.md (STUDY_SEEDS=\"0 1\" for more seeds)"
 	@echo "make test      run the test suite in $(VENV)"
 	@echo "make test-compile  every preset trained by torch.compile(dynamic=True) with inductor (slow)"
 	@echo "make install   create $(VENV) with the whole OpenMMLab stack and mmdwnet (editable)"
@@ -36,6 +39,11 @@ test-compile: $(ENV_STAMP)
 
 demo: $(ENV_STAMP)
 	$(PYTHON) demo/digits_demo.py $(if $(DEMO_EPOCHS),--epochs $(DEMO_EPOCHS))
+
+STUDY_SEEDS ?= 0
+study: $(ENV_STAMP)
+	$(PYTHON) tools/analysis_tools/downstream_transfer.py --seeds $(STUDY_SEEDS) \
+		--out docs/downstream.md
 
 bench:
 	$(PYTHON) tools/analysis_tools/benchmark.py --out docs/benchmark.md

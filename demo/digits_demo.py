@@ -1,6 +1,7 @@
-"""``make demo``: train, test and run a small DWNet and a small I-D-DWNet on handwritten digits.
+"""``make demo``: one backbone, three tasks -- classification, detection, segmentation on digits.
 
     python demo/digits_demo.py [--epochs N] [--data-root data/digits] [--work-dir work_dirs/demo]
+                               [--scenes-root data/digit_scenes] [--tasks cls det seg] [--short]
 
 1. writes scikit-learn's digits once as an image folder (``demo/digits.py``; no download);
 2. trains each model with ``tools/train.py`` on its config in ``configs/classification/digits/``
@@ -9,9 +10,18 @@
 4. predicts one validation image per digit with mmpretrain's ``ImageClassificationInferencer``;
 5. writes to the work dir ``predictions.png`` (the images with true and predicted labels, one row
    per model) and ``results.md`` / ``results.json`` (top-1 from ``tools/test.py``, parameters,
-   FLOPs at 32x32, inference throughput measured here).
+   FLOPs at 32x32, inference throughput measured here);
+6. (``det``, ``seg``) writes the digit scenes once (``demo/digit_scenes.py``: the digits on
+   scikit-image's photos, COCO and ADE20K formats), fine-tunes the nano DWNet's Cascade Mask
+   R-CNN and UPerNet (``configs/{detection,segmentation}/digits/``) from the classification
+   checkpoint of step 2, evaluates them with ``tools/test.py`` (``coco/bbox_mAP``,
+   ``coco/segm_mAP``, ``mIoU``), draws predictions on validation scenes (``downstream.png``) and
+   adds them to ``results.md`` / ``results.json``.  ``tools/analysis_tools/downstream_transfer.py``
+   (``make study``) runs the I-D-DWNet, from-scratch and Swin comparisons.
 
-About two minutes on a 2-core CPU with the configs' 10 epochs; ``--epochs`` shortens it.
+Classification takes about two minutes on a 2-core CPU with the configs' 10 epochs (``--epochs``
+shortens it); see README.md for the whole demo's measured time.  ``--short`` shortens detection
+and segmentation (a small scene set, a few dozen / hundred iterations: for tests).
 Every step runs with one CPU thread unless ``OMP_NUM_THREADS`` is set: these nano models gain
 little from more, and one thread avoids OpenMP's spin-waiting when other processes share the
 CPU (measured here: 8x faster per iteration on a busy 2-core machine).
@@ -19,7 +29,6 @@ CPU (measured here: 8x faster per iteration on a busy 2-core machine).
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,9 +36,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault('OMP_NUM_THREADS', '1')  # before torch is imported; see the docstring
 sys.path.insert(0, str(ROOT / 'demo'))
+from digit_scenes import write_scenes  # noqa: E402
 from digits import CLASSES, SIZE, write_digits  # noqa: E402
+import downstream  # noqa: E402
+from downstream import run_tool  # noqa: E402
 
 CONFIG_DIR = ROOT / 'configs' / 'classification' / 'digits'
+TASKS = ('cls', 'det', 'seg')
+DOWNSTREAM_MODEL = 'DWNet'  # the demo fine-tunes this one; make study runs the others
 MODELS = {  # name shown -> config
     'DWNet': CONFIG_DIR / 'dwnet-nano_1xb64-10e_digits-32px.py',
     'I-D-DWNet': CONFIG_DIR / 'i-dynamic-dwnet-nano_1xb64-10e_digits-32px.py',
@@ -42,19 +56,22 @@ def parse_args(argv=None):
                         help='training epochs (default: the configs\' 10); at least 2')
     parser.add_argument('--data-root', default='data/digits', help='digits image folder')
     parser.add_argument('--work-dir', default='work_dirs/demo', help='where results go')
+    parser.add_argument('--scenes-root', default=None,
+                        help='digit scenes folder (default: data/digit_scenes, or '
+                        'data/digit_scenes-short with --short)')
+    parser.add_argument('--tasks', nargs='+', choices=TASKS, default=list(TASKS),
+                        help='what to run (det and seg need cls: they start from its checkpoint)')
+    parser.add_argument('--short', action='store_true',
+                        help='shortened detection / segmentation (small scene set, few '
+                        'iterations), for tests')
     args = parser.parse_args(argv)
+    if 'cls' not in args.tasks:
+        parser.error('--tasks: det and seg fine-tune the checkpoint of cls; include cls')
+    if args.scenes_root is None:
+        args.scenes_root = 'data/digit_scenes' + ('-short' if args.short else '')
     if args.epochs is not None and args.epochs < 2:
         parser.error(f'--epochs {args.epochs}: use at least 2 (1 warm-up epoch, then cosine)')
     return args
-
-
-def run_tool(script, *args):
-    """Run ``tools/<script>`` in a fresh process, its output going to our terminal."""
-    cmd = [sys.executable, str(ROOT / 'tools' / script), *map(str, args)]
-    print('\n$ ' + ' '.join(cmd), flush=True)
-    proc = subprocess.run(cmd, cwd=ROOT)
-    if proc.returncode != 0:
-        sys.exit(f'error: {script} failed (exit code {proc.returncode}); see its output above')
 
 
 def data_options(data_root):
@@ -171,6 +188,54 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
+def downstream_table(runs):
+    """The detection / segmentation rows: task, model, init, the toolboxes' metrics."""
+    rows = ['| task | model | backbone init | coco/bbox_mAP | coco/segm_mAP | mIoU (%) | '
+            'train (s) |', '|---|---|---|---|---|---|---|']
+    for run in runs:
+        m = run['metrics']
+
+        def cell(key, fmt):
+            return format(m[key], fmt) if key in m else '-'
+        init = 'classification ckpt' if run['init'] else 'scratch'
+        rows.append(f'| {downstream.TASK_NAMES[run["task"]]} | {run["model"]} | {init} | '
+                    f'{cell("coco/bbox_mAP", ".3f")} | {cell("coco/segm_mAP", ".3f")} | '
+                    f'{cell("mIoU", ".2f")} | {run["train_seconds"]:.0f} |')
+    rows.append('')
+    rows.append('Detection and segmentation: tools/test.py on the validation scenes '
+                '(digits never seen in classification training); mAP as mmdet reports it '
+                '(0-1), mIoU as mmseg does (%).')
+    return '\n'.join(rows) + '\n'
+
+
+def run_downstream(args, cls_results, work_dir):
+    """Fine-tune DWNet's detector and segmentor from its classification checkpoint."""
+    scenes = write_scenes(args.scenes_root, **(downstream.SHORT_SCENES if args.short else {}))
+    runs, rows = [], []
+    for task in ('det', 'seg'):
+        if task not in args.tasks:
+            continue
+        config = downstream.CONFIGS[task][DOWNSTREAM_MODEL]
+        init = cls_results[DOWNSTREAM_MODEL]['checkpoint']
+        print(f'\n==== {DOWNSTREAM_MODEL}: {downstream.TASK_NAMES[task]} on the digit scenes, '
+              f'from {init} ({config.relative_to(ROOT)})', flush=True)
+        run = downstream.fine_tune(task, config, work_dir / config.stem, scenes, init,
+                                   short=args.short)
+        run.update(task=task, model=DOWNSTREAM_MODEL)
+        runs.append(run)
+        drawings = downstream.draw_predictions(task, config, run['checkpoint'],
+                                               downstream.val_images(scenes),
+                                               work_dir / config.stem / 'vis')
+        metric = ', '.join(f'{k} {run["metrics"][k]:.3g}' for k in downstream.METRICS[task])
+        rows.append((f'{downstream.TASK_NAMES[task]}\n{DOWNSTREAM_MODEL}\n{metric}', drawings))
+    if rows:
+        downstream.save_figure(
+            rows, work_dir / 'downstream.png',
+            'mmdwnet demo: validation scenes, fine-tuned from the digits classification '
+            'checkpoint')
+    return runs
+
+
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
@@ -187,13 +252,24 @@ def main(argv=None):
     import torch
     text = table(results, torch.get_num_threads())
     draw(results, images, work_dir / 'predictions.png')
+    cls_seconds = time.time() - start
+    runs = run_downstream(args, results, work_dir)
+    if runs:
+        text = '## Classification (digits, 32x32)\n\n' + text + \
+            '\n## Detection and segmentation (digit scenes)\n\n' + downstream_table(runs)
+    seconds = round(time.time() - start, 1)
+    text += f'\nWhole demo: {seconds:.0f} s wall-clock (classification {cls_seconds:.0f} s).\n'
     write_atomic(work_dir / 'results.md', text)
     write_atomic(work_dir / 'results.json', json.dumps(
         dict(models=results, images=[dict(path=p, label=label) for p, label in images],
-             epochs=args.epochs, seconds=round(time.time() - start, 1)), indent=2))
+             epochs=args.epochs, downstream=runs, short=args.short,
+             scenes_root=str(args.scenes_root), seconds=seconds,
+             classification_seconds=round(cls_seconds, 1)), indent=2))
     print('\n' + text)
-    print(f'wrote {work_dir / "predictions.png"}, {work_dir / "results.md"} and '
-          f'{work_dir / "results.json"} ({time.time() - start:.0f} s)')
+    print(f'wrote {work_dir / "predictions.png"}, ' +
+          (f'{work_dir / "downstream.png"}, ' if runs else '') +
+          f'{work_dir / "results.md"} and {work_dir / "results.json"} '
+          f'({time.time() - start:.0f} s)')
 
 
 if __name__ == '__main__':

@@ -1,8 +1,11 @@
-"""One shortened ``make demo`` run shared by test_demo.py and test_custom_dataset.py.
+"""One shortened ``make demo`` run shared by test_demo.py, test_custom_dataset.py and
+test_downstream_chain.py.
 
-``demo/digits_demo.py --epochs 3`` writes the digits image folder, trains the nano DWNet and
-I-D-DWNet with ``tools/train.py``, tests them with ``tools/test.py`` and runs the inferencer;
-the run happens once per pytest session (kept in ``_RUNS``), whichever module asks first.
+``demo/digits_demo.py --epochs 3 --short`` writes the digits image folder, trains the nano DWNet
+and I-D-DWNet with ``tools/train.py``, tests them with ``tools/test.py`` and runs the inferencer,
+then writes a small digit-scenes set and fine-tunes DWNet's Cascade Mask R-CNN and UPerNet from
+the classification checkpoint for a few iterations; the run happens once per pytest session
+(kept in ``_RUNS``), whichever module asks first.
 """
 import json
 import os
@@ -31,7 +34,8 @@ def demo_run(tmp_path_factory):
         return _RUNS['demo']
     tmp = tmp_path_factory.mktemp('digits_demo')
     proc = run([sys.executable, 'demo/digits_demo.py', '--epochs', EPOCHS, '--data-root',
-                tmp / 'digits', '--work-dir', tmp / 'demo'])
+                tmp / 'digits', '--work-dir', tmp / 'demo', '--short', '--scenes-root',
+                tmp / 'scenes'])
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     _RUNS['demo'] = tmp / 'demo', json.loads((tmp / 'demo' / 'results.json').read_text()), out

@@ -1,0 +1,7 @@
+# Cascade Mask R-CNN + nano I-D-DWNet on the digit scenes: the DWNet digit-scenes config (arch,
+# data, schedule) with the mixer of the I-D-DWNet preset, fine-tuned from the I-D-DWNet
+# classification demo's checkpoint.
+_base_ = ['./cascade-mask-rcnn_dwnet-nano_fpn_1xb4-digit-scenes.py']
+
+pretrained = 'work_dirs/demo/i-dynamic-dwnet-nano_1xb64-10e_digits-32px/epoch_10.pth'
+model = dict(backbone=dict(type='IDynamicDWNet', init_cfg=dict(checkpoint=pretrained)))

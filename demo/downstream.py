@@ -1,0 +1,167 @@
+"""Fine-tune detection and segmentation on the digit scenes from a classification checkpoint.
+
+What ``demo/digits_demo.py`` (``make demo``) and ``tools/analysis_tools/downstream_transfer.py``
+(``make study``) share: one run is ``tools/train.py`` on a digit-scenes config (Cascade Mask R-CNN
+in ``configs/detection/digits/``, UPerNet in ``configs/segmentation/digits/``) with the data root,
+the backbone's initialisation (a classification checkpoint, or none: from scratch) and optionally
+a shortened schedule given as ``--cfg-options``, then ``tools/test.py`` on the last checkpoint,
+whose metrics (the toolboxes' own names: ``coco/bbox_mAP``, ``coco/segm_mAP``, ``mIoU``) are
+returned.  Pictures of the predictions use ``demo/det_demo.py`` and ``demo/seg_demo.py``.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DET_DIR = ROOT / 'configs' / 'detection' / 'digits'
+SEG_DIR = ROOT / 'configs' / 'segmentation' / 'digits'
+CONFIGS = {
+    'det': {
+        'DWNet': DET_DIR / 'cascade-mask-rcnn_dwnet-nano_fpn_1xb4-digit-scenes.py',
+        'I-D-DWNet': DET_DIR / 'cascade-mask-rcnn_i-dynamic-dwnet-nano_fpn_1xb4-digit-scenes.py'
+    },
+    'seg': {'DWNet': SEG_DIR / 'upernet_dwnet-nano_1xb8-digit-scenes.py',
+            'I-D-DWNet': SEG_DIR / 'upernet_i-dynamic-dwnet-nano_1xb8-digit-scenes.py'},
+}
+TASK_NAMES = {'det': 'Cascade Mask R-CNN', 'seg': 'UPerNet'}
+METRICS = {'det': ('coco/bbox_mAP', 'coco/segm_mAP'), 'seg': ('mIoU', )}
+# The shortened mode (tests, `--short`): a small scene set and a few hundred training images
+# seen; enough to learn well above an untrained model, not to reach the full runs' numbers.
+SHORT_SCENES = dict(seed=1, train_scenes=64, val_scenes=24, max_size=128)
+# (no validation during the shortened training: tools/test.py evaluates the result)
+NO_VAL = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
+SHORT_SCHEDULE = {
+    'det': NO_VAL + [
+        'train_cfg.max_epochs=10', 'train_cfg.val_interval=10',
+        'default_hooks.checkpoint.interval=10', 'optim_wrapper.optimizer.lr=2e-3',
+        'param_scheduler.0.end=10', 'param_scheduler.1.milestones=[8]',
+        'default_hooks.logger.interval=16'],
+    'seg': NO_VAL + [
+        'train_cfg.max_iters=400', 'train_cfg.val_interval=400',
+        'default_hooks.checkpoint.interval=400', 'optim_wrapper.optimizer.lr=3e-3',
+        'param_scheduler.0.end=20', 'param_scheduler.1.begin=20',
+        'param_scheduler.1.end=400', 'default_hooks.logger.interval=50'],
+}
+
+
+def run_tool(script, *args):
+    """Run ``tools/<script>`` in a fresh process, its output going to our terminal."""
+    cmd = [sys.executable, str(ROOT / 'tools' / script), *map(str, args)]
+    print('\n$ ' + ' '.join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT)
+    if proc.returncode != 0:
+        sys.exit(f'error: {script} failed (exit code {proc.returncode}); see its output above')
+
+
+def data_options(task, scenes_root):
+    """``--cfg-options`` pointing the three loaders of ``task`` at ``scenes_root`` (the folder
+    ``demo/digit_scenes.py`` writes: ``coco/`` for detection, ``ade/`` for segmentation)."""
+    root = Path(scenes_root).resolve() / ('coco' if task == 'det' else 'ade')
+    root = f'{root}/' if task == 'det' else str(root)  # mmdet joins by string concatenation
+    return [f'{loader}.dataset.data_root={root}'
+            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+
+
+def init_options(checkpoint):
+    """The backbone's initialisation: a classification checkpoint, or ``None`` (from scratch:
+    the backbone's own random initialisation)."""
+    if checkpoint is None:
+        return ['model.backbone.init_cfg=None']
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(
+            f'classification checkpoint {checkpoint} does not exist: the backbone would start '
+            'from random weights. Train it first (make demo, or tools/train.py on '
+            'configs/classification/digits/), or pass the path of one.')
+    return [f'model.backbone.init_cfg.checkpoint={Path(checkpoint).resolve()}']
+
+
+def last_checkpoint(work_dir):
+    """The checkpoint ``tools/train.py`` saved last in ``work_dir``."""
+    marker = Path(work_dir) / 'last_checkpoint'
+    if not marker.is_file():
+        sys.exit(f'error: tools/train.py left no checkpoint in {work_dir}')
+    return Path(marker.read_text().strip())
+
+
+def test_metrics(config, checkpoint, test_dir, extra_options=()):
+    """``tools/test.py``; returns the metrics it wrote (its json file) as a dict."""
+    test_dir = Path(test_dir)
+    before = set(test_dir.glob('*/*.json'))
+    run_tool('test.py', config, checkpoint, '--work-dir', test_dir, '--cfg-options',
+             *extra_options)
+    logs = sorted(set(test_dir.glob('*/*.json')) - before)
+    if not logs:
+        sys.exit(f'error: tools/test.py wrote no metrics file under {test_dir}')
+    return json.loads(logs[-1].read_text())
+
+
+def fine_tune(task, config, work_dir, scenes_root, checkpoint, short=False, seed=None):
+    """Train ``config`` on the scenes from ``checkpoint`` (None: from scratch), then test it.
+
+    Returns:
+        dict: ``config``, ``init`` (the checkpoint or None), ``checkpoint`` (the fine-tuned one),
+        ``metrics`` (every number tools/test.py reported), ``train_seconds``.
+    """
+    work_dir = Path(work_dir)
+    options = data_options(task, scenes_root) + init_options(checkpoint)
+    if short:
+        options += SHORT_SCHEDULE[task]
+    if seed is not None:
+        options.append(f'randomness.seed={seed}')
+    start = time.time()
+    run_tool('train.py', config, '--work-dir', work_dir, '--cfg-options', *options)
+    seconds = time.time() - start
+    trained = last_checkpoint(work_dir)
+    metrics = test_metrics(config, trained, work_dir / 'test', data_options(task, scenes_root))
+    missing = [m for m in METRICS[task] if m not in metrics]
+    if missing:
+        sys.exit(f'error: tools/test.py reported no {missing} for {config}: {sorted(metrics)}')
+    return dict(config=str(Path(config).relative_to(ROOT)),
+                init=None if checkpoint is None else str(checkpoint),
+                checkpoint=str(trained), metrics=metrics, train_seconds=round(seconds, 1))
+
+
+def val_images(scenes_root, n=4):
+    """The first ``n`` validation scenes (paths)."""
+    return sorted((Path(scenes_root) / 'coco' / 'val').glob('*.jpg'))[:n]
+
+
+def draw_predictions(task, config, checkpoint, images, out_dir):
+    """Predictions on ``images``: boxes, masks and labels (det) or a class overlay (seg), each
+    written to ``out_dir``; returns the drawings (RGB arrays)."""
+    sys.path.insert(0, str(ROOT / 'demo'))
+    if task == 'det':
+        from det_demo import detect_image
+        return [detect_image(str(img), config, checkpoint, Path(out_dir) / img.name,
+                             score_thr=0.5)[0] for img in images]
+    from seg_demo import segment_image
+    return [segment_image(str(img), config, checkpoint,
+                          Path(out_dir) / img.with_suffix('.png').name)[0] for img in images]
+
+
+def save_figure(rows, out_file, title):
+    """``rows``: [(label, [RGB arrays])] -> one figure, a row per entry (written atomically)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    cols = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.3 * cols, 2.4 * len(rows) + 0.4),
+                             squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(images[c])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    tmp = Path(out_file).with_suffix('.tmp.png')
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out_file)
