@@ -450,7 +450,8 @@ def roofline_lines(res, suite, command=''):
               f'channels-last oneDNN 1x1 convolution ({peak["conv"]:.0f}) and an MKL sgemm '
               f'({peak["sgemm"]:.0f}), measured before the models ({start["peak"]:.0f}) and '
               f'after them ({end["peak"]:.0f}).',
-              '- FLOPs = 2 x the multiply-adds of `mmdwnet.analysis.count_flops` at that size; '
+              '- FLOPs = 2 x the multiply-adds of `mmdwnet.analysis.count_flops` (unfused model) at '
+              'that size; '
               'a training step (forward, backward, AdamW; loss = mean square of the outputs) '
               'counts 3x the forward. "% of peak" compares with the peak of the same run, so '
               'it holds under a shared machine\'s load better than the absolute numbers.',
@@ -482,13 +483,13 @@ def roofline_lines(res, suite, command=''):
         lines += ['', '### Paper-shape ratios: images/s relative to mmdwnet Swin-T (same run)',
                   '', '| model | ' + ' | '.join(_setting_title(s, settings[s]) for s in settings)
                   + ' |', '|' + ' --- |' * (len(settings) + 1)]
+        ref = res['rows'][arch]
         for name, per in res['rows'].items():
-            if name == arch or not all(s in per for s in settings):
+            if name == arch or not any(s in per for s in settings):
                 continue
-            ref = res['rows'][arch]
             lines.append(f'| {labels[name]} | ' + ' | '.join(
-                f'{per[s]["images_per_s"] / ref[s]["images_per_s"]:.2f}x' for s in settings)
-                + ' |')
+                f'{per[s]["images_per_s"] / ref[s]["images_per_s"]:.2f}x'
+                if s in per and s in ref else 'n/a' for s in settings) + ' |')
     if res['profiles']:
         lines += op_class_lines(res['profiles'], labels, settings, roof.get('owners', {}))
     for item in roof.get('not_measured', []):

@@ -12,7 +12,8 @@ measured in the same run, peak forward memory, and where the time goes per op cl
   CPU time put in one op class by :func:`classify_event`; events no rule knows go to
   ``other`` under their own name, so nothing hides.
 
-FLOPs = 2 x the multiply-adds of :func:`mmdwnet.analysis.count_flops`; a training step counts
+FLOPs = 2 x the multiply-adds of :func:`mmdwnet.analysis.count_flops` (on the unfused model, the
+project's count, for inference rows too); a training step counts
 3x the forward (backward = 2x forward), the usual convention.
 """
 import contextlib
@@ -252,7 +253,8 @@ def run_roofline(suite: dict, rounds: int = 3, warmup: int = 1, arch: Optional[d
             train = setting['mode'] == 'train'
             module = _module(entry, setting, arch, fused=not train)
             shape = (3, *setting['size'])
-            macs = count_flops(module, shape)
+            # the project's count, on the unfused model (as get_flops and the legacy tables)
+            macs = count_flops(module if train else _module(entry, setting, arch, False), shape)
             rows[name][sname] = measure_model(
                 module, shape, setting['batch'], setting['mode'], rounds, warmup, flops=macs,
                 memory=not train, ops_backend=entry.get('ops_backend'))
