@@ -36,7 +36,8 @@ def fmt_speed(values):
 
 
 def fmt_ms(values):
-    return f'{statistics.median(values) * 1e3:.0f} ({min(values) * 1e3:.0f}-{max(values) * 1e3:.0f})'
+    lo, hi = min(values) * 1e3, max(values) * 1e3
+    return f'{statistics.median(values) * 1e3:.0f} ({lo:.0f}-{hi:.0f})'
 
 
 def fmt_ratio(stats):
@@ -132,7 +133,8 @@ def write_report(info, args, targets):
         '- Peak memory: peak of the bytes allocated through torch\'s CPU allocator during one '
         'call above the level at its start (`torch.profiler`, `profile_memory=True`); includes '
         'activations and (training) gradients, not parameters or AdamW state that exist before '
-        f'the step. I-D-DW also keeps a reused kernel workspace of {info.get("workspace_mib", 0):.0f}'
+        'the step. I-D-DW also keeps a reused kernel workspace of '
+        f'{info.get("workspace_mib", 0):.0f}'
         ' MiB per thread (allocated once, not counted per call).',
         '- Not measured: GPU throughput and memory (no GPU on this machine); the paper\'s '
         'numbers are V100 GPU throughputs and are quoted for comparison only.', '',
@@ -183,7 +185,8 @@ def write_report(info, args, targets):
         plain = ratio_stats(info, n, 'infer_plain')
         plain = f'{plain[0]:.2f}x' if plain else 'n/a'
         lines.append(f'| {info["models"][n]["label"]} | >= {target:.2f}x | {stats[0]:.2f}x '
-                     f'({stats[1]:.2f}-{stats[2]:.2f}) | {"yes" if stats[0] >= target else "**no**"}'
+                     f'({stats[1]:.2f}-{stats[2]:.2f}) | '
+                     f'{"yes" if stats[0] >= target else "**no**"}'
                      f' | {plain} |')
     ops = info.get('ops')
     if ops:
@@ -450,8 +453,12 @@ def roofline_lines(res, suite, command=''):
               f'channels-last oneDNN 1x1 convolution ({peak["conv"]:.0f}) and an MKL sgemm '
               f'({peak["sgemm"]:.0f}), measured before the models ({start["peak"]:.0f}) and '
               f'after them ({end["peak"]:.0f}).',
-              '- FLOPs = 2 x the multiply-adds of `mmdwnet.analysis.count_flops` (unfused model) at '
-              'that size; '
+              f'- Load: {res.get("cpus", "?")} logical cores shared with other jobs; 1-minute '
+              'load average ' + ' -> '.join(f'{x:.1f}' for x in res.get('load', []))
+              + ' (start -> end). Absolute GFLOP/s move with the load; "% of peak" (peak of '
+              'the same run) is the robust figure.',
+              '- FLOPs = 2 x the multiply-adds of `mmdwnet.analysis.count_flops` (unfused '
+              'model) at that size; '
               'a training step (forward, backward, AdamW; loss = mean square of the outputs) '
               'counts 3x the forward. "% of peak" compares with the peak of the same run, so '
               'it holds under a shared machine\'s load better than the absolute numbers.',

@@ -18,6 +18,7 @@ project's count, for inference rows too); a training step counts
 """
 import contextlib
 import copy
+import os
 import re
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -242,7 +243,7 @@ def run_roofline(suite: dict, rounds: int = 3, warmup: int = 1, arch: Optional[d
     :func:`.report.roofline_lines`)."""
     roof = suite['roofline']
     names = list(models or roof['models'])
-    start = time.perf_counter()
+    start, load = time.perf_counter(), [os.getloadavg()[0]]
     peaks = [dense_peak(quick=quick_peak)]
     rows: Dict[str, Dict[str, dict]] = {}
     for name in names:
@@ -295,12 +296,14 @@ def run_roofline(suite: dict, rounds: int = 3, warmup: int = 1, arch: Optional[d
                 profiles.setdefault(name, {})[sname] = op_class_breakdown(
                     _with_backend(entry, fn), module)
     peaks.append(dense_peak(quick=quick_peak))
+    load.append(os.getloadavg()[0])
     peak = {k: max(p[k] for p in peaks) for k in peaks[0]}
     for per_setting in rows.values():
         for r in per_setting.values():
             r['fraction'] = roofline_fraction(r['gflop'], r['best_s'], peak['peak'])[1] \
                 if r['gflop'] else None
     return dict(peak=peak, peaks=peaks, rows=rows, comparisons=comparisons, profiles=profiles,
-                threads=torch.get_num_threads(), rounds=rounds, seconds=time.perf_counter() -
-                start, labels={n: suite['models'][n]['label'] for n in suite['models']})
+                threads=torch.get_num_threads(), rounds=rounds, load=load, cpus=os.cpu_count(),
+                seconds=time.perf_counter() - start,
+                labels={n: suite['models'][n]['label'] for n in suite['models']})
 

@@ -143,7 +143,7 @@ def _result(suite):
     comparison = dict(roof['throughput'][0], images_per_s={'i-dynamic-dwnet-nano': 300.0,
                                                            'dwnet-nano': 1000.0}, ratio=0.3)
     peak = dict(conv=400.0, sgemm=200.0, peak=400.0)
-    return dict(peak=peak, peaks=[peak, dict(peak, peak=390.0)], rows=rows,
+    return dict(peak=peak, peaks=[peak, dict(peak, peak=390.0)], rows=rows, load=[3.5, 4.0],
                 comparisons=[comparison], profiles={'dwnet': {'infer_b8_224': profile}},
                 threads=2, rounds=3, seconds=60.0, labels=suites.model_labels(suite))
 
@@ -152,6 +152,7 @@ def test_roofline_report_shows_measured_target_and_met():
     suite = suites.load_suite()
     text = '\n'.join(report.roofline_lines(_result(suite), suite, 'cmd'))
     assert '**400 GFLOP/s**' in text and 'sgemm (200)' in text and 'after them (390)' in text
+    assert 'load average 3.5 -> 4.0 (start -> end)' in text
     dwnet, idw = suite['models']['dwnet']['label'], suite['models']['i-dynamic-dwnet']['label']
     # DWNet-T at 70% against its 80% target: miss; against 60% (b1 224): met
     assert f'| {dwnet} | inference b8 224x224 (classifier) | 70.0 | 250.0 | 280 | **70%** | ' \
