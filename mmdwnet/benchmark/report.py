@@ -545,8 +545,9 @@ def op_class_lines(profiles, labels, settings, owners):
              'shape: depth-wise or dense; anything inside a module with a `generate_weight` '
              'method, except aggregation ops, is kernel generation). The fused I-D-DW op '
              '`mmdwnet::local_aggregate_pointwise` includes its kernel-generating 1x1 product '
-             'and counts as aggregation; in a training step the backward ops run outside the '
-             'module scopes and count by their own names. Percent of the profiled total.', '',
+             'and counts as aggregation; in a training step the backward of the generators\' '
+             'ops (matched by autograd sequence number) is kernel generation too. Percent of '
+             'the profiled total.', '',
              '| model | setting | ' + ' | '.join(OP_CLASSES.values()) + ' | total (ms) |',
              '|' + ' --- |' * (len(OP_CLASSES) + 3)]
     others = []

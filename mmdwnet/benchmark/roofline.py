@@ -144,6 +144,7 @@ def generator_scopes(model: nn.Module):
 
 
 def _in_scope(event) -> bool:
+    """Whether ``event`` ran inside a :data:`GENERATOR_SCOPE` (a forward op of a generator)."""
     parent = event.cpu_parent
     while parent is not None:
         if parent.name == GENERATOR_SCOPE:
@@ -152,14 +153,33 @@ def _in_scope(event) -> bool:
     return False
 
 
+def _in_backward_of(event, seqs) -> bool:
+    """Whether ``event`` runs in the backward node of a forward op whose autograd sequence
+    number is in ``seqs`` (profiler events carry the forward op's ``sequence_nr``)."""
+    node = event
+    while node is not None:
+        if node.name.startswith('autograd::engine::evaluate_function') and \
+                getattr(node, 'sequence_nr', -1) in seqs:
+            return True
+        node = node.cpu_parent
+    return False
+
+
 def breakdown_from_events(events) -> Dict[str, object]:
     """Per-class self CPU milliseconds of profiler ``events`` (``FunctionEvent``-like: name,
-    input_shapes, self_cpu_time_total in us, cpu_parent); ``other`` names listed."""
+    input_shapes, self_cpu_time_total in us, cpu_parent, sequence_nr); ``other`` names listed.
+    Kernel generation: the ops inside a :data:`GENERATOR_SCOPE` and, in a training step,
+    the backward nodes of those ops (matched by autograd sequence number)."""
+    events = list(events)
+    scoped = {id(e) for e in events if _in_scope(e)}
+    seqs = {e.sequence_nr for e in events
+            if id(e) in scoped and getattr(e, 'sequence_nr', -1) >= 0}
     classes = {c: 0.0 for c in OP_CLASSES}
     other: Dict[str, float] = {}
     for e in events:
         ms = e.self_cpu_time_total / 1e3
-        cls = classify_event(e.name, getattr(e, 'input_shapes', None) or (), _in_scope(e))
+        in_gen = id(e) in scoped or (bool(seqs) and _in_backward_of(e, seqs))
+        cls = classify_event(e.name, getattr(e, 'input_shapes', None) or (), in_gen)
         classes[cls] += ms
         if cls == 'other':
             other[e.name] = other.get(e.name, 0.0) + ms

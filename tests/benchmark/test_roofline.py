@@ -69,9 +69,9 @@ def test_classify_event(name, shapes, in_gen, cls):
     assert roofline.classify_event(name, shapes, in_gen) == cls
 
 
-def _event(name, us, shapes=(), parent=None):
+def _event(name, us, shapes=(), parent=None, seq=-1):
     return SimpleNamespace(name=name, self_cpu_time_total=us, input_shapes=list(shapes),
-                           cpu_parent=parent)
+                           cpu_parent=parent, sequence_nr=seq)
 
 
 def test_breakdown_lists_unknown_events_by_name():
@@ -84,6 +84,21 @@ def test_breakdown_lists_unknown_events_by_name():
                              movement=0.15, framework=0.1, other=0.75)
     assert res['total_ms'] == pytest.approx(8.0)
     assert res['other'] == {'mystery::op': 0.75}
+
+
+def test_breakdown_counts_the_backward_of_generators_as_generation():
+    """A backward node whose sequence number is that of a forward op inside a generator scope
+    is kernel generation; other backward nodes count by their ops' names."""
+    scope = _event(roofline.GENERATOR_SCOPE, 0)
+    fwd = _event('aten::addmm', 1000, parent=scope, seq=5)
+    node = _event('autograd::engine::evaluate_function: AddmmBackward0', 100, seq=5)
+    node_other = _event('autograd::engine::evaluate_function: AddmmBackward0', 100, seq=6)
+    events = [scope, fwd, _event('aten::addmm', 1000, seq=6), node, node_other,
+              _event('aten::mm', 3000, parent=node), _event('aten::mm', 2000, parent=node_other)]
+    res = roofline.breakdown_from_events(events)
+    assert res['ms']['generation'] == pytest.approx(4.0)  # forward addmm + its backward mm
+    assert res['ms']['dense'] == pytest.approx(3.0)  # the other addmm and its backward mm
+    assert res['ms']['framework'] == pytest.approx(0.2)
 
 
 class _Generator(nn.Module):
@@ -120,6 +135,9 @@ def test_op_class_breakdown_of_a_real_profile():
         assert res['ms'][cls] > 0, (cls, res)
     assert res['total_ms'] == pytest.approx(sum(res['ms'].values()))
     assert not model.gen._forward_hooks and not model.gen._forward_pre_hooks  # removed
+    train = roofline.op_class_breakdown(measure.train_step_fn(model, x), model)
+    plain = roofline.op_class_breakdown(measure.train_step_fn(model, x))  # no scopes
+    assert plain['ms']['generation'] == 0 < train['ms']['generation']
 
 
 def _result(suite):
