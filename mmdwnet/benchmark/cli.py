@@ -48,6 +48,8 @@ def parse_args(argv=None, suite=None):
     p.add_argument('--roofline-only', action='store_true', help='only the roofline section, '
                    'spliced into --out (the rest of the file is kept)')
     p.add_argument('--roofline-rounds', type=int, default=3)
+    p.add_argument('--roofline-models', nargs='+', default=None, choices=names,
+                   help='roofline models (default: the suite\'s roofline.models)')
     p.add_argument('--quick', action='store_true', help='roofline on a tiny model at 32 px '
                    '(seconds; for tests)')
     p.add_argument('--channels-last', action='store_true', help='also channels-last inputs')
@@ -112,7 +114,7 @@ def main(argv=None):
             rsuite = roofline.quick_suite(suite) if args.quick else suite
             dump['roofline'] = res = roofline.run_roofline(
                 rsuite, args.roofline_rounds, arch=QUICK_ARCH if args.quick else args.arch,
-                quick_peak=quick)
+                models=args.roofline_models, quick_peak=quick)
             report.write_section(args.out, report.roofline_section(res, rsuite, args.command),
                                  report.ROOFLINE_BEGIN, report.ROOFLINE_END)
         out = args.out
