@@ -12,14 +12,15 @@ Benchmark a model defined anywhere (e.g. with a mixer outside mmdwnet)::
     >>> r = measure_model(model, (3, 224, 224), batch=8, rounds=3)
     >>> r['images_per_s'], r['gflops_per_s'], r['peak_mib']
 
-or as a suite entry: ``run_roofline(suite)`` with ``suite['models'][name] = dict(label=...,
-config='path/to/config.py')`` (or ``model=dict(type='ImageClassifier', ...)``).
+or in the roofline suite: ``run_roofline(custom_suite({'mine': dict(label='My-T',
+config='path/to/config.py')}))`` (or ``model=dict(type='ImageClassifier', ...)`` instead of
+``config``).
 
 The CLIs are ``tools/analysis_tools/benchmark.py`` and ``benchmark_compile_train.py``.
 """
 from .measure import measure_model
 from .roofline import classify_event, dense_peak, op_class_breakdown, run_roofline
-from .suites import build_backbone, build_model, load_suite
+from .suites import build_backbone, build_model, custom_suite, load_suite
 
 __all__ = ['measure_model', 'dense_peak', 'run_roofline', 'op_class_breakdown',
-           'classify_event', 'load_suite', 'build_model', 'build_backbone']
+           'classify_event', 'load_suite', 'custom_suite', 'build_model', 'build_backbone']

@@ -15,7 +15,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TARGETS_FILE = osp.join(REPO, 'docs', 'benchmark_targets.yml')
 NOTES_FILE = osp.join(REPO, 'docs', 'benchmark_notes.md')
 
-__all__ = ['load_suite', 'model_labels', 'model_cfg', 'build_model', 'build_backbone',
+__all__ = ['load_suite', 'custom_suite', 'model_labels', 'model_cfg', 'build_model',
+           'build_backbone',
            'REPO', 'TARGETS_FILE', 'NOTES_FILE']
 
 
@@ -26,6 +27,25 @@ def load_suite(path: str = TARGETS_FILE) -> dict:
         suite = yaml.safe_load(f)
     if not isinstance(suite, dict) or 'models' not in suite:
         raise ValueError(f'{path}: not a benchmark suite (a YAML mapping with a `models` key)')
+    return suite
+
+
+def custom_suite(models: dict, base: Optional[dict] = None) -> dict:
+    """A suite whose roofline measures ``models`` (name -> entry: ``label`` and ``config`` path
+    or inline mmpretrain ``model`` dict, optional ``seg_config`` / ``det_config`` /
+    ``ops_backend``), with the settings of ``base`` (default: the repository's suite); the
+    entries are added to ``base``'s models, and targets keep applying by name.
+
+    >>> suite = custom_suite({'mine': dict(label='My-T', config='my_config.py')})
+    >>> run_roofline(suite)  # mmdwnet.benchmark.run_roofline
+    """
+    suite = copy.deepcopy(base or load_suite())
+    for name, entry in models.items():
+        if not isinstance(entry, dict) or not ({'config', 'model'} & set(entry)):
+            raise ValueError(f'model {name!r}: an entry needs `config` (a config path) or '
+                             f'`model` (an mmpretrain model dict), got {entry!r}')
+        suite['models'][name] = dict(entry, label=entry.get('label', name))
+    suite['roofline']['models'] = list(models)
     return suite
 
 

@@ -1,7 +1,6 @@
 """mmdwnet.benchmark's roofline: the GFLOP/s and % of peak arithmetic on a fake timer, the
 op-class classifier on made-up and on real profiler events, the report rendering, and a run on
 a tiny suite (seconds). No timed asserts: speeds are never compared with a threshold here."""
-import copy
 from types import SimpleNamespace
 
 import pytest
@@ -205,11 +204,16 @@ def test_roofline_section_is_spliced_between_markers(tmp_path):
 
 
 def test_run_roofline_on_a_tiny_suite():
-    """The whole roofline path on one tiny DWNet at 64 px (seconds): rows with FLOPs,
-    fractions of the run's peak, memory, the op-class profile."""
-    suite = copy.deepcopy(suites.load_suite())
-    suite['roofline'] = dict(
-        models=['dwnet'], memory=[], throughput=[], profile=['infer'],
+    """The whole roofline path on one tiny model from a config given as data (seconds): rows
+    with FLOPs, fractions of the run's peak, memory, the op-class profile."""
+    with pytest.raises(ValueError, match='needs `config`'):
+        suites.custom_suite({'mine': dict(label='x')})
+    suite = suites.custom_suite({'dwnet': dict(config='configs/classification/'
+                                                      'dwnet-tiny_8xb128_in1k.py')})
+    assert suite['models']['dwnet']['label'] == 'dwnet'
+    assert suite['roofline']['models'] == ['dwnet']
+    suite['roofline'].update(
+        memory=[], throughput=[], profile=['infer'],
         settings=dict(infer=dict(batch=1, size=[64, 64], mode='infer', part='model'),
                       det=dict(batch=1, size=[64, 96], mode='infer', part='det'),
                       train=dict(batch=2, size=[64, 64], mode='train', part='model')),
