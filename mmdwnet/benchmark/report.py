@@ -456,7 +456,11 @@ def roofline_lines(res, suite, command=''):
               f'- Load: {res.get("cpus", "?")} logical cores shared with other jobs; 1-minute '
               'load average ' + ' -> '.join(f'{x:.1f}' for x in res.get('load', []))
               + ' (start -> end). Absolute GFLOP/s move with the load; "% of peak" (peak of '
-              'the same run) is the robust figure.',
+              'the same run) is the robust figure.'] + ([
+              f'- **The peak moved from {start["peak"]:.0f} to {end["peak"]:.0f} GFLOP/s within '
+              'the run: the load changed while measuring, the fractions below (against the '
+              'higher peak) are lower bounds and single rows are unreliable.**']
+              if min(start['peak'], end['peak']) < 0.8 * peak['peak'] else []) + [
               '- FLOPs = 2 x the multiply-adds of `mmdwnet.analysis.count_flops` (unfused '
               'model) at that size; '
               'a training step (forward, backward, AdamW; loss = mean square of the outputs) '
@@ -492,7 +496,7 @@ def roofline_lines(res, suite, command=''):
                   + ' |', '|' + ' --- |' * (len(settings) + 1)]
         ref = res['rows'][arch]
         for name, per in res['rows'].items():
-            if name == arch or not any(s in per for s in settings):
+            if name == arch or name not in res.get('models', res['rows']):
                 continue
             lines.append(f'| {labels[name]} | ' + ' | '.join(
                 f'{per[s]["images_per_s"] / ref[s]["images_per_s"]:.2f}x'

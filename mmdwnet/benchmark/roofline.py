@@ -322,7 +322,8 @@ def run_roofline(suite: dict, rounds: int = 3, warmup: int = 1, arch: Optional[d
         for r in per_setting.values():
             r['fraction'] = roofline_fraction(r['gflop'], r['best_s'], peak['peak'])[1] \
                 if r['gflop'] else None
-    return dict(peak=peak, peaks=peaks, rows=rows, comparisons=comparisons, profiles=profiles,
+    return dict(peak=peak, peaks=peaks, rows=rows, models=names, comparisons=comparisons,
+                profiles=profiles,
                 threads=torch.get_num_threads(), rounds=rounds, load=load, cpus=os.cpu_count(),
                 seconds=time.perf_counter() - start,
                 labels={n: suite['models'][n]['label'] for n in suite['models']})

@@ -183,6 +183,11 @@ def test_roofline_report_shows_measured_target_and_met():
     assert f'| {dwnet} | 2.00x |' in text  # paper-shape ratio to mmdwnet Swin-T
     assert '| 60.0% | 20.0% | 10.0% | 5.0% | 5.0% | 0.0% | 0.0% | 10 |' in text
     assert '`mystery::op` 0.0 ms' in text and 'ONNX Runtime' in text
+    assert 'The peak moved' not in text  # 400 and 390: a steady run
+    res = _result(suite)
+    res['peaks'][0] = dict(res['peak'], peak=100.0)  # the load changed within the run
+    assert '**The peak moved from 100 to 390 GFLOP/s within the run' in '\n'.join(
+        report.roofline_lines(res, suite))
     # a target whose row is missing is named, not dropped
     res = _result(suite)
     del res['rows']['swin']['infer_b1_224']
