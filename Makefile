@@ -18,7 +18,8 @@ help:
 	@echo "make test-compile  every preset trained by torch.compile(dynamic=True) with inductor (slow)"
 	@echo "make install   create $(VENV) with the whole OpenMMLab stack and mmdwnet (editable)"
 	@echo "               (demo and test run it when $(VENV) is missing or out of date)"
-	@echo "make bench     speed/memory benchmark -> docs/benchmark.md"
+	@echo "make bench     speed/memory benchmark and roofline -> docs/benchmark.md"
+	@echo "make bench-roofline  only the roofline section of docs/benchmark.md (% of peak)"
 	@echo "make bench-compile  torch.compile and channels-last (inference; training) -> docs/benchmark_compile.md"
 	@echo "make bench-gpu CUDA speed/memory benchmark (needs a GPU) -> docs/benchmark_gpu.md"
 	@echo "make analysis  measured connectivity table -> docs/analysis/"
@@ -50,9 +51,14 @@ bench:
 
 bench-compile:
 	$(PYTHON) tools/analysis_tools/benchmark.py --out docs/benchmark_compile.md --compile \
-		--channels-last --rounds 5 --no-train --no-unfused --no-batch1 --no-memory --no-ops
+		--channels-last --rounds 5 --no-train --no-unfused --no-batch1 --no-memory --no-ops \
+		--no-roofline
 	$(PYTHON) tools/analysis_tools/benchmark_compile_train.py --out docs/benchmark_compile.md \
 		--rounds 3 --threads 2
+
+.PHONY: bench-roofline
+bench-roofline:
+	$(PYTHON) tools/analysis_tools/benchmark.py --roofline-only --out docs/benchmark.md
 
 bench-gpu:
 	$(PYTHON) tools/analysis_tools/benchmark.py --device cuda --out docs/benchmark_gpu.md \

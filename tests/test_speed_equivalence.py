@@ -1,7 +1,5 @@
-"""Speed work changes no outputs: conv-BN fusion, fast mixer paths, and the benchmark tool."""
-import json
-import subprocess
-import sys
+"""Speed work changes no outputs: conv-BN fusion, fast mixer paths (the benchmark tool's tests:
+tests/benchmark/)."""
 
 import pytest
 import torch
@@ -160,45 +158,3 @@ def test_i_dynamic_dw_fused_path_equals_plain_form(dtype):
     mod.eval()
     with torch.no_grad():
         assert (mod(x) - local_aggregate(x, mod.generate_weight(x))).abs().max().item() <= 1e-5
-
-
-@pytest.mark.slow
-def test_benchmark_tool_writes_report_and_chart(tmp_path, repo_root):
-    out = tmp_path / 'bench.md'
-    cmd = [sys.executable, str(repo_root / 'tools/analysis_tools/benchmark.py'), '--out', str(out),
-           '--rounds', '1', '--warmup', '0', '--arch', json.dumps(TINY), '--no-batch1',
-           '--op-shape', '2', '16', '14', '14', '--op-groups', '4', '--op-rounds', '1',
-           '--json', str(tmp_path / 'bench.json')]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
-    png = tmp_path / 'bench.png'
-    assert png.is_file() and png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    bench = _load_benchmark(repo_root)
-    for label, _ in bench.MODELS.values():  # every model has a row in both tables
-        assert text.count(f'| {label} |') >= 2, label
-    assert '## Targets' in text and '## I-D-DW aggregation op' in text
-    assert 'torch intra-op threads' in text and 'Not measured: GPU' in text
-    info = json.loads((tmp_path / 'bench.json').read_text())
-    assert set(info['models']) == set(bench.MODELS)
-    assert all(len(m['throughput']['infer']) == 1 for m in info['models'].values())
-    # the dense fast path is reported switched off too, and the mixer-only comparison is there
-    assert all(len(m['throughput']['infer_plain']) == 1 for m in info['models'].values())
-    assert '(fused, plain modules)' in text
-    assert '## Throughput relative to mmdwnet Swin-T' in text
-    assert info['ops']['max_abs_diff'] <= 1e-5
-
-
-def _load_benchmark(repo_root):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'mmdwnet_benchmark', repo_root / 'tools/analysis_tools/benchmark.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_benchmark_rejects_bad_arguments(repo_root):
-    proc = subprocess.run([sys.executable, str(repo_root / 'tools/analysis_tools/benchmark.py'),
-                           '--rounds', '0'], capture_output=True, text=True)
-    assert proc.returncode != 0 and '--rounds must be >= 1' in proc.stderr

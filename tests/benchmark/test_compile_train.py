@@ -13,7 +13,7 @@ from PIL import Image
 import mmdwnet  # noqa: F401
 from mmdwnet.engine import CompileModulesHook
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / 'configs' / 'classification' / 'digits' / 'dwnet-nano_1xb64-10e_digits-32px.py'
 
 
