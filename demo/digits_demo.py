@@ -115,10 +115,12 @@ def measure(config, checkpoint, images):
     import torch
     from mmpretrain import ImageClassificationInferencer
 
-    import mmdwnet  # noqa: F401  (registers the backbones; lets torch.load read the checkpoint)
+    import mmdwnet  # noqa: F401  (registers the backbones)
     from mmdwnet.analysis import count_flops, count_params
-    inferencer = ImageClassificationInferencer(str(config), pretrained=str(checkpoint),
-                                               device='cpu')
+    from mmdwnet.utils import safe_loading
+    with safe_loading():  # weights-only read of the runner checkpoint (mmengine types allowed)
+        inferencer = ImageClassificationInferencer(str(config), pretrained=str(checkpoint),
+                                                   device='cpu')
     preds = inferencer([path for path, _ in images], batch_size=len(images))
     model = inferencer.model.eval()
     batch = torch.randn(64, 3, SIZE, SIZE)
