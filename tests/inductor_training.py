@@ -1,6 +1,6 @@
 """Train a model eagerly and with ``torch.compile(dynamic=True)`` (inductor, the default backend)
 side by side, in a fresh process; print one JSON line with the losses and the largest
-parameter difference. Used by ``tests/test_compile.py``.
+parameter difference. Used by ``tests/engine/test_compile.py``.
 
     python tests/inductor_training.py {all-ops | PRESET} --sizes 32 48
 
@@ -9,7 +9,7 @@ parameter difference. Used by ``tests/test_compile.py``.
 layouts every preset saves for backward, in one small graph. ``PRESET``: a backbone preset at
 a tiny arch. The C++ kernels are built without optimisation (``TORCHINDUCTOR_DEBUG_COMPILE=1``,
 set by the caller): this checks that the compiled training is right, not how fast it is.
-:func:`build` also makes the models of the other tests in ``tests/test_compile.py``.
+:func:`build` also makes the models of the other tests in ``tests/engine/test_compile.py``.
 """
 import argparse
 import json

@@ -31,7 +31,7 @@ def det_dir(repo_root):
 
 
 def test_exactly_the_eight_models_exist(det_dir):
-    # (the ImageNet-21k pre-trained variants of Table 11 are tested in tests/test_in21k.py)
+    # (the ImageNet-21k pre-trained variants of Table 11 are tested in tests/converters/test_in21k.py)
     leaves = sorted(p.name for p in det_dir.glob('*.py') if '-in21k-pre_' not in p.name)
     expected = sorted(config_name(b, s) for b in BACKBONES for s in SIZES)
     assert leaves == expected

@@ -20,7 +20,7 @@ from mmdwnet.models import MixerAdapter, swap_mixers
 from mmdwnet.models.backbones.volo import OutlookAttention, VOLOClsHead, VOLONet
 from mmdwnet.models.mixers import DWConv, SlidingWindowAttention
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLS = ROOT / 'configs' / 'classification'
 TABLE13 = {  # config -> paper_tables key
     'svt-small_8xb128_in1k': 'svt_small',

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs' / 'segmentation'
 MODELS = {  # config name part -> (paper_tables key, backbone type)
     'swin-tiny': ('swin_tiny', 'SwinNet'),
@@ -71,7 +71,7 @@ def no_weight_init():
 
 
 def test_exactly_the_eight_configs():
-    # (the ImageNet-21k pre-trained variants of Table 11 are tested in tests/test_in21k.py)
+    # (the ImageNet-21k pre-trained variants of Table 11 are tested in tests/converters/test_in21k.py)
     names = sorted(p.name for p in CONFIGS.glob('upernet_*_8xb2-160k_ade20k-512x512.py')
                    if '-in21k-pre_' not in p.name)
     assert names == sorted(config_path(n).name for n in MODELS)

@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 import mmdwnet  # noqa: F401
 from mmdwnet.apis import init_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LRD = ROOT / 'configs' / 'classification' / 'dwnet-tiny-lrd_8xb128-ft30e_in1k.py'
 
 

@@ -17,7 +17,7 @@ from mmengine.config import Config
 from mmdwnet.analysis import count_params
 from mmdwnet.apis import init_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLS, DET, SEG = (ROOT / 'configs' / t for t in ('classification', 'detection', 'segmentation'))
 FAMILIES = {'swin': ('SwinNet', 'swin_base'), 'dwnet': ('DWNet', 'dwnet_base'),
             'dynamic-dwnet': ('DynamicDWNet', 'dynamic_dwnet_base'),

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ pytest.importorskip('triton', reason='the Triton backend needs the triton packag
 
 from mmdwnet.ops.backends import triton as backend  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[2]
 N, C, H, W = 2, 4, 5, 7
 KERNEL_SIZES = (3, 7, 12, 13)
 # bfloat16 keeps 8 mantissa bits: outputs are rounded once after float32 accumulation.
@@ -35,7 +37,7 @@ def test_kernels_in_interpreter():
     env = dict(os.environ, TRITON_INTERPRET='1')
     proc = subprocess.run([sys.executable, '-m', 'pytest', __file__, '-q', '-x',
                            '-p', 'no:cacheprovider'], env=env, capture_output=True, text=True,
-                          timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
+                          timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert ' passed' in proc.stdout and 'failed' not in proc.stdout, proc.stdout[-3000:]
 

@@ -13,7 +13,7 @@ from PIL import Image
 import mmdwnet  # noqa: F401  (registers ReaLAccuracy into mmpretrain's METRICS)
 from mmdwnet.evaluation import ReaLAccuracy, ReaLLabelsError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLS = ROOT / 'configs' / 'classification'
 WNIDS = ['n01440764', 'n01443537', 'n01484850']
 N = 12  # validation images ILSVRC2012_val_00000001 .. 00000012

@@ -17,7 +17,7 @@ import pytest
 NO_COMPILER = shutil.which(os.environ.get('CC') or 'gcc') is None and shutil.which('cc') is None
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(NO_COMPILER, reason='no C compiler')]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Loads the kernels, runs the op on them and compares with the reference backend.
 CHILD = r'''
 import json, warnings

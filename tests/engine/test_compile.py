@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow  # tracing and compiling: 10-30 s per model on a s
 
 PRESETS = ['DWNet', 'DynamicDWNet', 'IDynamicDWNet', 'SwinNet', 'SlidingWindowNet', 'LocalMLPNet']
 # compiled here: the presets built on the mmdwnet ops (the others compiled the same way once,
-# taking 2-5 minutes each on this shared 2-core machine; tests/test_amp.py runs them eagerly)
+# taking 2-5 minutes each on this shared 2-core machine; tests/ops/test_amp.py runs them eagerly)
 OP_PRESETS = ['DynamicDWNet', 'IDynamicDWNet', 'SlidingWindowNet']
 
 
@@ -118,7 +118,7 @@ def _inductor_training(model, sizes, tmp_path):
     import subprocess
     import sys
     from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, TORCHINDUCTOR_DEBUG_COMPILE='1',
                TORCHINDUCTOR_CACHE_DIR=str(tmp_path / 'inductor'))
     proc = subprocess.run([sys.executable, str(root / 'tests' / 'inductor_training.py'), model,

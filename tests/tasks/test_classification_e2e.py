@@ -18,7 +18,7 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LEAF = ROOT / 'configs' / 'classification' / 'dwnet-tiny_8xb128_in1k.py'
 CLASSES = ['n01440764', 'n01443537', 'n01484850']
 TINY = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])

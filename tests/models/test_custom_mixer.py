@@ -89,7 +89,7 @@ def _benchmark(model, shape, batch):
         from mmdwnet.benchmark import measure_model
     except ImportError:  # before the benchmark package: the benchmark tool's timer
         from pathlib import Path
-        path = Path(__file__).resolve().parents[1] / 'tools/analysis_tools/benchmark.py'
+        path = Path(__file__).resolve().parents[2] / 'tools/analysis_tools/benchmark.py'
         spec = importlib.util.spec_from_file_location('mmdwnet_benchmark_tool', path)
         tool = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(tool)

@@ -15,7 +15,7 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs' / 'segmentation'
 NARROW = dict(_delete_=True, embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])
 SIZES = [(131, 97), (97, 131), (75, 61)]  # (W, H): multiples of neither 4, 7 nor 32

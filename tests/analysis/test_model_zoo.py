@@ -11,7 +11,7 @@ import yaml
 from mmdwnet.analysis import count_params
 from mmdwnet.apis import init_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 METAFILE = ROOT / 'configs' / 'classification' / 'metafile.yml'
 TABLE2 = [f'{p}-{s}_8xb128_in1k'
           for p in ('swin', 'local-mlp', 'dwnet', 'dynamic-dwnet', 'i-dynamic-dwnet')

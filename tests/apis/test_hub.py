@@ -10,7 +10,7 @@ from mmengine.config import Config
 import mmdwnet  # noqa: F401  (registers the models)
 from mmdwnet import hub
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 METAFILE = ROOT / 'configs' / 'classification' / 'metafile.yml'
 
 

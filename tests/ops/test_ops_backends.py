@@ -21,7 +21,7 @@ from mmdwnet.ops.backends import Backend, cpu, register_backend, unregister_back
 from mmdwnet.ops.spec import SPECS, spec
 from mmdwnet.ops.switches import use_ops_backend
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _t(*shape, seed=[0]):

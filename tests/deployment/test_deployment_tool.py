@@ -12,7 +12,7 @@ import torch
 ort = pytest.importorskip('onnxruntime', reason='needs `pip install mmdwnet[deploy]`')
 pytest.importorskip('onnx', reason='needs `pip install mmdwnet[deploy]`')
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / 'tools' / 'deployment' / 'pytorch2onnx.py'
 BASE = (ROOT / 'configs' / 'classification' / 'digits'
         / 'i-dynamic-dwnet-nano_1xb64-10e_digits-32px.py')

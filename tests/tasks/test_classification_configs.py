@@ -9,7 +9,7 @@ from mmengine.config import Config
 from mmdwnet.analysis import count_params
 from mmdwnet.apis import init_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLS = ROOT / 'configs' / 'classification'
 FAMILIES = {  # config prefix -> (paper_tables key, backbone type)
     'swin': ('swin', 'SwinNet'),
