@@ -36,7 +36,7 @@ test: $(ENV_STAMP)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 test-compile: $(ENV_STAMP)
-	MMDWNET_TEST_INDUCTOR=1 $(PYTHON) -m pytest tests/test_compile.py -k inductor $(PYTEST_ARGS)
+	MMDWNET_TEST_INDUCTOR=1 $(PYTHON) -m pytest tests/engine/test_compile.py -k inductor $(PYTEST_ARGS)
 
 demo: $(ENV_STAMP)
 	$(PYTHON) demo/digits_demo.py $(if $(DEMO_EPOCHS),--epochs $(DEMO_EPOCHS))

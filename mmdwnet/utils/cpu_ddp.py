@@ -8,7 +8,7 @@ no CPU code path for them, so :func:`cpu_ddp` -- applied by ``tools/train.py`` a
 ``tools/test.py`` around building the runner, and only for a distributed launcher on a machine
 without CUDA -- makes ``torch.cuda.set_device`` a no-op while the runner is built (``init_dist``
 runs then) and restores it afterwards, and sets ``model_wrapper_cfg.device_ids=None`` (DDP on
-CPU). ``tests/test_classification_e2e.py`` runs a 2-process CPU training with it.
+CPU). ``tests/tasks/test_classification_e2e.py`` runs a 2-process CPU training with it.
 """
 import contextlib
 

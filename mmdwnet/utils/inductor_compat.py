@@ -17,7 +17,7 @@ environment of the graph being lowered. That is what inductor does everywhere el
 (``argsort_sym``): it decides the order from the shapes, and any guard it needs (here
 ``s0 >= 4``) becomes part of the compiled graph's guards. Calls that already work are not
 touched. It is installed explicitly where compiled training runs (``CompileModulesHook``,
-``benchmark_compile_train.py``), never by ``import mmdwnet``. ``tests/test_compile.py`` trains
+``benchmark_compile_train.py``), never by ``import mmdwnet``. ``tests/engine/test_compile.py`` trains
 compiled presets with inductor and dynamic shapes, and checks the results against eager.
 """
 import functools

@@ -26,7 +26,7 @@ Two layer types carry it, with the parameters and state-dict keys of the layers 
   BatchNorm folded into ``fc1`` once (the fold is kept until the model trains again or a folded
   tensor changes, or made ahead of time by :func:`prepare_for_inference`).
 
-Outputs agree with the module path within float32 rounding (tests/test_dense_fast_path.py).
+Outputs agree with the module path within float32 rounding (tests/models/test_dense_fast_path.py).
 
 It runs only where nothing can tell the difference: no autograd graph is being recorded
 (``torch.no_grad`` / inference mode), the layer is in eval mode, CPU float32 tensors, not while
