@@ -5,11 +5,12 @@ All timings are wall-clock seconds of one call (``timed``; CUDA synchronised bef
 peak memory is the peak of bytes allocated during one call above the level at its start
 (CPU: ``torch.profiler`` memory events; CUDA: ``torch.cuda.max_memory_allocated``).
 """
+import argparse
 import copy
 import statistics
 import sys
 import time
-from typing import Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ def make_samples(batch, labels=None):
 
 
 # ---------------------------------------------------------------------------- measuring
-def peak_alloc_mib(fn):
+def peak_alloc_mib(fn: Callable[[], Any]) -> float:
     """Peak MiB allocated through torch's CPU allocator while ``fn()`` runs, above the level
     at its start (``torch.profiler`` memory events, summed in time order)."""
     from torch.profiler import ProfilerActivity, profile
@@ -43,7 +44,7 @@ def peak_alloc_mib(fn):
     return peak / 2**20
 
 
-def peak_mib(fn, device):
+def peak_mib(fn: Callable[[], Any], device: torch.device) -> float:
     """Peak MiB allocated while ``fn()`` runs above the level at its start (CPU or CUDA)."""
     if device.type != 'cuda':
         return peak_alloc_mib(fn)
@@ -55,7 +56,7 @@ def peak_mib(fn, device):
     return (torch.cuda.max_memory_allocated(device) - start) / 2**20
 
 
-def timed(fn, device=None):
+def timed(fn: Callable[[], Any], device: Optional[torch.device] = None) -> float:
     """Seconds ``fn()`` takes (CUDA: from and to an idle device)."""
     cuda = device is not None and device.type == 'cuda'
     if cuda:
@@ -70,7 +71,7 @@ def timed(fn, device=None):
 class Runner:
     """The callables to time for one model (``entry``: its suite entry, see :mod:`.suites`)."""
 
-    def __init__(self, name, entry, args):
+    def __init__(self, name: str, entry: dict, args: argparse.Namespace) -> None:
         self.name, self.entry, self.args = name, entry, args
         self.device = torch.device(args.device)
         gpu = self.device.type == 'cuda'
@@ -90,16 +91,17 @@ class Runner:
         self.compiled = torch.compile(self.fused) if args.compile else None
         self.x_cl = self.x.contiguous(memory_format=torch.channels_last)
 
-    def build(self, fused):
+    def build(self, fused: bool) -> nn.Module:
         return build_model(self.entry, self.args.img_size, self.args.arch, fused)
 
-    def infer(self, model, x, fast=True, amp=False):
+    def infer(self, model: nn.Module, x: torch.Tensor, fast: bool = True,
+              amp: bool = False) -> None:
         from mmdwnet.ops.switches import fast_inference
         with torch.no_grad(), fast_inference(fast), \
                 torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
             model(x, mode='tensor')
 
-    def settings(self):
+    def settings(self) -> Dict[str, Tuple[Callable[[], Any], int]]:
         """setting name -> (callable, images per call)."""
         if self.device.type == 'cuda':
             s = self._gpu()
@@ -140,7 +142,7 @@ class Runner:
             s['train_amp'] = self.train_step
         return {k: (repeat(f), self.args.batch * iters) for k, f in s.items()}
 
-    def train_step(self):
+    def train_step(self) -> None:
         self.optim.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.float16,
                             enabled=self.scaler is not None):
@@ -201,7 +203,8 @@ def on_backend(fn, name):
     return wrapped
 
 
-def op_benchmark(args, progress=None):
+def op_benchmark(args: argparse.Namespace,
+                 progress: Optional[Callable[..., Any]] = None) -> dict:
     """local_aggregate vs local_aggregate_unfold (CPU: compiled kernels and pure PyTorch)."""
     from mmdwnet.ops import local_aggregate
     from mmdwnet.ops.backends.reference import local_aggregate_unfold
@@ -220,7 +223,8 @@ def op_benchmark(args, progress=None):
                 max_abs_diff=res['local_aggregate']['max_abs_diff'], results=res)
 
 
-def gpu_op_benchmark(args, progress=None):
+def gpu_op_benchmark(args: argparse.Namespace,
+                     progress: Optional[Callable[..., Any]] = None) -> dict:
     """Each op on the Triton backend (if available), the pure-PyTorch backend and as F.unfold,
     on ``--device``: ``local_aggregate`` (materialised weights) and the fused I-D-DW op."""
     import torch.nn.functional as F
@@ -270,7 +274,7 @@ def workspace_mib() -> float:
     return workspace_bytes() / 2**20
 
 
-def run(args, suite):
+def run(args: argparse.Namespace, suite: dict) -> dict:
     """The legacy tables: every model of ``args.models`` (names of ``suite['models']``) in
     every setting, interleaved per round; the aggregation-op section unless ``args.no_ops``."""
     from mmengine.utils import ProgressBar
@@ -318,7 +322,7 @@ def run(args, suite):
 
 
 
-def run_gpu(args, suite):
+def run_gpu(args: argparse.Namespace, suite: dict) -> dict:
     """:func:`run` once per ``args.batches`` on CUDA (no ops section); FLOPs counted once."""
     from mmdwnet.analysis import count_flops
     names = list(dict.fromkeys(args.models))
@@ -444,7 +448,8 @@ def config_train_step(model, wrapper, inputs, samples) -> None:
 
 
 def measure_compiled_training(config: str, batch: int, img_size: int, rounds: int,
-                              backend: str = 'inductor'):
+                              backend: str = 'inductor'
+                              ) -> Tuple[Dict[str, float], Dict[str, List[float]]]:
     """Eager vs ``model.backbone.compile(backend)`` training steps of ``config`` (alternating
     rounds after one warm-up step each). Returns (first step seconds, {variant: [seconds]})."""
     from mmengine.optim import build_optim_wrapper

@@ -116,7 +116,29 @@ class SharedDepthwiseConv2d(nn.Module):
                 f'share_positions={self.share_positions}')
 
 
-class DynamicDWAggregate(nn.Module):
+class _GeneratedKernels(nn.Module):
+    """What the two dynamic aggregations share: a kernel generator whose last 1x1 conv
+    (``expand``) outputs ``generator_groups`` k x k kernels per position, rows ordered
+    ``GROUP * k*k + i * k + j``."""
+
+    kernel_size: int
+
+    @property
+    def generator_groups(self) -> int:
+        """Kernels generated per position (per image for D-DW)."""
+        raise NotImplementedError
+
+    def resize_entry(self, name: str, value: torch.Tensor, shape: torch.Size,
+                     mode: str = 'bicubic', scale: str = 'none') -> torch.Tensor:
+        """Resize hook (see :meth:`SpatialMixer.resize_entry`): the kernel generator's last
+        1x1 conv (``expand``), whose output rows are ``GROUP * k*k + i * k + j``, is regrouped
+        into k x k grids and interpolated, so the generated kernels are the interpolated ones."""
+        if name not in ('expand.weight', 'expand.bias'):
+            raise ResizeError(f'no resizing rule for {type(self).__name__}.{name}')
+        return resize_generator_rows(value, self.generator_groups, self.kernel_size, mode, scale)
+
+
+class DynamicDWAggregate(_GeneratedKernels):
     """The aggregation of :class:`DynamicDWConv` (D-DW): a k x k kernel per channel per image.
 
     Not a mixer itself (no 1x1 projections, (N, C, H, W) layout); formerly ``DynamicDWConv2d``.
@@ -169,17 +191,8 @@ class DynamicDWAggregate(nn.Module):
         """Kernels generated per image position: one per channel."""
         return self.channels
 
-    def resize_entry(self, name: str, value: torch.Tensor, shape: torch.Size,
-                     mode: str = 'bicubic', scale: str = 'none') -> torch.Tensor:
-        """Resize hook (see :meth:`SpatialMixer.resize_entry`): the kernel generator's last
-        1x1 conv (``expand``), whose output rows are ``GROUP * k*k + i * k + j``, is regrouped
-        into k x k grids and interpolated, so the generated kernels are the interpolated ones."""
-        if name not in ('expand.weight', 'expand.bias'):
-            raise ResizeError(f'no resizing rule for {type(self).__name__}.{name}')
-        return resize_generator_rows(value, self.generator_groups, self.kernel_size, mode, scale)
 
-
-class IDynamicDWAggregate(nn.Module):
+class IDynamicDWAggregate(_GeneratedKernels):
     """The aggregation of :class:`IDynamicDWConv` (I-D-DW): a k x k kernel per position and
     weight group.  Not a mixer itself; formerly ``IDynamicDWConv2d``.
 
@@ -229,15 +242,6 @@ class IDynamicDWAggregate(nn.Module):
     def generator_groups(self) -> int:
         """Kernels generated per position: one per weight group."""
         return self.groups
-
-    def resize_entry(self, name: str, value: torch.Tensor, shape: torch.Size,
-                     mode: str = 'bicubic', scale: str = 'none') -> torch.Tensor:
-        """Resize hook (see :meth:`SpatialMixer.resize_entry`): the kernel generator's last
-        1x1 conv (``expand``), whose output rows are ``GROUP * k*k + i * k + j``, is regrouped
-        into k x k grids and interpolated, so the generated kernels are the interpolated ones."""
-        if name not in ('expand.weight', 'expand.bias'):
-            raise ResizeError(f'no resizing rule for {type(self).__name__}.{name}')
-        return resize_generator_rows(value, self.generator_groups, self.kernel_size, mode, scale)
 
 
 class _PointwiseSpatialPointwise(SpatialMixer):
