@@ -34,6 +34,43 @@ def is_url(path):
     return str(path).startswith(('http://', 'https://'))
 
 
+def override_data_root(cfg: Config, data_root: str) -> int:
+    """Set the config's ``data_root`` variable to ``data_root`` everywhere it was used.
+
+    A config's top-level ``data_root`` is copied into the datasets when the file is parsed, so
+    ``--cfg-options data_root=DIR`` alone would change nothing; here every ``data_root`` entry
+    (datasets of every loader, wrapped datasets included) that holds the config's value becomes
+    ``DIR``. Returns how many were replaced.
+
+    Raises:
+        ValueError: the config has no top-level ``data_root`` or no dataset uses it.
+    """
+    old = cfg.get('data_root', None)
+    if old is None:
+        raise ValueError(f'--cfg-options data_root={data_root}: {cfg.filename} has no top-level '
+                         'data_root; set the loaders\' dataset.data_root instead')
+
+    def replace(node) -> int:
+        count = 0
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == 'data_root' and value == old:
+                    node[key] = data_root
+                    count += 1
+                else:
+                    count += replace(value)
+        elif isinstance(node, (list, tuple)):
+            count += sum(replace(item) for item in node)
+        return count
+
+    count = sum(replace(cfg[key]) for key in list(cfg.keys()) if key != 'data_root')
+    if count == 0:
+        raise ValueError(f'--cfg-options data_root={data_root}: no dataset of {cfg.filename} '
+                         f'uses its data_root {old!r}; set the loaders\' dataset.data_root')
+    cfg.data_root = data_root
+    return count
+
+
 def load_config(args, *required_files):
     """Read ``args.config`` and apply the common options.
 
@@ -45,7 +82,10 @@ def load_config(args, *required_files):
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        options = dict(args.cfg_options)
+        if 'data_root' in options:
+            override_data_root(cfg, options.pop('data_root'))
+        cfg.merge_from_dict(options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:

@@ -3,9 +3,8 @@
 # (configs/classification/digits/dwnet-nano_1xb64-10e_digits-32px.py, trained by `make demo`).
 # Inherits the paper's COCO config and changes what differs: arch (and the heads' widths that
 # follow from it), data and schedule. One process, 4 scenes per batch, 6 epochs of 120 iterations.
-# Another data set in the same layout: override the loaders' data_root, e.g.
-#   --cfg-options train_dataloader.dataset.data_root=DIR/ val_dataloader.dataset.data_root=DIR/
-#                 test_dataloader.dataset.data_root=DIR/
+# Another data set in the same layout: `--cfg-options data_root=DIR/` (tools/train.py and
+# tools/test.py move every dataset that used this config's data_root; mmdwnet.utils.cli).
 # (the evaluator reads the ground truth from the val dataset, so no annotation path to change).
 _base_ = ['../cascade-mask-rcnn_dwnet-tiny_fpn_giou-4conv1f_ms-3x_coco.py']
 

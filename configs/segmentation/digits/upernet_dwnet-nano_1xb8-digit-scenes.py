@@ -3,9 +3,8 @@
 # (configs/classification/digits/dwnet-nano_1xb64-10e_digits-32px.py, trained by `make demo`).
 # Inherits the paper's ADE20K config and changes what differs: arch (and the heads' widths that
 # follow from it), data, loss weights and schedule. One process, 8 crops of 96x96 per batch.
-# Another data set in the same layout: override the loaders' data_root, e.g.
-#   --cfg-options train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR
-#                 test_dataloader.dataset.data_root=DIR
+# Another data set in the same layout: `--cfg-options data_root=DIR/` (tools/train.py and
+# tools/test.py move every dataset that used this config's data_root; mmdwnet.utils.cli).
 _base_ = ['../upernet_dwnet-tiny_8xb2-160k_ade20k-512x512.py']
 
 # The classification checkpoint, loaded by the backbone's init_cfg as the paper's configs load an
