@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from mmdwnet.analysis.transfer_study import METRICS, TASK_NAMES  # noqa: F401 (re-exported)
+
 ROOT = Path(__file__).resolve().parents[1]
 DET_DIR = ROOT / 'configs' / 'detection' / 'digits'
 SEG_DIR = ROOT / 'configs' / 'segmentation' / 'digits'
@@ -26,8 +28,6 @@ CONFIGS = {
     'seg': {'DWNet': SEG_DIR / 'upernet_dwnet-nano_1xb8-digit-scenes.py',
             'I-D-DWNet': SEG_DIR / 'upernet_i-dynamic-dwnet-nano_1xb8-digit-scenes.py'},
 }
-TASK_NAMES = {'det': 'Cascade Mask R-CNN', 'seg': 'UPerNet'}
-METRICS = {'det': ('coco/bbox_mAP', 'coco/segm_mAP'), 'seg': ('mIoU', )}
 # The shortened mode (tests, `--short`): a small scene set and a few hundred training images
 # seen; enough to learn well above an untrained model, not to reach the full runs' numbers.
 SHORT_SCENES = dict(seed=1, train_scenes=64, val_scenes=24, max_size=128)

@@ -1,12 +1,14 @@
 """Measured connectivity properties (paper Table 1) of the mixers, and the analysis CLI."""
-import importlib.util
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn as nn
 
 import mmdwnet  # noqa: F401
+from mmdwnet.analysis.connectivity import cli as tool
 from mmdwnet.analysis.connectivity import (build_probe_mixer, connection_tensor,
                                            default_mixer_configs, measure_mixer,
                                            parse_mixer_config, probe_mixers, registered_mixers,
@@ -192,16 +194,7 @@ def test_costs_and_relation_graph(measured):
     assert table.count('\n|') == len(results) + 1 and 'block-wise (period 7)' in table
 
 
-def _load_tool(repo_root, name):
-    spec = importlib.util.spec_from_file_location(
-        name, repo_root / 'tools' / 'analysis_tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_writes_table_png_json_and_graph(repo_root, tmp_path, capsys):
-    tool = _load_tool(repo_root, 'connectivity')
     rc = tool.main(['--only', '--mixer', "dict(type='DWConv', kernel_size=3)", '--mixer',
                     '{"type": "LocalMLP", "window_size": 5}', '--channels', '4', '--heads',
                     '2', '--size', '10', '10', '--cost-shape', '8', '10', '10',
@@ -220,7 +213,6 @@ def test_cli_writes_table_png_json_and_graph(repo_root, tmp_path, capsys):
 
 
 def test_cli_rejects_bad_input(repo_root, capsys):
-    tool = _load_tool(repo_root, 'connectivity')
     with pytest.raises(SystemExit) as e:
         tool.main(['--mixer', "dict(type='DWConv'"])
     assert e.value.code == 2 and 'cannot parse' in capsys.readouterr().err
@@ -229,3 +221,19 @@ def test_cli_rejects_bad_input(repo_root, capsys):
     assert '--only needs' in capsys.readouterr().err
     assert tool.main(['--only', '--mixer', "dict(type='DWConvv')", '--no-cost']) == 2
     assert 'not a registered' in capsys.readouterr().err
+
+
+def test_tool_script_wraps_the_package_cli(repo_root, tmp_path):
+    """tools/analysis_tools/connectivity.py runs as a script: the package's table on stdout,
+    exit status 2 with the message for an unknown mixer."""
+    script = repo_root / 'tools' / 'analysis_tools' / 'connectivity.py'
+    proc = subprocess.run([sys.executable, str(script), '--only', '--mixer',
+                           "dict(type='DWConv', kernel_size=3)", '--channels', '4', '--heads',
+                           '2', '--size', '6', '6', '--no-cost'],
+                          capture_output=True, text=True, cwd=repo_root)
+    assert proc.returncode == 0, proc.stderr
+    assert 'DWConv(kernel_size=3)' in proc.stdout and 'local 3x3' in proc.stdout
+    proc = subprocess.run([sys.executable, str(script), '--only', '--mixer',
+                           "dict(type='DWConvv')", '--no-cost'],
+                          capture_output=True, text=True, cwd=repo_root)
+    assert proc.returncode == 2 and 'not a registered' in proc.stderr

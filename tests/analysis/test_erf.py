@@ -1,11 +1,13 @@
 """Effective receptive field tool: support matches the architecture, CLI outputs, errors."""
-import importlib.util
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 import mmdwnet  # noqa: F401
+from mmdwnet.analysis import erf_cli as tool
 from mmdwnet.analysis.erf import (effective_receptive_field, high_contribution_area,
                                   load_images, stage_output)
 from mmdwnet.models.backbones import DWNet, DynamicDWNet, SwinNet
@@ -68,15 +70,6 @@ def test_stage_output_and_errors(tmp_path):
     assert load_images('skimage', 2, (40, 40)).shape == (2, 3, 40, 40)
 
 
-def _tool(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'effective_receptive_field',
-        repo_root / 'tools' / 'analysis_tools' / 'effective_receptive_field.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_with_config_and_checkpoint(repo_root, tmp_path, capsys):
     cfg = tmp_path / 'tiny_dwnet.py'
     cfg.write_text(
@@ -89,7 +82,6 @@ def test_cli_with_config_and_checkpoint(repo_root, tmp_path, capsys):
     model = init_model(str(cfg))
     ckpt = tmp_path / 'tiny.pth'
     torch.save(dict(state_dict=model.state_dict()), ckpt)
-    tool = _tool(repo_root)
     out = tmp_path / 'out' / 'erf.png'
     rc = tool.main([str(cfg), '--checkpoint', str(ckpt), '--stage', '1', '--images', 'skimage',
                     '--num-images', '2', '--img-size', '64', '--out', str(out)])
@@ -108,3 +100,16 @@ def test_cli_with_config_and_checkpoint(repo_root, tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.main([str(cfg), '--out', str(tmp_path / 'x.jpg')])
     assert '.png' in capsys.readouterr().err
+
+
+def test_tool_script_wraps_the_package_cli(repo_root, tmp_path):
+    """tools/analysis_tools/effective_receptive_field.py runs as a script: the package's
+    parser and exit status (2 for a config that does not exist)."""
+    script = repo_root / 'tools' / 'analysis_tools' / 'effective_receptive_field.py'
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / 'missing.py'),
+                           '--num-images', '1', '--img-size', '32',
+                           '--out', str(tmp_path / 'erf.png')],
+                          capture_output=True, text=True, cwd=repo_root)
+    assert proc.returncode == 2, proc.stderr
+    assert 'error:' in proc.stderr and 'missing.py' in proc.stderr
+    assert not (tmp_path / 'erf.png').exists()

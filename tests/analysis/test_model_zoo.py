@@ -1,5 +1,5 @@
-"""tools/model_zoo.py (metafile numbers, docs/model_zoo.md) and the classification metafile."""
-import importlib.util
+"""mmdwnet.analysis.model_zoo and its command line tools/model_zoo.py (metafile numbers,
+docs/model_zoo.md) and the classification metafile."""
 import re
 import subprocess
 import sys
@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from mmdwnet.analysis import count_params
+from mmdwnet.analysis import model_zoo as mz
 from mmdwnet.apis import init_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,14 +28,6 @@ RELEASED = {
     'dynamic-dwnet-base_8xb128_in1k': 'dynamic_dwnet_base_224.pth',
 }
 OFFICIAL = 'https://github.com/Atten4Vis/DemystifyLocalViT/releases/download/prerelease/'
-
-
-@pytest.fixture(scope='module')
-def mz():
-    spec = importlib.util.spec_from_file_location('model_zoo', ROOT / 'tools' / 'model_zoo.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -89,7 +82,7 @@ def test_metafile_numbers_are_measured(models):
         pytest.approx(11.0e9, 0.01)
 
 
-def test_update_writes_measured_numbers_and_check_detects_stale_ones(mz, tmp_path):
+def test_update_writes_measured_numbers_and_check_detects_stale_ones(tmp_path):
     config = tiny_config(tmp_path)
     metafile = tmp_path / 'metafile.yml'
     metafile.write_text('# header kept\nModels:\n  - Name: tiny\n    Config: ' + str(config)
@@ -161,24 +154,30 @@ def test_get_flops_counts_at_the_config_size_and_shape_overrides(tmp_path):
     assert proc.returncode == 2 and "invalid choice: 'jit'" in proc.stderr
 
 
-def test_update_cli_errors_name_the_problem(mz, tmp_path, capsys):
+def _tool(*args):
+    """Run tools/model_zoo.py as a script (the command line, its exit status and messages)."""
+    return subprocess.run([sys.executable, str(ROOT / 'tools' / 'model_zoo.py'), *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_update_errors_name_the_problem(tmp_path):
     metafile = tmp_path / 'metafile.yml'
     metafile.write_text('Models:\n  - Name: ghost\n    Config: configs/classification/nope.py\n')
-    assert mz.main(['update', '--metafile', str(metafile)]) == 2
-    assert 'configs/classification/nope.py does not exist' in capsys.readouterr().err
-    assert mz.main(['update', '--metafile', str(metafile), '--only', 'other']) == 2
-    assert "no model named ['other']" in capsys.readouterr().err
-    assert mz.main(['update', '--metafile', str(tmp_path / 'missing.yml')]) == 2
-    assert 'missing.yml' in capsys.readouterr().err
+    with pytest.raises(mz.MetafileError, match='configs/classification/nope.py does not exist'):
+        mz.update_metafile(str(metafile), log=lambda *a: None)
+    # the command line: exit status 2 and the message, for what only it checks
+    proc = _tool('update', '--metafile', metafile, '--only', 'other')
+    assert proc.returncode == 2 and "no model named ['other']" in proc.stderr, proc.stderr
+    proc = _tool('update', '--metafile', tmp_path / 'missing.yml')
+    assert proc.returncode == 2 and 'missing.yml' in proc.stderr, proc.stderr
 
 
-def test_render_puts_ours_next_to_the_paper(mz, tmp_path):
+def test_render_puts_ours_next_to_the_paper(tmp_path):
     out = tmp_path / 'model_zoo.md'
     tables = ROOT.parent / 'shared' / 'paper_tables.yaml'
     if not tables.is_file():
         pytest.skip(f'paper tables not found at {tables}')
-    assert mz.main(['render', '--metafile', str(METAFILE), '--paper-tables', str(tables),
-                    '--out', str(out)]) == 0
+    assert mz.render([str(METAFILE)], str(tables), str(out)) == str(out)
     text = out.read_text()
     assert 'reported by the paper' in text and 'read from `../shared/paper_tables.yaml`' in text
     row = next(line for line in text.splitlines() if '`dwnet-tiny_8xb128_in1k`' in line)
@@ -186,10 +185,12 @@ def test_render_puts_ours_next_to_the_paper(mz, tmp_path):
     assert cells[1:7] == ['24.17', '3.74', '24', '3.8', '81.3', '86.8']
     assert '### Table 4' in text and '### Table 14' in text
 
-    # without the paper tables: the metafile's Results, and the page says so
+    # without the paper tables (through the command line): the metafile's Results, and the
+    # page says so
     out2 = tmp_path / 'no_tables.md'
-    assert mz.main(['render', '--metafile', str(METAFILE), '--paper-tables',
-                    str(tmp_path / 'absent.yaml'), '--out', str(out2)]) == 0
+    proc = _tool('render', '--metafile', METAFILE, '--paper-tables', tmp_path / 'absent.yaml',
+                 '--out', out2)
+    assert proc.returncode == 0 and f'wrote {out2}' in proc.stdout, proc.stderr
     text = out2.read_text()
     assert 'paper tables file not found' in text
     row = next(line for line in text.splitlines() if '`dwnet-tiny_8xb128_in1k`' in line)
@@ -197,7 +198,7 @@ def test_render_puts_ours_next_to_the_paper(mz, tmp_path):
                                                                     '81.3']
 
 
-def test_render_refuses_results_that_contradict_the_paper(mz, tmp_path):
+def test_render_refuses_results_that_contradict_the_paper(tmp_path):
     tables = tmp_path / 'tables.yaml'
     tables.write_text('imagenet_table2:\n  dwnet_tiny: {params: 24, flops: 3.8, top1: 81.3}\n')
     metafile = tmp_path / 'classification' / 'metafile.yml'
@@ -218,7 +219,7 @@ def _section(text, title='## ImageNet-1k classification'):
     return [line for line in lines[start:end] if line]
 
 
-def test_committed_model_zoo_page_is_up_to_date(mz, tmp_path):
+def test_committed_model_zoo_page_is_up_to_date(tmp_path):
     committed = ROOT / 'docs' / 'model_zoo.md'
     if not (ROOT.parent / 'shared' / 'paper_tables.yaml').is_file():
         pytest.skip('paper tables absent: the page cannot be regenerated identically')

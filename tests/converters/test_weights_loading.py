@@ -231,15 +231,11 @@ def test_22k_head_mapped_onto_1k(rows, reference_dir, repo_root, tmp_path):
 # ---------------------------------------------------------------- tools/test.py
 def test_tools_test_evaluates_official_files_and_never_what_did_not_load(reference_dir, repo_root,
                                                                         tmp_path):
-    import importlib.util
-
     import mmengine
     from mmpretrain.apis import ImageClassificationInferencer
 
     from reference_models import with_image_folder_test_set
-    spec = importlib.util.spec_from_file_location('mmdwnet_test_tool', repo_root / 'tools/test.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from mmdwnet.apis import test as tool  # tools/test.py's main
     cfg = with_image_folder_test_set(narrow_config(repo_root, 'cls_dwnet_narrow'),
                                      tmp_path / 'images')
     cfg.dump(str(tmp_path / 'cfg.py'))
@@ -323,10 +319,8 @@ def test_metafile_configs_take_the_official_layout_strictly(config, repo_root):
 def test_resume_needs_a_training_checkpoint(reference_dir, repo_root, tmp_path):
     """--resume PATH with weights alone (an official file) says to use load_from instead."""
     import argparse
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('mmdwnet_train_tool', repo_root / 'tools/train.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+
+    from mmdwnet.apis import train as tool  # tools/train.py's options
     official = str(reference_dir / 'cls_dwnet_narrow.pth')
     cfg = narrow_config(repo_root, 'cls_dwnet_narrow')
     args = argparse.Namespace(amp=False, auto_scale_lr=False, no_validate=False, resume=official,

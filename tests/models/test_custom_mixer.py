@@ -4,7 +4,6 @@ A mixer defined in a temporary module outside the package, loaded through ``cust
 builds ``LocalMixerNet``, trains a step, saves and reloads, gets the dense fast path, is probed
 by the connectivity analysis and is timed by the benchmark.
 """
-import importlib.util
 import sys
 import textwrap
 
@@ -84,20 +83,9 @@ def _build(cfg):
 
 
 def _benchmark(model, shape, batch):
-    """Images per second of ``model`` in inference (the benchmark package when present)."""
-    try:
-        from mmdwnet.benchmark import measure_model
-    except ImportError:  # before the benchmark package: the benchmark tool's timer
-        from pathlib import Path
-        path = Path(__file__).resolve().parents[2] / 'tools/analysis_tools/benchmark.py'
-        spec = importlib.util.spec_from_file_location('mmdwnet_benchmark_tool', path)
-        tool = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(tool)
-        x = torch.randn(batch, *shape)
-        model.eval()
-        with torch.no_grad():
-            seconds = min(tool.timed(lambda: model(x)) for _ in range(2))
-        return batch / seconds
+    """Images per second of ``model`` in inference (mmdwnet.benchmark, what the benchmark tool
+    measures with)."""
+    from mmdwnet.benchmark import measure_model
     return measure_model(model, shape, batch=batch, rounds=2, memory=False)['images_per_s']
 
 

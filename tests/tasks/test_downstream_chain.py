@@ -18,6 +18,8 @@ from digits_run import ROOT, demo_run
 sys.path.insert(0, str(ROOT / 'demo'))
 import downstream  # noqa: E402
 
+from mmdwnet.analysis import transfer_study as study  # noqa: E402
+
 # What the shortened chain must reach (mAP 0-1 as mmdet reports it, mIoU in % as mmseg does).
 # Measured for the shortened run (24 val scenes): bbox mAP_50 0.014, segm mAP_50 0.009 after
 # 160 detection steps, mIoU 12.32 after 400 segmentation steps; an untrained model: 0.000,
@@ -132,18 +134,8 @@ def test_missing_classification_checkpoint_is_a_clear_error(tmp_path):
                 model.init_weights()
 
 
-def _study():
-    import importlib.util
-    path = ROOT / 'tools' / 'analysis_tools' / 'downstream_transfer.py'
-    spec = importlib.util.spec_from_file_location('downstream_transfer', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_study_summary_and_report_section(tmp_path):
     """Mean and sample spread per (task, backbone, init); the report replaces only its section."""
-    study = _study()
     runs = [dict(task='seg', model='DWNet', init=init, seed=seed, train_seconds=10.,
                  metrics={'mIoU': value})
             for init, seed, value in (('pretrained', 0, 60.), ('pretrained', 1, 64.),
@@ -168,9 +160,9 @@ def test_study_summary_and_report_section(tmp_path):
 
 def test_study_swin_control_is_the_toolbox_swin(tmp_path):
     from mmengine.config import Config
-    study = _study()
     for task in ('det', 'seg'):
-        cfg = Config.fromfile(str(study.swin_config(task, tmp_path)))
+        base = downstream.CONFIGS[task]['DWNet']
+        cfg = Config.fromfile(str(study.swin_config(task, tmp_path, base)))
         backbone = cfg.model.backbone
         assert backbone.type == 'SwinTransformer' and backbone.init_cfg is None
         assert 'arch' not in backbone and 'mixer' not in backbone  # DWNet keys dropped

@@ -5,7 +5,6 @@ import argparse
 import ast
 import json
 import re
-import runpy
 import shlex
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from mmengine.config import Config, DictAction
 from PIL import Image
 
+from mmdwnet.apis import test as test_tool
 from test_detection_e2e import CLASSES, VAL_SIZES, e2e_cfg, make_coco
 from test_segmentation_e2e import narrow_config
 
@@ -40,7 +40,7 @@ def save_checkpoint(cfg, path):
 
 
 def run_test_tool(repo_root, argv):
-    runpy.run_path(str(repo_root / 'tools' / 'test.py'))['main'](argv)
+    test_tool.main(argv)  # tools/test.py's main
 
 
 @pytest.fixture(scope='module')

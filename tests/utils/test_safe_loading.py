@@ -6,7 +6,6 @@
 under that variable; the marker file must never appear.  A control load without
 ``weights_only`` shows that the variable does disarm torch's default, so the test can fail.
 """
-import importlib.util
 import os
 import pickle
 import shutil
@@ -16,6 +15,8 @@ import torch
 from mmengine.runner import load_checkpoint
 
 from mmdwnet.apis import init_model
+from mmdwnet.apis import test as test_tool
+from mmdwnet.converters import official2mmdwnet
 from mmdwnet.utils import safe_loading
 from reference_models import build, narrow_config, with_image_folder_test_set
 
@@ -28,13 +29,6 @@ class _Evil:
 
     def __reduce__(self):
         return (open, (self.marker, 'w'))
-
-
-def _tool(repo_root, rel):
-    spec = importlib.util.spec_from_file_location(rel.replace('/', '_')[:-3], repo_root / rel)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def _gated(fn, *args, **kwargs):
@@ -72,15 +66,14 @@ def test_malicious_checkpoint_runs_nothing_in_any_load_path(evil, repo_root, tmp
         'load_checkpoint (load_from, --resume)': lambda: _gated(load_checkpoint, build(cfg), path),
         'init_cfg Pretrained': lambda: build(pretrained).init_weights(),  # gates itself
         'mmpretrain.get_model': lambda: _gated(get_model, cfg, pretrained=path),
-        'tools/test.py': lambda: _tool(repo_root, 'tools/test.py')(
+        'tools/test.py': lambda: test_tool.main(
             [str(tmp_path / 'cfg.py'), path, '--work-dir', str(tmp_path / 'work')]),
     }
     for name, load in paths.items():
         with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
             load()
         assert not marker.exists(), name
-    converter = _tool(repo_root, 'tools/model_converters/official2mmdwnet.py')
-    assert converter([path, str(tmp_path / 'out.pth')]) == 2
+    assert official2mmdwnet.main([path, str(tmp_path / 'out.pth')]) == 2
     assert 'could not be read with weights_only=True' in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / 'out.pth').exists()
 

@@ -19,64 +19,18 @@ run again, so an interrupted study resumes where it stopped.  The report (mean a
 seeds, the runs' times, a plot) replaces the text between the study markers of ``--out`` (the
 rest of the file is kept) and the plot is written next to it.
 """
-import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
+from mmdwnet.analysis.transfer_study import (parse_args, plot, report, summarise, swin_config,
+                                             write_section)
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'demo'))
 import downstream  # noqa: E402
-
-MODELS = ('DWNet', 'I-D-DWNet', 'Swin')
-INITS = ('pretrained', 'scratch')
-BEGIN, END = '<!-- transfer-study:begin -->', '<!-- transfer-study:end -->'
-# the toolboxes' own Swin at the nano size of the digits configs
-SWIN = dict(_delete_=True, type='SwinTransformer', embed_dims=32, depths=[1, 1, 2, 1],
-            num_heads=[1, 2, 4, 8], window_size=7, drop_path_rate=0.1,
-            out_indices=(0, 1, 2, 3), init_cfg=None)
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--work-dir', default='work_dirs/study', help='runs and their results')
-    parser.add_argument('--scenes-root', default=None,
-                        help='digit scenes (default: data/digit_scenes, or '
-                        'data/digit_scenes-short with --short)')
-    parser.add_argument('--cls-work-dir', default='work_dirs/demo',
-                        help='where the classification checkpoints are (make demo writes them)')
-    parser.add_argument('--digits-root', default='data/digits',
-                        help='digits image folder, for training a missing checkpoint')
-    parser.add_argument('--models', nargs='+', choices=MODELS, default=list(MODELS))
-    parser.add_argument('--inits', nargs='+', choices=INITS, default=list(INITS))
-    parser.add_argument('--tasks', nargs='+', choices=('det', 'seg'), default=['det', 'seg'])
-    parser.add_argument('--seeds', nargs='+', type=int, default=[0])
-    parser.add_argument('--short', action='store_true', help='the demo\'s shortened schedule')
-    parser.add_argument('--out', default='docs/downstream.md', help='report (section replaced)')
-    args = parser.parse_args(argv)
-    if len(set(args.seeds)) != len(args.seeds):
-        parser.error(f'--seeds {args.seeds}: each seed once')
-    if args.scenes_root is None:
-        args.scenes_root = 'data/digit_scenes' + ('-short' if args.short else '')
-    return args
-
-
-def swin_config(task, work_dir):
-    """A config that inherits the task's DWNet digit-scenes config, backbone -> Swin."""
-    path = Path(work_dir) / f'{task}_swin-nano_digit-scenes.py'
-    base = downstream.CONFIGS[task]['DWNet']
-    text = (f'# {downstream.TASK_NAMES[task]} on the digit scenes with the toolbox\'s own '
-            f'SwinTransformer (nano), written by {Path(__file__).name}\n'
-            f'_base_ = [{str(base)!r}]\nmodel = dict(backbone={SWIN!r})\n')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.is_file() or path.read_text() != text:
-        tmp = path.with_suffix('.tmp')
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    return path
 
 
 def cls_checkpoint(model, args):
@@ -100,7 +54,7 @@ def run_one(task, model, init, seed, args, scenes):
     if result_file.is_file():
         return json.loads(result_file.read_text())
     if model == 'Swin':
-        config = swin_config(task, args.work_dir)
+        config = swin_config(task, args.work_dir, downstream.CONFIGS[task]['DWNet'])
         checkpoint = None
     else:
         config = downstream.CONFIGS[task][model]
@@ -113,84 +67,6 @@ def run_one(task, model, init, seed, args, scenes):
     tmp.write_text(json.dumps(run, indent=2))
     os.replace(tmp, result_file)
     return run
-
-
-def summarise(runs):
-    """{(task, model, init): {metric: (mean, spread, n)}}; spread = sample std (0 for n=1)."""
-    groups = {}
-    for run in runs:
-        groups.setdefault((run['task'], run['model'], run['init']), []).append(run)
-    out = {}
-    for key, group in groups.items():
-        out[key] = {}
-        for metric in downstream.METRICS[key[0]]:
-            values = [r['metrics'][metric] for r in group]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.
-            out[key][metric] = (statistics.mean(values), spread, len(values))
-        out[key]['seconds'] = statistics.mean(r['train_seconds'] for r in group)
-    return out
-
-
-def report(summary, args, plot_name):
-    rows = ['| task | backbone | init | metric | mean | spread (std) | seeds | train (s) |',
-            '|---|---|---|---|---|---|---|---|']
-    for (task, model, init), metrics in sorted(summary.items()):
-        for metric in downstream.METRICS[task]:
-            mean, spread, n = metrics[metric]
-            rows.append(f'| {downstream.TASK_NAMES[task]} | {model} | {init} | {metric} | '
-                        f'{mean:.3f} | {spread:.3f} | {n} | {metrics["seconds"]:.0f} |')
-    schedule = 'shortened (--short)' if args.short else 'the configs\' full schedules'
-    return '\n'.join([
-        BEGIN, '',
-        f'Measured by `{Path(__file__).relative_to(ROOT)}` ({schedule}; scenes: '
-        f'`{args.scenes_root}`; seeds {args.seeds}). mAP 0-1 as mmdet reports it, mIoU in % '
-        'as mmseg does.', '', *rows, '', f'![transfer study]({plot_name})', '', END, ''])
-
-
-def plot(summary, out_file):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    metrics = [('det', 'coco/bbox_mAP', 1.), ('det', 'coco/segm_mAP', 1.), ('seg', 'mIoU', .01)]
-    metrics = [m for m in metrics if any(k[0] == m[0] for k in summary)]
-    keys = sorted({(k[1], k[2]) for k in summary})
-    fig, ax = plt.subplots(figsize=(3.2 + 1.6 * len(metrics), 3.4))
-    width = 0.8 / max(len(keys), 1)
-    for i, (model, init) in enumerate(keys):
-        means, errs, xs = [], [], []
-        for j, (task, metric, scale) in enumerate(metrics):
-            entry = summary.get((task, model, init), {}).get(metric)
-            if entry:
-                xs.append(j + (i - (len(keys) - 1) / 2) * width)
-                means.append(entry[0] * scale)
-                errs.append(entry[1] * scale)
-        ax.bar(xs, means, width, yerr=errs, capsize=2, label=f'{model} {init}',
-               hatch='' if init == 'pretrained' else '//')
-    ax.set_xticks(range(len(metrics)))
-    ax.set_xticklabels([f'{m}' + (' (/100)' if s != 1. else '') for _, m, s in metrics])
-    ax.set_ylabel('score (0-1)')
-    ax.legend(fontsize=7)
-    ax.set_title('Digit scenes: fine-tuned from the\nclassification checkpoint vs scratch',
-                 fontsize=9)
-    fig.tight_layout()
-    tmp = Path(out_file).with_suffix('.tmp.png')
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out_file)
-
-
-def write_section(out, section):
-    """Replace the text between the study markers of ``out`` (append when absent)."""
-    out = Path(out)
-    text = out.read_text() if out.is_file() else '# Downstream transfer on digit scenes\n\n'
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip('\n') + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip('\n') + '\n\n' + section
-    tmp = out.with_suffix('.tmp')
-    tmp.write_text(text)
-    os.replace(tmp, out)
 
 
 def main(argv=None):

@@ -13,36 +13,9 @@ keys): a damaged checkpoint is an error.  Nothing is ever lost: DST or --config-
 SRC is refused, an existing output is overwritten only with --force, and both outputs are
 written to temporary files next to them and renamed only when everything succeeded.
 """
-import argparse
 import sys
 
-from mmdwnet.converters.official import UnrecognisedCheckpoint
-from mmdwnet.converters.writer import convert_file
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='official checkpoint (.pth)')
-    parser.add_argument('dst', help='converted checkpoint to write')
-    parser.add_argument('--config-out', help='write a config that rebuilds the model here')
-    parser.add_argument('--force', action='store_true',
-                        help='overwrite DST / --config-out when they exist')
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        info = convert_file(args.src, args.dst, args.config_out, force=args.force)
-    except (UnrecognisedCheckpoint, OSError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    bb = info['backbone']
-    print(f"converted {info['kind']} checkpoint: {bb['type']} arch={bb['arch']} -> {args.dst}")
-    if args.config_out:
-        print(f'config: {args.config_out}')
-    return 0
-
+from mmdwnet.converters.official2mmdwnet import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -5,7 +5,7 @@
 * :mod:`.report` -- their presentation: markdown and matplotlib tables, the relation graph
   (paper Figure 3), JSON (:func:`write_outputs`).
 
-The command line is ``tools/analysis_tools/connectivity.py``.
+The command line is ``tools/analysis_tools/connectivity.py`` (:mod:`.cli`).
 """
 from .probes import (EQUAL_TOL, PAPER_VARIANTS, ZERO_TOL, MixerProperties, build_probe_mixer,
                      connection_tensor, default_mixer_configs, measure_mixer, mixer_name,
