@@ -440,7 +440,15 @@ def parent_pre_hook(parent: nn.Module, state: Dict[str, Any], prefix: str,
             f'the checkpoint has no weights for the {type(backbone).__name__} backbone of this '
             f'{type(parent).__name__}: no key starts with {bprefix!r} (its top-level names: '
             f'{tops[:10]}). A wrong prefix, or not a checkpoint of this model.')
+    official = _is_official(_sub(state, bprefix))
     unconverted = _convert_under(state, bprefix, backbone)
+    fc = getattr(getattr(parent, 'head', None), 'fc', None)
+    head_keys = [k for k in state if k.startswith(prefix + 'head.fc.')]
+    if official and head_keys and not isinstance(fc, torch.nn.Linear):
+        for key in head_keys:  # an official classification file relocated by the loading gate
+            del state[key]
+        _log(f'the classification head of the official file ({", ".join(head_keys)}) dropped: '
+             f'this {type(parent).__name__} has no head.fc')
     if unconverted or _STRICT.get():  # the backbone's own report names the likely cause
         check_backbone_state(backbone, state, bprefix, unconverted,
                              getattr(backbone, '_out_norm_cf', False))

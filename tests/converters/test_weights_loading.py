@@ -124,6 +124,38 @@ def test_official_detection_file_loads_through_every_path(case, reference_dir, r
     assert_same_weights(segmentor.backbone, backbones[0])
 
 
+def test_official_classification_file_relocated_only_by_the_gate(reference_dir, tmp_path):
+    """The gate returns an official classification file as backbone.* (official keys, for the
+    backbone to convert) + head.fc.*; other files, and reads outside the gate, are unchanged."""
+    from mmdwnet.converters.loading import relocate_official_classifier
+    path = reference_dir / 'cls_dwnet_narrow.pth'
+    official = _official(reference_dir, 'cls_dwnet_narrow')
+    with safe_loading():
+        relocated = torch.load(path)
+    state = relocated['state_dict']
+    assert set(relocated) == {'state_dict'}
+    assert set(state) == {('head.fc.' + k[5:]) if k.startswith('head.') else 'backbone.' + k
+                          for k in official['model']}
+    assert torch.equal(state['head.fc.weight'], official['model']['head.weight'])
+    assert torch.equal(state['backbone.patch_embed.proj.weight'],
+                       official['model']['patch_embed.proj.weight'])
+    assert set(torch.load(path, weights_only=True)) == {'model'}  # outside: as saved
+    ours = {'state_dict': {'backbone.x': torch.zeros(1)}}
+    assert relocate_official_classifier(ours) is ours
+    assert relocate_official_classifier([1]) == [1]
+
+
+def test_checkpoint_hooks_are_attached_per_model(repo_root):
+    """attach_checkpoint_hooks gives the one model holding an mmdwnet backbone its pre-hook,
+    once; other models, and other instances, get none."""
+    cfg = narrow_config(repo_root, 'cls_dwnet_narrow')
+    model, other = build(cfg), build(cfg)
+    assert attach_checkpoint_hooks(model) and attach_checkpoint_hooks(model)
+    assert len(model._load_state_dict_pre_hooks) == 1
+    assert len(other._load_state_dict_pre_hooks) == 0
+    assert not attach_checkpoint_hooks(torch.nn.Linear(1, 1))
+
+
 # ---------------------------------------------------------------- what must raise
 def test_another_architecture_raises_everywhere(reference_dir, repo_root):
     from mmpretrain import get_model
