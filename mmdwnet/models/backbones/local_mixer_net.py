@@ -9,8 +9,8 @@ from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmdwnet.converters.loading import (load_pretrained,
-                                        prepare_backbone_state, pretrained_init_cfg)
+from mmdwnet.converters.loading import (load_pretrained, prepare_backbone_state,
+                                        pretrained_init_cfg)
 from mmdwnet.registry import close_matches, register_model
 from ..checks import check_bool, check_cfg, check_int, check_pair, check_positive, check_rate
 from ..mixers.builder import build_mixer
