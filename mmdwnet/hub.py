@@ -6,7 +6,8 @@ every model of ``configs/classification/metafile.yml`` by its config name::
     from mmpretrain import get_model, list_models, ImageClassificationInferencer
     list_models('*dwnet*')
     model = get_model('dwnet-tiny_8xb128_in1k')                    # random weights
-    model = get_model('dwnet-tiny_8xb128_in1k', pretrained=True)   # the metafile's Weights
+    with mmdwnet.utils.safe_loading():  # official weights: read weights-only, keys placed
+        model = get_model('dwnet-tiny_8xb128_in1k', pretrained=True)   # the metafile's Weights
 
 The metafiles and configs are found in ``mmdwnet/.mim`` (where ``pip``/``mim`` install them) or,
 in a source checkout, in the repository root.

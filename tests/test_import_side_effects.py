@@ -69,7 +69,18 @@ before = snapshot()
 import mmdwnet
 from mmdwnet.registry import registered_names
 after = snapshot()
-print(json.dumps(dict(before=before, after=after, names=registered_names())))
+# building a backbone, and a classifier holding it, registers no process-wide hook either
+from mmengine.registry import MODELS
+MODELS.build(dict(type='mmpretrain.ImageClassifier',
+                  backbone=dict(type='DWNet', arch=dict(embed_dims=8, depths=[1, 1, 1, 1],
+                                                        num_heads=[1, 1, 1, 1])),
+                  neck=dict(type='mmpretrain.GlobalAveragePooling'),
+                  head=dict(type='mmpretrain.LinearClsHead', num_classes=2, in_channels=64)))
+built = {'registration_hooks': len(torch_module._global_module_registration_hooks),
+         'hooks': {name: len(getattr(torch_module, name))
+                   for name in dir(torch_module) if name.startswith('_global_')
+                   and isinstance(getattr(torch_module, name), dict)}}
+print(json.dumps(dict(before=before, after=after, names=registered_names(), built=built)))
 '''
 
 LIST_IMPORTS = ('import sys, json; import mmdwnet; print(json.dumps(sorted(m for m in sys.modules '
@@ -90,6 +101,8 @@ def test_import_mmdwnet_changes_nothing_but_its_registrations(tmp_path):
     for key in ('loaders', 'flop_ops', 'get_stride_order', 'set_device', 'torch_load',
                 'safe_globals', 'registration_hooks'):
         assert after[key] == before[key], key
+    assert out['built']['registration_hooks'] == before['registration_hooks']
+    assert all(n == 0 for n in out['built']['hooks'].values()), out['built']['hooks']
 
     added = {}
     for path, node in after['registries'].items():

@@ -8,7 +8,8 @@ from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.utils import import_modules_from_strings
 from torch import nn
 
-from mmdwnet.converters.loading import (CheckpointMismatch, check_finite_weights,
+from mmdwnet.converters.loading import (CheckpointMismatch, attach_checkpoint_hooks,
+                                        check_finite_weights,
                                         describe_mismatch, strict_loading)
 from mmdwnet.registry import explain_unknown_types
 from mmdwnet.utils.torch_load import safe_loading
@@ -36,6 +37,7 @@ def _build_bare(cfg, checkpoint, device):
     """A config without ``default_scope`` (e.g. a backbone alone): build, load strictly."""
     from mmengine.runner.checkpoint import load_checkpoint
     model = ROOT_MODELS.build(copy.deepcopy(cfg.model))
+    attach_checkpoint_hooks(model)
     if checkpoint is not None:
         ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
         meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
@@ -95,7 +97,14 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[str] = Non
                 model = _build_bare(cfg, checkpoint, device)
         elif scope == 'mmpretrain':
             from mmpretrain import get_model
-            model = get_model(cfg, pretrained=checkpoint or False, device=device)
+            from mmengine.runner.checkpoint import load_checkpoint
+            model = get_model(cfg, pretrained=False, device=device)
+            attach_checkpoint_hooks(model)  # head mapping, whole-model strict check
+            if checkpoint:  # what get_model(pretrained=checkpoint) does, after the hook
+                ckpt = load_checkpoint(model, checkpoint, map_location='cpu')
+                meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+                if 'dataset_meta' in meta:
+                    model.dataset_meta = meta['dataset_meta']
         elif scope == 'mmdet':
             from mmdet.apis import init_detector
 

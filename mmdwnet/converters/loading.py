@@ -14,14 +14,19 @@ that decide where it applies and check the result:
   older mmdwnet versions (:data:`MIGRATIONS`, by the backbone's ``_version``), checks the
   architecture and raises :class:`CheckpointMismatch` when backbone weights stay unloaded or
   values do not fit;
-* :func:`parent_pre_hook` -- on the module holding the backbone as ``backbone`` (classifier,
-  detector, segmentor): official classification files, whose keys have no ``backbone.`` prefix,
-  become ``backbone.*`` + ``head.fc.*``; a 22K head meeting a 1000-class model is mapped
-  (:mod:`mmdwnet.converters.imagenet22k`); any other class-count mismatch re-initialises the head
-  with a warning. torch has no per-module "I was given a parent" hook, so
-  :func:`install_parent_hooks` registers one module-registration hook, once, when the first
-  mmdwnet backbone is built (not on ``import mmdwnet``); it acts only on a module receiving an
-  mmdwnet backbone as ``backbone``;
+* :func:`relocate_official_classifier` -- applied by the loading gate
+  (:func:`mmdwnet.utils.safe_loading`, which every mmdwnet tool and API and the
+  ``SafeLoadingHook`` use): an official classification file, whose keys have no ``backbone.``
+  prefix, is returned as ``{'state_dict': {backbone.*, head.fc.*}}``, so that
+  ``mmengine.runner.load_checkpoint`` and ``mmpretrain.get_model`` *inside the gate* load it into
+  a classifier (the backbone converts its keys). Outside the gate nothing converts it: the
+  backbone then raises a :class:`CheckpointMismatch` that says so;
+* :func:`parent_pre_hook` -- a load_state_dict pre-hook given, per instance, by
+  :func:`attach_checkpoint_hooks` to the model holding the backbone as ``backbone``
+  (``init_model``, the runner of ``tools/``, ``SafeLoadingHook``): a 22K head meeting a
+  1000-class model is mapped (:mod:`mmdwnet.converters.imagenet22k`); any other class-count
+  mismatch re-initialises the head with a warning; in :func:`strict_loading` the whole model
+  must match. No process-wide hook is registered (not on import, not when a backbone is built);
 * :func:`load_pretrained` -- ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` of
   the backbone (as mmdet's Swin ``init_weights`` reads official Swin files), with or without
   ``prefix``, read through the loading gate.
@@ -33,9 +38,8 @@ import contextlib
 import contextvars
 import logging
 import re
-from functools import partial
 from typing import (TYPE_CHECKING, Any, Container, Dict, Iterator, List, Mapping, Optional,
-                    Tuple, Union)
+                    Sequence, Tuple, Union)
 
 import torch
 from mmengine.logging import print_log
@@ -50,7 +54,7 @@ if TYPE_CHECKING:  # the backbone module imports this one
 
 __all__ = ['CheckpointMismatch', 'ALLOWED_MISMATCHES', 'strict_loading', 'prepare_backbone_state',
            'MIGRATIONS', 'migrate_keys', 'parent_pre_hook', 'load_pretrained',
-           'describe_mismatch', 'install_parent_hooks',
+           'describe_mismatch', 'attach_checkpoint_hooks', 'relocate_official_classifier',
            'NonFiniteWeights', 'check_finite_weights', 'first_non_finite']
 
 #: The expected, documented gaps between a checkpoint and a model; every other gap raises.
@@ -248,7 +252,24 @@ def _allowed_missing(backbone, sub, out_norm_cf):
     return {k for k in backbone.state_dict() if re.match(r'^norm\d+\.', k)}
 
 
-def check_backbone_state(backbone, state, prefix, unconverted=None, out_norm_cf=False):
+def _no_weights_hint(prefix, unexpected_keys):
+    """What the parent's unexpected keys tell about a load that reached the backbone empty."""
+    parent = prefix[:prefix.rstrip('.').rfind('.') + 1] if '.' in prefix.rstrip('.') else ''
+    keys = [k[len(parent):] for k in unexpected_keys if k.startswith(parent)]
+    tops = sorted({k.split('.')[0] for k in keys})
+    if not tops:
+        return ''
+    hint = f' (the checkpoint\'s top-level names: {tops[:10]})'
+    if any(k == 'model' or k.startswith(('patch_embed.', 'layers.')) for k in keys):
+        hint += ('. An official classification file loads into a classifier through '
+                 'mmdwnet.apis.init_model, tools/, or inside mmdwnet.utils.safe_loading() '
+                 '(there mmengine.runner.load_checkpoint and mmpretrain.get_model read it too); '
+                 'or convert it once with tools/model_converters/official2mmdwnet.py')
+    return hint
+
+
+def check_backbone_state(backbone, state, prefix, unconverted=None, out_norm_cf=False,
+                         unexpected_keys=()):
     """Raise :class:`CheckpointMismatch` unless ``state`` fills every backbone tensor.
 
     ``unconverted``: why official-looking keys could not be converted, if they could not;
@@ -259,7 +280,8 @@ def check_backbone_state(backbone, state, prefix, unconverted=None, out_norm_cf=
     if not sub:
         raise CheckpointMismatch(
             f'the checkpoint has no weights for the {name} backbone (no key starts with '
-            f'{prefix!r}): a wrong prefix, or not a checkpoint of this model.')
+            f'{prefix!r}): a wrong prefix, or not a checkpoint of this model'
+            f'{_no_weights_hint(prefix, unexpected_keys)}.')
     expected = backbone.state_dict()
     allowed = _allowed_missing(backbone, sub, out_norm_cf)
     problem = describe_mismatch(expected, sub, allowed_missing=allowed)
@@ -330,13 +352,15 @@ def drop_classifier_norms(state, prefix, out_indices):
 
 
 def prepare_backbone_state(backbone: 'LocalMixerNet', state: Dict[str, Any], prefix: str,
-                           version: Optional[int], out_norm_cf: bool) -> None:
+                           version: Optional[int], out_norm_cf: bool,
+                           unexpected_keys: Sequence[str] = ()) -> None:
     """Ready ``state`` for ``backbone`` (called by ``LocalMixerNet._load_from_state_dict``).
 
     In place: a whole-model layout loaded into a backbone alone is unwrapped, official keys
     under ``prefix`` are converted, keys of older versions migrated, a classifier's LN output
     norm kept out of BN output norms (``out_norm_cf``, not in strict mode); then
-    :func:`check_backbone_state`. ``backbone`` is read only (its class name, ``arch_settings``,
+    :func:`check_backbone_state` (``unexpected_keys``: those the parents reported so far, named
+    in the error when nothing reached the backbone). ``backbone`` is read only (its class name, ``arch_settings``,
     ``num_stages``, ``out_indices`` and ``state_dict()``).
     """
     if prefix == '':
@@ -345,7 +369,7 @@ def prepare_backbone_state(backbone: 'LocalMixerNet', state: Dict[str, Any], pre
     migrate_keys(state, prefix, version, type(backbone)._version)
     if out_norm_cf and not _STRICT.get():
         drop_classifier_norms(state, prefix, backbone.out_indices)
-    check_backbone_state(backbone, state, prefix, unconverted, out_norm_cf)
+    check_backbone_state(backbone, state, prefix, unconverted, out_norm_cf, unexpected_keys)
 
 
 def _take_official_classifier(parent, state, prefix, name):
@@ -403,9 +427,10 @@ def _adapt_head(parent, state, prefix):
 
 def parent_pre_hook(parent: nn.Module, state: Dict[str, Any], prefix: str,
                     local_metadata: Dict[str, Any], strict: bool, missing_keys: List[str],
-                    unexpected_keys: List[str], error_msgs: List[str],
-                    name: str = 'backbone') -> None:
-    """Pre-hook of the module holding an mmdwnet backbone as ``name`` (see the module doc)."""
+                    unexpected_keys: List[str], error_msgs: List[str]) -> None:
+    """Pre-hook of the module holding an mmdwnet backbone as ``backbone`` (see the module
+    doc), given per instance by :func:`attach_checkpoint_hooks`."""
+    name = 'backbone'
     backbone = getattr(parent, name)
     bprefix = f'{prefix}{name}.'
     _take_official_classifier(parent, state, prefix, name)
@@ -415,7 +440,15 @@ def parent_pre_hook(parent: nn.Module, state: Dict[str, Any], prefix: str,
             f'the checkpoint has no weights for the {type(backbone).__name__} backbone of this '
             f'{type(parent).__name__}: no key starts with {bprefix!r} (its top-level names: '
             f'{tops[:10]}). A wrong prefix, or not a checkpoint of this model.')
+    official = _is_official(_sub(state, bprefix))
     unconverted = _convert_under(state, bprefix, backbone)
+    fc = getattr(getattr(parent, 'head', None), 'fc', None)
+    head_keys = [k for k in state if k.startswith(prefix + 'head.fc.')]
+    if official and head_keys and not isinstance(fc, torch.nn.Linear):
+        for key in head_keys:  # an official classification file relocated by the loading gate
+            del state[key]
+        _log(f'the classification head of the official file ({", ".join(head_keys)}) dropped: '
+             f'this {type(parent).__name__} has no head.fc')
     if unconverted or _STRICT.get():  # the backbone's own report names the likely cause
         check_backbone_state(backbone, state, bprefix, unconverted,
                              getattr(backbone, '_out_norm_cf', False))
@@ -428,28 +461,54 @@ def parent_pre_hook(parent: nn.Module, state: Dict[str, Any], prefix: str,
                 f'{problem}. A checkpoint of another model, or of another number of classes.')
 
 
-def _on_module_registration(parent, name, child):
-    """Module-registration hook: give a backbone's parent :func:`parent_pre_hook` (a no-op for
-    every other assignment)."""
-    if name != 'backbone' or not getattr(child, 'converts_official_checkpoints', False):
-        return None
+def attach_checkpoint_hooks(model: nn.Module) -> bool:
+    """Give ``model`` (or the model a wrapper holds), when it holds an mmdwnet backbone as
+    ``backbone``, :func:`parent_pre_hook` -- on this instance only, once.
+
+    Called by what mmdwnet builds (:func:`mmdwnet.apis.init_model`, the runner of ``tools/``,
+    :class:`~mmdwnet.engine.SafeLoadingHook`); call it yourself on a model you build and load
+    with a bare ``mmengine.runner.load_checkpoint`` to get the 22K -> 1K head mapping, the head
+    re-initialisation on another class count and the whole-model strict check.
+
+    Returns:
+        bool: whether ``model`` holds an mmdwnet backbone (and so has the hook).
+    """
+    from mmengine.model import is_model_wrapper
+    parent = model.module if is_model_wrapper(model) else model
+    child = getattr(parent, 'backbone', None)
+    if not getattr(child, 'converts_official_checkpoints', False):
+        return False
     if not getattr(parent, '_mmdwnet_parent_hook', False):
-        parent._register_load_state_dict_pre_hook(partial(parent_pre_hook, name=name),
-                                                  with_module=True)
+        parent._register_load_state_dict_pre_hook(parent_pre_hook, with_module=True)
         parent._mmdwnet_parent_hook = True
-    return None
+    return True
 
 
-_INSTALLED = []
+def relocate_official_classifier(ckpt: Any) -> Any:
+    """An official classification file ``{'model': {layers.*, patch_embed.*, head.*}}`` ->
+    ``{'state_dict': {'backbone.' + official backbone keys, 'head.fc.*'}}``; anything else is
+    returned unchanged (the same object).
 
-
-def install_parent_hooks() -> None:
-    """Register :func:`_on_module_registration` with torch (once per process; called by the
-    first ``LocalMixerNet.__init__``, never on import)."""
-    if not _INSTALLED:
-        _INSTALLED.append(
-            torch.nn.modules.module.register_module_module_registration_hook(
-                _on_module_registration))
+    Pure and cheap: the backbone keys keep the official layout, so the backbone's own
+    ``_load_from_state_dict`` converts them and checks the architecture against itself. Applied
+    by the loading gate (:func:`mmdwnet.utils.safe_loading`): a classifier loads an official
+    file through ``mmengine.runner.load_checkpoint`` / ``mmpretrain.get_model`` inside it.
+    """
+    nested = ckpt.get('model') if isinstance(ckpt, dict) else None
+    if not isinstance(nested, dict) or not all(isinstance(k, str) for k in nested):
+        return ckpt
+    body = {re.sub(r'^module\.', '', k): v for k, v in nested.items()}
+    if 'patch_embed.proj.weight' not in body or any(k.startswith('backbone.') for k in body):
+        return ckpt
+    state = {}
+    for key, value in body.items():
+        if key in ('head.weight', 'head.bias'):
+            state['head.fc.' + key.split('.')[1]] = value
+        else:
+            state['backbone.' + key] = value
+    _log('an official classification file: its keys are placed under backbone.* and '
+         'head.fc.* (the backbone converts them)')
+    return {'state_dict': state}
 
 
 def pretrained_init_cfg(init_cfg):

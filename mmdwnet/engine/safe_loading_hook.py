@@ -6,6 +6,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
+from mmdwnet.converters.loading import attach_checkpoint_hooks
 from mmdwnet.utils.torch_load import safe_loading
 
 if TYPE_CHECKING:  # mmengine.runner is heavy; only the annotations need it
@@ -49,5 +50,6 @@ class SafeLoadingHook(Hook):
         runner.load_checkpoint = _gated(runner.load_checkpoint)
         runner.resume = _gated(runner.resume)
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        attach_checkpoint_hooks(model)  # this instance only: head mapping, strict check
         if hasattr(model, 'init_weights'):
             model.init_weights = _gated(model.init_weights)

@@ -101,4 +101,7 @@ def build_runner(cfg):
     from mmdwnet.engine.schedules import fit_schedulers_to_training
     fit_schedulers_to_training(cfg)
     with explain_unknown_types(), cpu_ddp(cfg):
-        return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    from mmdwnet.converters.loading import attach_checkpoint_hooks
+    attach_checkpoint_hooks(runner.model)  # this model only: head mapping, strict check
+    return runner

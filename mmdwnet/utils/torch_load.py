@@ -196,12 +196,15 @@ _DEPTH = [0]
 
 
 def _gated_load(f, map_location=None, pickle_module=None, *, weights_only=None, **kwargs):
-    """``torch.load`` inside :func:`safe_loading`: always :func:`safe_torch_load`."""
+    """``torch.load`` inside :func:`safe_loading`: always :func:`safe_torch_load`; an official
+    classification file comes back in the toolbox layout
+    (:func:`mmdwnet.converters.loading.relocate_official_classifier`)."""
     if pickle_module is not None and pickle_module is not pickle:
         raise UnsafeCheckpointError(f'{_name(f)}: a custom pickle_module ({pickle_module!r}) is '
                                     f'refused inside mmdwnet.utils.safe_loading(). '
                                     f'{TRUSTED_LOAD_HINT}')
-    return safe_torch_load(f, map_location, **kwargs)
+    from mmdwnet.converters.loading import relocate_official_classifier
+    return relocate_official_classifier(safe_torch_load(f, map_location, **kwargs))
 
 
 _gated_load.mmdwnet_gate = True

@@ -16,7 +16,9 @@ from mmengine.runner.checkpoint import load_checkpoint
 
 from mmdwnet.apis import init_model
 from mmdwnet.converters.imagenet22k import load_22k_to_1k_map, map_22k_to_1k
-from mmdwnet.converters.loading import CheckpointMismatch, strict_loading
+from mmdwnet.converters.loading import (CheckpointMismatch, attach_checkpoint_hooks,
+                                        strict_loading)
+from mmdwnet.utils import safe_loading
 from reference_models import (CLS_CASES, DET_CASES, build, max_diff, mmengine_messages,
                               narrow_config)
 
@@ -62,11 +64,17 @@ def test_official_classification_file_loads_through_every_path(case, reference_d
     with torch.no_grad():
         assert max_diff(model(io['input'], mode='tensor'), io['output']) <= TOL
 
-    assert_same_weights(get_model(cfg, pretrained=path), model)
+    with safe_loading():  # the gate places the official keys under backbone.* / head.fc.*
+        assert_same_weights(get_model(cfg, pretrained=path), model)
     loaded = build(cfg)
-    with strict_loading():  # what tools/test.py (load_from, strict) does
+    with safe_loading(), strict_loading():  # what tools/test.py (load_from, strict) does
         load_checkpoint(loaded, path, map_location='cpu', strict=True)
     assert_same_weights(loaded, model)
+    # outside the gate nothing converts an official classification file: a clear error, and
+    # no process-wide hook does it behind the user's back
+    with pytest.raises(CheckpointMismatch, match=r"no key starts with 'backbone.'.*official "
+                       r'classification file .*safe_loading\(\)'):
+        load_checkpoint(build(cfg), path, map_location='cpu')
     for prefix in ('backbone.', None):  # init_cfg of the classifier's backbone
         pretrained = build(_with_pretrained(cfg, path, prefix))
         pretrained.init_weights()
@@ -116,6 +124,38 @@ def test_official_detection_file_loads_through_every_path(case, reference_dir, r
     assert_same_weights(segmentor.backbone, backbones[0])
 
 
+def test_official_classification_file_relocated_only_by_the_gate(reference_dir, tmp_path):
+    """The gate returns an official classification file as backbone.* (official keys, for the
+    backbone to convert) + head.fc.*; other files, and reads outside the gate, are unchanged."""
+    from mmdwnet.converters.loading import relocate_official_classifier
+    path = reference_dir / 'cls_dwnet_narrow.pth'
+    official = _official(reference_dir, 'cls_dwnet_narrow')
+    with safe_loading():
+        relocated = torch.load(path)
+    state = relocated['state_dict']
+    assert set(relocated) == {'state_dict'}
+    assert set(state) == {('head.fc.' + k[5:]) if k.startswith('head.') else 'backbone.' + k
+                          for k in official['model']}
+    assert torch.equal(state['head.fc.weight'], official['model']['head.weight'])
+    assert torch.equal(state['backbone.patch_embed.proj.weight'],
+                       official['model']['patch_embed.proj.weight'])
+    assert set(torch.load(path, weights_only=True)) == {'model'}  # outside: as saved
+    ours = {'state_dict': {'backbone.x': torch.zeros(1)}}
+    assert relocate_official_classifier(ours) is ours
+    assert relocate_official_classifier([1]) == [1]
+
+
+def test_checkpoint_hooks_are_attached_per_model(repo_root):
+    """attach_checkpoint_hooks gives the one model holding an mmdwnet backbone its pre-hook,
+    once; other models, and other instances, get none."""
+    cfg = narrow_config(repo_root, 'cls_dwnet_narrow')
+    model, other = build(cfg), build(cfg)
+    assert attach_checkpoint_hooks(model) and attach_checkpoint_hooks(model)
+    assert len(model._load_state_dict_pre_hooks) == 1
+    assert len(other._load_state_dict_pre_hooks) == 0
+    assert not attach_checkpoint_hooks(torch.nn.Linear(1, 1))
+
+
 # ---------------------------------------------------------------- what must raise
 def test_another_architecture_raises_everywhere(reference_dir, repo_root):
     from mmpretrain import get_model
@@ -124,9 +164,9 @@ def test_another_architecture_raises_everywhere(reference_dir, repo_root):
     match = r'official DynamicDWNet .* DWNet backbone .* another architecture'
     with pytest.raises(CheckpointMismatch, match=match):
         init_model(cfg, other)
-    with pytest.raises(CheckpointMismatch, match=match):
+    with pytest.raises(CheckpointMismatch, match=match), safe_loading():
         get_model(cfg, pretrained=other)
-    with pytest.raises(CheckpointMismatch, match=match):
+    with pytest.raises(CheckpointMismatch, match=match), safe_loading():
         load_checkpoint(build(cfg), other)  # load_from, non-strict: still refused
     with pytest.raises(CheckpointMismatch, match=match):
         build(_with_pretrained(cfg, other, 'backbone.')).init_weights()
@@ -136,7 +176,7 @@ def test_another_size_raises(reference_dir, repo_root):
     cfg = narrow_config(repo_root, 'cls_swin_narrow')
     cfg.model.backbone.arch.embed_dims = 32
     cfg.model.head.in_channels = 256
-    with pytest.raises(CheckpointMismatch, match=r'embed_dims=16.*embed_dims=32'):
+    with pytest.raises(CheckpointMismatch, match=r'embed_dims=16.*embed_dims=32'), safe_loading():
         load_checkpoint(build(cfg), str(reference_dir / 'cls_swin_narrow.pth'))
 
 
@@ -153,7 +193,7 @@ def test_damaged_official_file_raises(damage, match, reference_dir, repo_root, t
     damage(state)
     torch.save({'model': state}, tmp_path / 'damaged.pth')
     cfg = narrow_config(repo_root, 'cls_dwnet_narrow')
-    with pytest.raises(CheckpointMismatch, match=match):
+    with pytest.raises(CheckpointMismatch, match=match), safe_loading():
         load_checkpoint(build(cfg), str(tmp_path / 'damaged.pth'))
 
 
@@ -176,8 +216,9 @@ def test_head_of_another_size_reinitialised_when_fine_tuning_refused_in_strict(
     path = str(reference_dir / 'cls_dwnet_narrow.pth')
     cfg = narrow_config(repo_root, 'cls_dwnet_narrow', num_classes=5)
     model = build(cfg)
+    assert attach_checkpoint_hooks(model)  # what init_model and the tools' runner do
     head = model.head.fc.weight.detach().clone()
-    with mmengine_messages() as log:
+    with mmengine_messages() as log, safe_loading():
         load_checkpoint(model, path)  # fine-tuning on a 5-class set: allowed, with a warning
     assert torch.equal(model.head.fc.weight, head)
     assert any('head.fc has 10 classes, the model 5' in m and 're-initialised' in m for m in log)
@@ -208,7 +249,6 @@ def _encoded_head(rows, channels=128):
 def test_22k_head_mapped_onto_1k(rows, reference_dir, repo_root, tmp_path):
     """Official Swin 22K files (21841 classes) and mmdwnet / mmpretrain 22K checkpoints
     (21842-row heads) load into a 1000-class model: row i is 22K class map[i]."""
-    from mmpretrain import get_model
     official = _official(reference_dir, 'cls_swin_narrow')['model']
     official['head.weight'], official['head.bias'] = _encoded_head(rows)
     if rows == 21841:  # the official layout
@@ -219,8 +259,8 @@ def test_22k_head_mapped_onto_1k(rows, reference_dir, repo_root, tmp_path):
         state['head.fc.weight'], state['head.fc.bias'] = _encoded_head(rows)
         torch.save(dict(state_dict=state), tmp_path / 'in22k.pth')
     cfg = narrow_config(repo_root, 'cls_swin_narrow', num_classes=1000)
-    with mmengine_messages() as log:
-        model = get_model(cfg, pretrained=str(tmp_path / 'in22k.pth'))
+    with mmengine_messages() as log:  # the model's own load hook maps the head
+        model = init_model(cfg, str(tmp_path / 'in22k.pth'))
     expected = load_22k_to_1k_map().float()
     assert torch.equal(model.head.fc.bias, expected)
     assert torch.equal(model.head.fc.weight[:, 0], expected)

@@ -9,8 +9,8 @@ from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmdwnet.converters.loading import (install_parent_hooks, load_pretrained,
-                                        prepare_backbone_state, pretrained_init_cfg)
+from mmdwnet.converters.loading import (load_pretrained, prepare_backbone_state,
+                                        pretrained_init_cfg)
 from mmdwnet.registry import close_matches, register_model
 from ..checks import check_bool, check_cfg, check_int, check_pair, check_positive, check_rate
 from ..mixers.builder import build_mixer
@@ -176,7 +176,6 @@ class LocalMixerNet(BaseModule):
             layer = build_norm_layer(out_norm_cfg, self.num_features[i])[1]
             self._out_norm_cf = is_channels_first_norm(layer)
             self.add_module(f'norm{i}', layer)
-        install_parent_hooks()  # a classifier/detector/segmentor holding us converts too
         self._freeze_stages()
 
     def init_weights(self) -> None:
@@ -198,7 +197,7 @@ class LocalMixerNet(BaseModule):
         """Convert official keys, migrate older versions and check completeness before torch
         copies the tensors (:func:`mmdwnet.converters.loading.prepare_backbone_state`)."""
         prepare_backbone_state(self, state_dict, prefix, local_metadata.get('version'),
-                               out_norm_cf=self._out_norm_cf)
+                               out_norm_cf=self._out_norm_cf, unexpected_keys=unexpected_keys)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
