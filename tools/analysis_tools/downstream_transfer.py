@@ -1,23 +1,6 @@
 """Transfer study: does the classification checkpoint help detection and segmentation?
 
-    python tools/analysis_tools/downstream_transfer.py [--work-dir work_dirs/study]
-        [--scenes-root DIR] [--models DWNet I-D-DWNet Swin]
-        [--inits pretrained scratch] [--tasks det seg] [--seeds 0] [--short]
-        [--out docs/downstream.md]
-
-For each task (Cascade Mask R-CNN: ``coco/bbox_mAP``, ``coco/segm_mAP``; UPerNet: ``mIoU``),
-backbone and seed, the digit-scenes config is fine-tuned (``demo/downstream.py``: tools/train.py,
-then tools/test.py) (a) from the digits classification checkpoint of the same nano arch
-(``configs/classification/digits/``; trained first when ``--cls-work-dir`` lacks it) and
-(b) from scratch, on the same schedule.  ``Swin`` is the control built only from the toolboxes'
-own modules: mmdet's / mmseg's ``SwinTransformer`` at the same nano size (embed 32, depths
-1-1-2-1, window 7) in the same configs (only the backbone replaced); it has no digits
-classification checkpoint here, so it runs from scratch only.
-
-Every finished run is kept as ``WORK_DIR/<task>_<model>_<init>_seed<k>/result.json`` and is not
-run again, so an interrupted study resumes where it stopped.  The report (mean and spread over
-seeds, the runs' times, a plot) replaces the text between the study markers of ``--out`` (the
-rest of the file is kept) and the plot is written next to it.
+The usage, options and behaviour are documented in :mod:`mmdwnet.analysis.transfer_study`.
 """
 import json
 import os
