@@ -204,3 +204,68 @@ def test_dynamic_depthwise_conv2d_matches_per_image_conv(with_bias, backend):
         assert (dynamic_depthwise_conv2d(x_cl, kernels, bias) - ref).abs().max().item() <= 1e-5
     with pytest.raises(ValueError, match=r'must be \(N, C, k, k\)'):
         dynamic_depthwise_conv2d(x, kernels[:, :, :4, :], bias)
+
+
+# ---------------------------------------------------------- I-D-DW op in row tiles (CPU kernels)
+# (N, C, H, W, G, k, R): odd and even kernels, a kernel larger than the map, several images
+TILE_CASES = [(2, 12, 9, 11, 3, 3, 4), (1, 8, 13, 7, 2, 4, 3), (3, 6, 5, 5, 6, 7, 2),
+              (1, 4, 3, 3, 1, 8, 2), (2, 6, 4, 9, 3, 2, 3)]
+
+
+@pytest.mark.parametrize('case', TILE_CASES)
+@pytest.mark.parametrize('tile_bytes', [1, 600, 1 << 30])  # one row, a few rows, whole images
+def test_pointwise_row_tiles_match_reference(case, tile_bytes, monkeypatch):
+    """The compiled I-D-DW op generates and aggregates its kernels a few images or a few rows at
+    a time (issue #30: no full per-pixel kernel tensor); every step size gives the reference's
+    forward and backward."""
+    if not cpu_kernels.available():
+        pytest.skip('compiled CPU kernels unavailable (no C compiler)')
+    from mmdwnet.ops.spec import spec
+    n, c, h, w, g, k, r = case
+    gen = torch.Generator().manual_seed(1)
+    x, feat, grad = (torch.randn(n, ch, h, w, generator=gen) for ch in (c, r, c))
+    w2d, bias = torch.randn(g * k * k, r, generator=gen), torch.randn(g * k * k, generator=gen)
+    monkeypatch.setattr(cpu_kernels, 'KERNEL_TILE_BYTES', tile_bytes)
+    for b in (bias, None):
+        want = spec('local_aggregate_pointwise').decomposition(x, feat, w2d, b, g, k)
+        torch.testing.assert_close(cpu_kernels.aggregate_pointwise(x, feat, w2d, b, g, k), want,
+                                   rtol=1e-5, atol=1e-5)
+        got = cpu_kernels.aggregate_pointwise_backward(grad, x, feat, w2d, b, g, k)
+        ref = spec('local_aggregate_pointwise_backward').decomposition(grad, x, feat, w2d, b, g,
+                                                                       k)
+        for name, mine, theirs in zip(('x', 'feat', 'weight', 'bias'), got, ref):
+            if b is None and name == 'bias':
+                assert mine is None
+                continue
+            torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_pointwise_memory_is_bounded_by_the_tile(monkeypatch):
+    """Peak memory of the compiled I-D-DW op (forward, and forward + backward) stays near the
+    tile budget instead of the (G*k*k, H, W) kernels of a whole image (45 MB here); with an
+    unbounded tile the same measurement sees the whole tensor, so the bound can fail."""
+    if not cpu_kernels.available():
+        pytest.skip('compiled CPU kernels unavailable (no C compiler)')
+    from mmdwnet.benchmark.measure import peak_alloc_mib
+    from mmdwnet.ops.backends import _common
+    gen = torch.Generator().manual_seed(0)
+    n, c, h, w, g, k, r = 1, 32, 120, 120, 16, 7, 8
+    x, feat, grad = (torch.randn(n, ch, h, w, generator=gen) for ch in (c, r, c))
+    w2d = torch.randn(g * k * k, r, generator=gen)
+    full_mib = g * k * k * h * w * 4 / 2**20  # 43 MiB
+    maps_mib = (c + r) * h * w * 4 / 2**20  # an input-sized tensor: 2.2 MiB
+
+    def peaks(tile_bytes):
+        monkeypatch.setattr(cpu_kernels, 'KERNEL_TILE_BYTES', tile_bytes)
+        _common.release_workspace()
+        fwd = peak_alloc_mib(lambda: cpu_kernels.aggregate_pointwise(x, feat, w2d, None, g, k))
+        _common.release_workspace()
+        bwd = peak_alloc_mib(lambda: cpu_kernels.aggregate_pointwise_backward(
+            grad, x, feat, w2d, None, g, k))
+        _common.release_workspace()
+        return fwd, bwd
+
+    whole = peaks(1 << 40)
+    assert all(p > full_mib for p in whole), whole
+    tiled = peaks(1 << 20)
+    assert all(p < 1 + 3 * maps_mib for p in tiled), (tiled, maps_mib)

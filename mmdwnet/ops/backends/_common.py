@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 __all__ = ['WORKSPACE_CAP_BYTES', 'workspace', 'release_workspace',
-           'workspace_bytes', 'pointwise_forward', 'pointwise_backward']
+           'workspace_bytes', 'workspace_matmul', 'pointwise_forward', 'pointwise_backward']
 
 #: Largest kernel workspace (bytes) a thread keeps between calls.
 WORKSPACE_CAP_BYTES = 64 << 20
@@ -52,7 +52,7 @@ def workspace_bytes() -> int:
     return 0 if buf is None else buf.numel() * buf.element_size()
 
 
-def _pointwise(w2d: Tensor, bias: Optional[Tensor], fv: Tensor) -> Tensor:
+def workspace_matmul(w2d: Tensor, bias: Optional[Tensor], fv: Tensor) -> Tensor:
     """1x1 conv as a matmul: (O, R) x (B, R, HW) -> (B, O, HW) in the kernel workspace."""
     out = workspace((fv.shape[0], w2d.shape[0], fv.shape[2]), fv)
     if bias is None:
@@ -75,7 +75,7 @@ def pointwise_forward(x: Tensor, feat: Tensor, w2d: Tensor, bias: Optional[Tenso
     fv = feat.reshape(n, feat.shape[1], h * w)
     out = x.new_empty(n, c, h, w)
     for sl in _slices(n, step):
-        kern = _pointwise(w2d, bias, fv[sl]).view(-1, groups, k * k, h * w)
+        kern = workspace_matmul(w2d, bias, fv[sl]).view(-1, groups, k * k, h * w)
         aggregate(x[sl], kern, out[sl])
     return out
 
@@ -98,7 +98,7 @@ def pointwise_backward(grad: Tensor, x: Tensor, feat: Tensor, w2d: Tensor, bias:
     gw = torch.zeros_like(w2d)
     gb = torch.zeros_like(bias) if bias is not None else None
     for sl in _slices(n, step):
-        kern = _pointwise(w2d, bias, fv[sl]).view(-1, groups, k * k, h * w)
+        kern = workspace_matmul(w2d, bias, fv[sl]).view(-1, groups, k * k, h * w)
         scatter(grad[sl], kern, gx[sl])
         correlate(grad[sl], x[sl], kern)
         gk = kern.view(kern.shape[0], -1, h * w)

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..decompositions import same_padding
 from . import reference
-from ._common import pointwise_backward, pointwise_forward
+from ._common import workspace_matmul as _pointwise
 from .base import PrimitiveBackend
 
 NAME = 'openmp'
@@ -324,17 +324,28 @@ def aggregate(x: Tensor, w: Tensor, k: int, out: Optional[Tensor] = None) -> Ten
     return out
 
 
-def _aggregate_masking(x: Tensor, w: Tensor, k: int, out: Tensor) -> Tensor:
-    """:func:`aggregate` that first zeroes, in place, the entries of ``w`` (contiguous, ours to
-    change) whose neighbour column is outside the map; those never contribute, so the result is
-    the same, and the kernel runs over whole flattened maps (fast for small maps)."""
+def _rows_input(x: Tensor, k: int, r0: int, r1: int) -> Tensor:
+    """Rows ``[r0, r1)`` of ``x`` (B, C, H, W) as ``mmdw_aggregate_rows`` reads them: flattened,
+    with the ``(k - 1) // 2`` rows and columns before and ``k // 2`` after that the window
+    reaches, zero outside the map: (B, C, (r1 - r0) * W + (k - 1) * (W + 1)), contiguous."""
+    b, c, h, wd = x.shape
+    before, after = same_padding(k)
+    lo, hi = r0 * wd - before * (wd + 1), r1 * wd + after * (wd + 1)
+    flat = x.reshape(b, c, h * wd)
+    return torch.nn.functional.pad(flat[..., max(lo, 0):min(hi, h * wd)],
+                                   (max(-lo, 0), max(hi - h * wd, 0)))
+
+
+def _aggregate_rows(x: Tensor, w: Tensor, k: int, out: Tensor, r0: int, r1: int) -> None:
+    """Rows ``[r0, r1)`` of :func:`aggregate` into ``out`` (B, C, H, W), for the weights of those
+    rows ``w`` (B, G, k*k, (r1 - r0) * W), contiguous and ours to change: the entries whose
+    neighbour column is outside the map are first zeroed in place (they never contribute, so the
+    result is the same), and the kernel then runs over flattened rows (fast for any map)."""
     n, c, h, wd = x.shape
-    m = same_padding(k)[1] * (wd + 1)
-    xp = torch.nn.functional.pad(x.reshape(n, c, h * wd), (m, m))  # zero-extended, contiguous
     groups = w.shape[1]
-    _call('mmdw_mask_columns', w, w.shape[0] * groups, h, wd, k, _threads())
-    _call('mmdw_aggregate_flat', xp, w, out, n, w.shape[0], c, groups, h, wd, k, _threads())
-    return out
+    _call('mmdw_mask_columns', w, w.shape[0] * groups, r1 - r0, wd, k, _threads())
+    _call('mmdw_aggregate_rows', _rows_input(x, k, r0, r1), w, out, n, w.shape[0], c, groups, h,
+          wd, k, r0, r1, _threads())
 
 
 def scatter(g: Tensor, w: Tensor, k: int, out: Optional[Tensor] = None) -> Tensor:
@@ -353,24 +364,69 @@ def correlate(g: Tensor, x: Tensor, groups: int, k: int, out: Optional[Tensor] =
     return out.view(n, groups, k, k, h, wd)
 
 
+#: Bytes of generated I-D-DW kernels per step of :func:`aggregate_pointwise`: a step is a few
+#: images, or a few rows of one image when an image's kernels exceed it (a detection-size map:
+#: 1568 x 200 x 336 floats = 421 MB at Tiny's first stage).  The kernels of a step are made by
+#: one matrix product into the thread's workspace and consumed at once, while still in cache.
+KERNEL_TILE_BYTES = 4 << 20
+
+
+def _steps(x: Tensor, w2d: Tensor):
+    """(image slice, first row, end row) steps of the I-D-DW op whose generated kernels
+    (``w2d.shape[0]`` per position) fit :data:`KERNEL_TILE_BYTES`: several whole images, or row
+    tiles of one image."""
+    n, _, h, wd = x.shape
+    row_bytes = w2d.shape[0] * wd * x.element_size()
+    images = max(1, min(n, KERNEL_TILE_BYTES // (row_bytes * h)))
+    rows = h if images > 1 else max(1, min(h, KERNEL_TILE_BYTES // row_bytes))
+    for a in range(0, n, images):
+        for r0 in range(0, h, rows):
+            yield slice(a, min(a + images, n)), r0, min(r0 + rows, h)
+
+
 def aggregate_pointwise(x, feat, w2d, bias, groups, k):
+    """The I-D-DW forward without the full (N, G*k*k, H, W) kernel tensor: kernels are generated
+    and aggregated step by step (:func:`_steps`)."""
     x = x.contiguous()
-    return pointwise_forward(x, feat, w2d, bias, groups, k, _kernel_step(x, w2d),
-                             lambda xc, kern, out: _aggregate_masking(xc, kern, k, out))
+    n, c, h, wd = x.shape
+    fv = feat.reshape(n, feat.shape[1], h * wd)
+    out = x.new_empty(n, c, h, wd)
+    for sl, r0, r1 in _steps(x, w2d):
+        kern = _pointwise(w2d, bias, fv[sl, :, r0 * wd:r1 * wd])
+        _aggregate_rows(x[sl], kern.view(kern.shape[0], groups, k * k, -1), k, out[sl], r0, r1)
+    return out
 
 
 def aggregate_pointwise_backward(grad, x, feat, w2d, bias, groups, k):
-    x = x.contiguous()
-    return pointwise_backward(grad, x, feat, w2d, bias, groups, k, _kernel_step(x, w2d),
-                              lambda g, kern, out: scatter(g, kern, k, out),
-                              lambda g, xc, kern: correlate(g, xc, groups, k, kern))
-
-
-def _kernel_step(x, w2d):
-    """Images per chunk: the generated kernels of a chunk fit the kernel chunk budget."""
-    n, _, h, w = x.shape
-    per_image = w2d.shape[0] * h * w * x.element_size()
-    return max(1, min(n, reference.KERNEL_CHUNK_BYTES // per_image))
+    """Gradients of :func:`aggregate_pointwise` (grad x, grad feat, grad w2d, grad bias or
+    None), the kernels regenerated step by step as in the forward: no full kernel tensor and no
+    full kernel-gradient tensor either."""
+    x, grad = x.contiguous(), grad.contiguous()
+    n, c, h, wd = x.shape
+    hw, kk, threads = h * wd, k * k, _threads()
+    before, after = same_padding(k)
+    fv = feat.reshape(n, feat.shape[1], hw)
+    gx = torch.zeros(n, c, hw, dtype=x.dtype)
+    gf = x.new_empty(n, feat.shape[1], hw)
+    gw = torch.zeros_like(w2d)
+    gb = torch.zeros_like(bias) if bias is not None else None
+    for sl, r0, r1 in _steps(x, w2d):
+        f_t, g_t = fv[sl, :, r0 * wd:r1 * wd], grad[sl]
+        b = f_t.shape[0]
+        kern = _pointwise(w2d, bias, f_t)  # (B, G*k*k, rows*W), column-masked below
+        _call('mmdw_mask_columns', kern, b * groups, r1 - r0, wd, k, threads)
+        xt = _rows_input(x[sl], k, r0, r1)
+        gxt = torch.empty_like(xt)
+        _call('mmdw_scatter_rows', g_t, kern, gxt, b, c, groups, h, wd, k, r0, r1, threads)
+        lo, hi = r0 * wd - before * (wd + 1), r1 * wd + after * (wd + 1)
+        gx[sl, :, max(lo, 0):min(hi, hw)] += gxt[..., max(-lo, 0):gxt.shape[-1] - max(hi - hw, 0)]
+        _call('mmdw_correlate_rows', g_t, xt, kern, b, c, groups, h, wd, k, r0, r1, threads)
+        _call('mmdw_mask_columns', kern, b * groups, r1 - r0, wd, k, threads)  # wrapped taps: 0
+        gw += torch.bmm(kern, f_t.transpose(1, 2)).sum(0)
+        if gb is not None:
+            gb += kern.sum((0, 2))
+        gf[sl, :, r0 * wd:r1 * wd] = torch.matmul(w2d.t(), kern)
+    return gx.view(n, c, h, wd), gf.view(feat.shape), gw, gb
 
 
 def dynamic_depthwise(x: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Tensor:

@@ -102,7 +102,7 @@ void mmdw_correlate(const float *go, const float *x, float *gw, long N, long C, 
 }
 
 /* Zero the weights whose neighbour column falls outside the map (w: (T, K*K, H, W)); after this
-   the aggregation can run over whole flattened maps (mmdw_aggregate_flat). */
+   the aggregation can run over flattened rows (mmdw_aggregate_rows). */
 void mmdw_mask_columns(float *w, long T, long H, long W, long K, int nthreads) {
     const long p = (K - 1) / 2, hw = H * W;
     #pragma omp parallel for schedule(static) num_threads(nthreads)
@@ -117,45 +117,51 @@ void mmdw_mask_columns(float *w, long T, long H, long W, long K, int nthreads) {
         }
 }
 
-/* mmdw_aggregate for column-masked weights and a zero-extended input xp (N, C, HW + 2*m),
-   m = PA*W + PA: every neighbour read is in bounds, so blocks of 16 outputs accumulate the K*K
-   products in registers.  No array sized by K lives on the stack (a large kernel size must not
-   overflow an OpenMP thread's stack): the offset of window tap (i, j) is computed in place. */
+/* Output rows [R0, R1) of mmdw_aggregate, for column-masked weights of those rows only.
+   xt: (N, C, LT) zero-extended input rows, LT = (R1-R0)*W + (K-1)*(W+1): xt[n,c,PB*(W+1)+q] is
+   x[n,c] at flat position R0*W + q (zero outside the map), so every neighbour read is in bounds
+   and blocks of 16 outputs accumulate the K*K products in registers.  w: (Nw, G, K*K, (R1-R0)*W)
+   (mmdw_mask_columns applied); out: (N, C, H, W), rows [R0, R1) written.  The whole map is
+   R0 = 0, R1 = H; a row tile lets the caller generate the per-position kernels a few rows at a
+   time (no full (G, K*K, H, W) kernel tensor).  No array sized by K lives on the stack (a large
+   kernel size must not overflow an OpenMP thread's stack): the offset of tap (i, j) is computed
+   in place. */
 #define BLK 16
 #define OFFSET(i, j) (((i) - p) * W + ((j) - p))
-void mmdw_aggregate_flat(const float *xp, const float *w, float *out, long N, long Nw, long C,
-                         long G, long H, long W, long K, int nthreads) {
-    const long cg = C / G, hw = H * W, p = (K - 1) / 2, m = (K / 2) * (W + 1), L = hw + 2 * m,
-               kk = K * K;
+void mmdw_aggregate_rows(const float *xt, const float *w, float *out, long N, long Nw, long C,
+                         long G, long H, long W, long K, long R0, long R1, int nthreads) {
+    const long cg = C / G, hw = H * W, p = (K - 1) / 2, lt = (R1 - R0) * W,
+               base = p * (W + 1), L = lt + (K - 1) * (W + 1), kk = K * K;
     #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (long t = 0; t < N * G; ++t) {
         const long n = t / G, g = t % G;
-        const float *wg = w + ((Nw == 1 ? 0 : n) * G + g) * kk * hw;
-        for (long q0 = 0; q0 < hw; q0 += BLK) {
-            const long nb = MIN(BLK, hw - q0);
+        const float *wg = w + ((Nw == 1 ? 0 : n) * G + g) * kk * lt;
+        float *on = out + n * C * hw + R0 * W;
+        for (long q0 = 0; q0 < lt; q0 += BLK) {
+            const long nb = MIN(BLK, lt - q0);
             long c = g * cg;
             if (nb == BLK) {  /* 4 channels at a time share each weight load */
                 for (; c + 4 <= (g + 1) * cg; c += 4) {
-                    const float *x0 = xp + (n * C + c) * L + m + q0;
+                    const float *x0 = xt + (n * C + c) * L + base + q0;
                     float acc[4][BLK] = {{0}};
                     for (long i = 0, ij = 0; i < K; ++i)
                         for (long j = 0; j < K; ++j, ++ij) {
-                            const float *wr = wg + ij * hw + q0, *xr = x0 + OFFSET(i, j);
+                            const float *wr = wg + ij * lt + q0, *xr = x0 + OFFSET(i, j);
                             for (int u = 0; u < 4; ++u)
                                 for (int b = 0; b < BLK; ++b) acc[u][b] += wr[b] * xr[u * L + b];
                         }
                     for (int u = 0; u < 4; ++u)
-                        for (int b = 0; b < BLK; ++b) out[(n * C + c + u) * hw + q0 + b] = acc[u][b];
+                        for (int b = 0; b < BLK; ++b) on[(c + u) * hw + q0 + b] = acc[u][b];
                 }
             }
             for (; c < (g + 1) * cg; ++c) {
-                const float *xc = xp + (n * C + c) * L + m + q0;
-                float *o = out + (n * C + c) * hw + q0;
+                const float *xc = xt + (n * C + c) * L + base + q0;
+                float *o = on + c * hw + q0;
                 if (nb == BLK) {
                     float acc[BLK] = {0};
                     for (long i = 0, ij = 0; i < K; ++i)
                         for (long j = 0; j < K; ++j, ++ij) {
-                            const float *wr = wg + ij * hw + q0, *xr = xc + OFFSET(i, j);
+                            const float *wr = wg + ij * lt + q0, *xr = xc + OFFSET(i, j);
                             for (int b = 0; b < BLK; ++b) acc[b] += wr[b] * xr[b];
                         }
                     for (int b = 0; b < BLK; ++b) o[b] = acc[b];
@@ -164,11 +170,68 @@ void mmdw_aggregate_flat(const float *xp, const float *w, float *out, long N, lo
                         float a = 0.f;
                         for (long i = 0, ij = 0; i < K; ++i)
                             for (long j = 0; j < K; ++j, ++ij)
-                                a += wg[ij * hw + q0 + b] * xc[OFFSET(i, j) + b];
+                                a += wg[ij * lt + q0 + b] * xc[OFFSET(i, j) + b];
                         o[b] = a;
                     }
                 }
             }
+        }
+    }
+}
+
+/* The two transposes of mmdw_aggregate_rows, for the I-D-DW backward a row tile at a time (same
+   xt layout, same weights w (Nw = N)).  Column-wrapped taps are not special-cased: the scatter's
+   weights are column-masked (their products are zero), and the kernel gradient of a masked tap
+   is garbage that the caller zeroes with mmdw_mask_columns.
+   Input gradient: gxt (N, C, LT) = sum over taps of w * go, scattered into the xt layout
+   (gxt[n,c,PB*(W+1) + q + OFFSET(i,j)] += w[n,g,i*K+j,q] * go[n,c,(R0*W) + q]); the caller adds
+   its in-map part into the gradient of x.
+   Kernel gradient: gw (N, G, K*K, (R1-R0)*W) = sum_{c in g} go[n,c,R0*W+q] * xt[n,c,PB*(W+1)+q+OFFSET(i,j)]. */
+void mmdw_scatter_rows(const float *go, const float *w, float *gxt, long N, long C, long G,
+                       long H, long W, long K, long R0, long R1, int nthreads) {
+    const long cg = C / G, hw = H * W, p = (K - 1) / 2, lt = (R1 - R0) * W,
+               base = p * (W + 1), L = lt + (K - 1) * (W + 1), kk = K * K;
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (long t = 0; t < N * G; ++t) {
+        const long n = t / G, g = t % G;
+        const float *wg = w + (n * G + g) * kk * lt;
+        for (long c = g * cg; c < (g + 1) * cg; ++c) {
+            const float *gr = go + (n * C + c) * hw + R0 * W;
+            float *xc = gxt + (n * C + c) * L + base;
+            memset(gxt + (n * C + c) * L, 0, sizeof(float) * L);
+            for (long i = 0, ij = 0; i < K; ++i)
+                for (long j = 0; j < K; ++j, ++ij) {
+                    const float *wr = wg + ij * lt;
+                    float *xr = xc + OFFSET(i, j);
+                    for (long q = 0; q < lt; ++q) xr[q] += wr[q] * gr[q];
+                }
+        }
+    }
+}
+
+void mmdw_correlate_rows(const float *go, const float *xt, float *gw, long N, long C, long G,
+                         long H, long W, long K, long R0, long R1, int nthreads) {
+    const long cg = C / G, hw = H * W, p = (K - 1) / 2, lt = (R1 - R0) * W,
+               base = p * (W + 1), L = lt + (K - 1) * (W + 1), kk = K * K;
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (long t = 0; t < N * G; ++t) {
+        const long n = t / G, g = t % G;
+        float *wg = gw + (n * G + g) * kk * lt;
+        for (long q0 = 0; q0 < lt; q0 += BLK) {
+            const long nb = MIN(BLK, lt - q0);
+            for (long i = 0, ij = 0; i < K; ++i)
+                for (long j = 0; j < K; ++j, ++ij) {
+                    float acc[BLK] = {0};
+                    for (long c = g * cg; c < (g + 1) * cg; ++c) {
+                        const float *gr = go + (n * C + c) * hw + R0 * W + q0;
+                        const float *xr = xt + (n * C + c) * L + base + q0 + OFFSET(i, j);
+                        if (nb == BLK)
+                            for (int b = 0; b < BLK; ++b) acc[b] += gr[b] * xr[b];
+                        else
+                            for (long b = 0; b < nb; ++b) acc[b] += gr[b] * xr[b];
+                    }
+                    for (long b = 0; b < nb; ++b) wg[ij * lt + q0 + b] = acc[b];
+                }
         }
     }
 }
