@@ -56,9 +56,11 @@ def local_aggregate_pointwise(x: Tensor, feat: Tensor, weight: Tensor, bias: Opt
     """I-D-DW aggregation whose kernels are a 1x1 conv of ``feat``, never held in full.
 
     Equal to ``local_aggregate(x, F.conv2d(feat, weight, bias).view(N, G, k, k, H, W))``, but
-    the kernels are computed for a few images at a time (and recomputed in the backward pass),
-    so the (N, G*k*k, H, W) tensor, 16x the input at the tiny model's first stage, is never
-    allocated.
+    the kernels are computed a few images, or a few rows of one image, at a time (and recomputed
+    in the backward pass), so the (N, G*k*k, H, W) tensor, 16x the input at the tiny model's
+    first stage, is never allocated (compiled CPU kernels: row tiles of
+    ``mmdwnet.ops.backends.cpu.KERNEL_TILE_BYTES``; Triton: tiles on chip; pure PyTorch: whole
+    images).
 
     Args:
         x (Tensor): (N, C, H, W) input to aggregate.

@@ -226,8 +226,8 @@ class IDynamicDWAggregate(_GeneratedKernels):
         return self.expand(self.act(self.norm(self.reduce(x)))).view(n, self.groups, k, k, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # = local_aggregate(x, self.generate_weight(x)); the (N, G*k*k, H, W) kernels are made
-        # a few images at a time.
+        # = local_aggregate(x, self.generate_weight(x)); the op makes the (N, G*k*k, H, W)
+        # kernels a tile at a time, never in full.
         return local_aggregate_pointwise(x, self.act(self.norm(self.reduce(x))),
                                          self.expand.weight, self.expand.bias, self.groups,
                                          self.kernel_size)
