@@ -207,9 +207,12 @@ def test_dynamic_depthwise_conv2d_matches_per_image_conv(with_bias, backend):
 
 
 # ---------------------------------------------------------- I-D-DW op in row tiles (CPU kernels)
-# (N, C, H, W, G, k, R): odd and even kernels, a kernel larger than the map, several images
+# (N, C, H, W, G, k, R): odd and even kernels, a kernel larger than the map, several images;
+# maps so small that only the centre of the kernel reaches them (1x1, 2x2, 2x3, 3x1: the op
+# generates only those taps)
 TILE_CASES = [(2, 12, 9, 11, 3, 3, 4), (1, 8, 13, 7, 2, 4, 3), (3, 6, 5, 5, 6, 7, 2),
-              (1, 4, 3, 3, 1, 8, 2), (2, 6, 4, 9, 3, 2, 3)]
+              (1, 4, 3, 3, 1, 8, 2), (2, 6, 4, 9, 3, 2, 3), (4, 8, 1, 1, 4, 7, 3),
+              (3, 6, 2, 2, 3, 7, 2), (2, 4, 2, 3, 2, 9, 2), (2, 4, 3, 1, 4, 5, 2)]
 
 
 @pytest.mark.parametrize('case', TILE_CASES)

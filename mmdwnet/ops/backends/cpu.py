@@ -384,9 +384,42 @@ def _steps(x: Tensor, w2d: Tensor):
             yield slice(a, min(a + images, n)), r0, min(r0 + rows, h)
 
 
+def _reach(k: int, h: int, w: int) -> int:
+    """The size of the centred window of an odd ``k`` x ``k`` kernel whose taps can land in an
+    ``h`` x ``w`` map: ``min(k, 2 * max(h, w) - 1)``; every other tap reads only the zero padding,
+    whatever the position (the maps of a 32-pixel input are 8, 4, 2 and 1 pixels wide: at 1x1 a
+    7x7 kernel has 1 live tap of 49).  Even kernels (asymmetric padding) are kept whole."""
+    return k if k % 2 == 0 else min(k, 2 * max(h, w) - 1)
+
+
+def _taps(t: Optional[Tensor], groups: int, k: int, kr: int) -> Optional[Tensor]:
+    """The rows of a (G*k*k, ...) generator weight (or bias) for the centred ``kr`` x ``kr``
+    taps of each group: (G*kr*kr, ...)."""
+    if t is None:
+        return None
+    o = (k - kr) // 2
+    v = t.view(groups, k, k, *t.shape[1:])[:, o:o + kr, o:o + kr]
+    return v.reshape(groups * kr * kr, *t.shape[1:])
+
+
+def _untaps(t: Optional[Tensor], groups: int, k: int, kr: int) -> Optional[Tensor]:
+    """:func:`_taps` reversed for a gradient: zeros for the taps that never reach the map."""
+    if t is None:
+        return None
+    o = (k - kr) // 2
+    full = t.new_zeros(groups, k, k, *t.shape[1:])
+    full[:, o:o + kr, o:o + kr] = t.view(groups, kr, kr, *t.shape[1:])
+    return full.view(groups * k * k, *t.shape[1:])
+
+
 def aggregate_pointwise(x, feat, w2d, bias, groups, k):
     """The I-D-DW forward without the full (N, G*k*k, H, W) kernel tensor: kernels are generated
-    and aggregated step by step (:func:`_steps`)."""
+    and aggregated step by step (:func:`_steps`), only for the taps that can reach the map
+    (:func:`_reach`: the others multiply zero padding, so the result is the same)."""
+    kr = _reach(k, x.shape[2], x.shape[3])
+    if kr < k:
+        return aggregate_pointwise(x, feat, _taps(w2d, groups, k, kr),
+                                   _taps(bias, groups, k, kr), groups, kr)
     x = x.contiguous()
     n, c, h, wd = x.shape
     fv = feat.reshape(n, feat.shape[1], h * wd)
@@ -400,7 +433,13 @@ def aggregate_pointwise(x, feat, w2d, bias, groups, k):
 def aggregate_pointwise_backward(grad, x, feat, w2d, bias, groups, k):
     """Gradients of :func:`aggregate_pointwise` (grad x, grad feat, grad w2d, grad bias or
     None), the kernels regenerated step by step as in the forward: no full kernel tensor and no
-    full kernel-gradient tensor either."""
+    full kernel-gradient tensor either.  Taps that cannot reach the map (:func:`_reach`) have
+    zero gradient: they are left out and their gradient rows written as zeros."""
+    kr = _reach(k, x.shape[2], x.shape[3])
+    if kr < k:
+        gx, gf, gw, gb = aggregate_pointwise_backward(
+            grad, x, feat, _taps(w2d, groups, k, kr), _taps(bias, groups, k, kr), groups, kr)
+        return gx, gf, _untaps(gw, groups, k, kr), _untaps(gb, groups, k, kr)
     x, grad = x.contiguous(), grad.contiguous()
     n, c, h, wd = x.shape
     hw, kk, threads = h * wd, k * k, _threads()
