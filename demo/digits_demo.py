@@ -24,7 +24,10 @@ shortens it); see README.md for the whole demo's measured time.  ``--short`` sho
 and segmentation (a small scene set, a few dozen / hundred iterations: for tests).
 Every step runs with one CPU thread unless ``OMP_NUM_THREADS`` is set: these nano models gain
 little from more, and one thread avoids OpenMP's spin-waiting when other processes share the
-CPU (measured here: 8x faster per iteration on a busy 2-core machine).
+CPU (measured here: 8x faster per iteration on a busy 2-core machine).  So the trainings go side
+by side, one per core (``--jobs``; the two classifiers, then detection and segmentation), each
+line of their output behind its tag; the throughput of step 4 is measured with nothing else
+running.
 """
 import argparse
 import json
@@ -39,7 +42,7 @@ sys.path.insert(0, str(ROOT / 'demo'))
 from digit_scenes import write_scenes  # noqa: E402
 from digits import CLASSES, SIZE, write_digits  # noqa: E402
 import downstream  # noqa: E402
-from downstream import run_tool  # noqa: E402
+from downstream import in_parallel, run_tool, say  # noqa: E402
 
 CONFIG_DIR = ROOT / 'configs' / 'classification' / 'digits'
 TASKS = ('cls', 'det', 'seg')
@@ -64,7 +67,13 @@ def parse_args(argv=None):
     parser.add_argument('--short', action='store_true',
                         help='shortened detection / segmentation (small scene set, few '
                         'iterations), for tests')
+    parser.add_argument('--jobs', type=int, default=None,
+                        help='trainings side by side (the two classifiers, then detection and '
+                        'segmentation), each a process with OMP_NUM_THREADS threads (default: '
+                        'as many as the CPUs hold at that many threads each; 1: one at a time)')
     args = parser.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f'--jobs {args.jobs}: at least 1')
     if 'cls' not in args.tasks:
         parser.error('--tasks: det and seg fine-tune the checkpoint of cls; include cls')
     if args.scenes_root is None:
@@ -79,7 +88,7 @@ def data_options(data_root):
             for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
 
 
-def train_and_test(name, config, work_dir, data_root, epochs):
+def train_and_test(name, config, work_dir, data_root, epochs, tag=None):
     """tools/train.py then tools/test.py; returns (checkpoint, top-1 reported by tools/test.py)."""
     from mmengine.config import Config
     options = data_options(data_root)
@@ -87,18 +96,12 @@ def train_and_test(name, config, work_dir, data_root, epochs):
         options += [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
                     f'default_hooks.checkpoint.interval={epochs}']
     epochs = epochs or Config.fromfile(str(config)).train_cfg.max_epochs
-    print(f'\n==== {name}: training {epochs} epochs ({config.relative_to(ROOT)})', flush=True)
-    run_tool('train.py', config, '--work-dir', work_dir, '--cfg-options', *options)
+    say(tag, f'\n==== {name}: training {epochs} epochs ({config.relative_to(ROOT)})')
+    run_tool('train.py', config, '--work-dir', work_dir, '--cfg-options', *options, tag=tag)
     checkpoint = work_dir / f'epoch_{epochs}.pth'
-    print(f'\n==== {name}: testing {checkpoint}', flush=True)
-    test_dir = work_dir / 'test'
-    before = set(test_dir.glob('*/*.json'))
-    run_tool('test.py', config, checkpoint, '--work-dir', test_dir, '--cfg-options',
-             *data_options(data_root))
-    logs = sorted(set(test_dir.glob('*/*.json')) - before)
-    if not logs:
-        sys.exit(f'error: tools/test.py wrote no metrics file under {test_dir}')
-    metrics = json.loads(logs[-1].read_text())
+    say(tag, f'\n==== {name}: testing {checkpoint}')
+    metrics = downstream.test_metrics(config, checkpoint, work_dir / 'test',
+                                      data_options(data_root), tag=tag)
     return checkpoint, float(metrics['accuracy/top1'])
 
 
@@ -213,21 +216,27 @@ def downstream_table(runs):
 def run_downstream(args, cls_results, work_dir):
     """Fine-tune DWNet's detector and segmentor from its classification checkpoint."""
     scenes = write_scenes(args.scenes_root, **(downstream.SHORT_SCENES if args.short else {}))
-    runs, rows = [], []
-    for task in ('det', 'seg'):
-        if task not in args.tasks:
-            continue
-        config = downstream.CONFIGS[task][DOWNSTREAM_MODEL]
-        init = cls_results[DOWNSTREAM_MODEL]['checkpoint']
-        print(f'\n==== {DOWNSTREAM_MODEL}: {downstream.TASK_NAMES[task]} on the digit scenes, '
-              f'from {init} ({config.relative_to(ROOT)})', flush=True)
+    tasks = [task for task in ('det', 'seg') if task in args.tasks]
+    configs = {task: downstream.CONFIGS[task][DOWNSTREAM_MODEL] for task in tasks}
+    init = cls_results[DOWNSTREAM_MODEL]['checkpoint']
+    jobs = args.jobs or downstream.default_jobs(len(tasks))
+
+    def fine_tune(task):
+        config = configs[task]
+        say(task if jobs > 1 else None,
+            f'\n==== {DOWNSTREAM_MODEL}: {downstream.TASK_NAMES[task]} on the digit scenes, '
+            f'from {init} ({config.relative_to(ROOT)})')
         run = downstream.fine_tune(task, config, work_dir / config.stem, scenes, init,
-                                   short=args.short)
+                                   short=args.short, tag=task if jobs > 1 else None)
         run.update(task=task, model=DOWNSTREAM_MODEL)
-        runs.append(run)
-        drawings = downstream.draw_predictions(task, config, run['checkpoint'],
+        return run
+
+    runs = in_parallel([lambda task=task: fine_tune(task) for task in tasks], jobs)
+    rows = []
+    for task, run in zip(tasks, runs):
+        drawings = downstream.draw_predictions(task, configs[task], run['checkpoint'],
                                                downstream.val_images(scenes),
-                                               work_dir / config.stem / 'vis')
+                                               work_dir / configs[task].stem / 'vis')
         metric = ', '.join(f'{k} {run["metrics"][k]:.3g}' for k in downstream.METRICS[task])
         rows.append((f'{downstream.TASK_NAMES[task]}\n{DOWNSTREAM_MODEL}\n{metric}', drawings))
     if rows:
@@ -245,10 +254,14 @@ def main(argv=None):
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     images = pick_images(data_root)
+    jobs = args.jobs or downstream.default_jobs(len(MODELS))
+    trained = in_parallel(
+        [lambda name=name, config=config: train_and_test(
+            name, config, work_dir / config.stem, data_root, args.epochs,
+            tag=name if jobs > 1 else None) for name, config in MODELS.items()], jobs)
     results = {}
-    for name, config in MODELS.items():
-        checkpoint, top1 = train_and_test(name, config, work_dir / config.stem, data_root,
-                                          args.epochs)
+    for (name, config), (checkpoint, top1) in zip(MODELS.items(), trained):
+        # throughput measured once the trainings are done: nothing else shares the CPU
         results[name] = dict(config=str(config.relative_to(ROOT)), checkpoint=str(checkpoint),
                              top1=top1, **measure(config, checkpoint, images))
     import torch

@@ -7,12 +7,18 @@ the backbone's initialisation (a classification checkpoint, or none: from scratc
 a shortened schedule given as ``--cfg-options``, then ``tools/test.py`` on the last checkpoint,
 whose metrics (the toolboxes' own names: ``coco/bbox_mAP``, ``coco/segm_mAP``, ``mIoU``) are
 returned.  Pictures of the predictions use ``demo/det_demo.py`` and ``demo/seg_demo.py``.
+
+Runs may go side by side (:func:`in_parallel`, ``--jobs``): each is its own process with
+``OMP_NUM_THREADS`` threads (one by default), so two runs on a 2-core CPU use both cores without
+OpenMP oversubscription; the output of each is printed line by line behind its tag.
 """
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from mmdwnet.analysis.transfer_study import METRICS, TASK_NAMES  # noqa: F401 (re-exported)
@@ -47,13 +53,67 @@ SHORT_SCHEDULE = {
 }
 
 
-def run_tool(script, *args):
-    """Run ``tools/<script>`` in a fresh process, its output going to our terminal."""
+_PRINT_LOCK = threading.Lock()
+_RUNNING = set()  # the tool processes started by run_tool and not finished yet
+
+
+def say(tag, line):
+    """Print ``line`` (behind ``[tag]`` when given), one whole line at a time across threads."""
+    with _PRINT_LOCK:
+        print(f'[{tag}] {line}' if tag else line, flush=True)
+
+
+def run_tool(script, *args, tag=None):
+    """Run ``tools/<script>`` in a fresh process, its output going to our terminal (each line
+    behind ``[tag]`` when a tag is given, so that runs side by side stay readable)."""
     cmd = [sys.executable, str(ROOT / 'tools' / script), *map(str, args)]
-    print('\n$ ' + ' '.join(cmd), flush=True)
-    proc = subprocess.run(cmd, cwd=ROOT)
+    say(tag, '\n$ ' + ' '.join(cmd))
+    pipe = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) \
+        if tag else {}
+    with subprocess.Popen(cmd, cwd=ROOT, **pipe) as proc:
+        _RUNNING.add(proc)
+        try:
+            for line in (proc.stdout if tag else ()):
+                say(tag, line.rstrip('\n'))
+            proc.wait()
+        finally:
+            _RUNNING.discard(proc)
     if proc.returncode != 0:
-        sys.exit(f'error: {script} failed (exit code {proc.returncode}); see its output above')
+        where = f'the lines marked [{tag}]' if tag else 'its output'
+        sys.exit(f'error: {script} failed (exit code {proc.returncode}); see {where} above')
+
+
+def default_jobs(runs):
+    """How many of ``runs`` runs to train side by side: one per ``OMP_NUM_THREADS`` threads
+    (default 1) the CPUs hold, at most ``runs``."""
+    threads = max(1, int(os.environ.get('OMP_NUM_THREADS') or 1))
+    return max(1, min(runs, (os.cpu_count() or 1) // threads))
+
+
+def in_parallel(calls, jobs):
+    """Call the zero-argument ``calls``, ``jobs`` at a time; returns their results in order.
+
+    The first failure (an exception, or ``sys.exit`` from :func:`run_tool`) stops the others:
+    calls not started are cancelled and the tool processes still running are terminated.
+    """
+    if jobs <= 1:
+        return [call() for call in calls]
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = [pool.submit(call) for call in calls]
+    try:
+        wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f.done() and f.exception() is not None]
+        if failed:
+            raise failed[0].exception()
+        return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        for proc in list(_RUNNING):
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def data_options(task, scenes_root):
@@ -86,20 +146,22 @@ def last_checkpoint(work_dir):
     return Path(marker.read_text().strip())
 
 
-def test_metrics(config, checkpoint, test_dir, extra_options=()):
+def test_metrics(config, checkpoint, test_dir, extra_options=(), tag=None):
     """``tools/test.py``; returns the metrics it wrote (its json file) as a dict."""
     test_dir = Path(test_dir)
     before = set(test_dir.glob('*/*.json'))
     run_tool('test.py', config, checkpoint, '--work-dir', test_dir, '--cfg-options',
-             *extra_options)
+             *extra_options, tag=tag)
     logs = sorted(set(test_dir.glob('*/*.json')) - before)
     if not logs:
         sys.exit(f'error: tools/test.py wrote no metrics file under {test_dir}')
     return json.loads(logs[-1].read_text())
 
 
-def fine_tune(task, config, work_dir, scenes_root, checkpoint, short=False, seed=None):
-    """Train ``config`` on the scenes from ``checkpoint`` (None: from scratch), then test it.
+def fine_tune(task, config, work_dir, scenes_root, checkpoint, short=False, seed=None,
+              tag=None):
+    """Train ``config`` on the scenes from ``checkpoint`` (None: from scratch), then test it
+    (``tag``: see :func:`run_tool`).
 
     Returns:
         dict: ``config``, ``init`` (the checkpoint or None), ``checkpoint`` (the fine-tuned one),
@@ -112,10 +174,11 @@ def fine_tune(task, config, work_dir, scenes_root, checkpoint, short=False, seed
     if seed is not None:
         options.append(f'randomness.seed={seed}')
     start = time.time()
-    run_tool('train.py', config, '--work-dir', work_dir, '--cfg-options', *options)
+    run_tool('train.py', config, '--work-dir', work_dir, '--cfg-options', *options, tag=tag)
     seconds = time.time() - start
     trained = last_checkpoint(work_dir)
-    metrics = test_metrics(config, trained, work_dir / 'test', data_options(task, scenes_root))
+    metrics = test_metrics(config, trained, work_dir / 'test', data_options(task, scenes_root),
+                           tag=tag)
     missing = [m for m in METRICS[task] if m not in metrics]
     if missing:
         sys.exit(f'error: tools/test.py reported no {missing} for {config}: {sorted(metrics)}')

@@ -3,7 +3,7 @@
     python tools/analysis_tools/downstream_transfer.py [--work-dir work_dirs/study]
         [--scenes-root DIR] [--models DWNet I-D-DWNet Swin]
         [--inits pretrained scratch] [--tasks det seg] [--seeds 0] [--short]
-        [--out docs/downstream.md]
+        [--jobs N] [--out docs/downstream.md]
 
 For each task (Cascade Mask R-CNN: ``coco/bbox_mAP``, ``coco/segm_mAP``; UPerNet: ``mIoU``),
 backbone and seed, the digit-scenes config is fine-tuned (``demo/downstream.py``: tools/train.py,
@@ -14,7 +14,9 @@ own modules: mmdet's / mmseg's ``SwinTransformer`` at the same nano size (embed 
 1-1-2-1, window 7) in the same configs (only the backbone replaced); it has no digits
 classification checkpoint here, so it runs from scratch only.
 
-Every finished run is kept as ``WORK_DIR/<task>_<model>_<init>_seed<k>/result.json`` and is not
+Runs go side by side, one per core by default (``--jobs``; each a process with
+``OMP_NUM_THREADS`` threads, one unless set; every output line behind its run's tag); the
+classification checkpoints they need are made first.  Every finished run is kept as ``WORK_DIR/<task>_<model>_<init>_seed<k>/result.json`` and is not
 run again, so an interrupted study resumes where it stopped.  The report (mean and spread over
 seeds, the runs' times, a plot) replaces the text between the study markers of ``--out`` (the
 rest of the file is kept) and the plot is written next to it.
@@ -60,8 +62,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--tasks', nargs='+', choices=('det', 'seg'), default=['det', 'seg'])
     parser.add_argument('--seeds', nargs='+', type=int, default=[0])
     parser.add_argument('--short', action='store_true', help='the demo\'s shortened schedule')
+    parser.add_argument('--jobs', type=int, default=None,
+                        help='runs side by side, each a process with OMP_NUM_THREADS threads '
+                        '(default: as many as the CPUs hold at that many threads each)')
     parser.add_argument('--out', default='docs/downstream.md', help='report (section replaced)')
     args = parser.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f'--jobs {args.jobs}: at least 1')
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f'--seeds {args.seeds}: each seed once')
     if args.scenes_root is None:

@@ -168,3 +168,48 @@ def test_study_swin_control_is_the_toolbox_swin(tmp_path):
         assert 'arch' not in backbone and 'mixer' not in backbone  # DWNet keys dropped
         assert cfg.model.neck.in_channels == [32, 64, 128, 256] if task == 'det' else \
             cfg.model.decode_head.in_channels == [32, 64, 128, 256]
+
+
+def _tools(tmp_path, **scripts):
+    (tmp_path / 'tools').mkdir()
+    for name, body in scripts.items():
+        (tmp_path / 'tools' / f'{name}.py').write_text(body)
+
+
+def test_runs_side_by_side_keep_order_and_tag_their_lines(tmp_path, monkeypatch, capsys):
+    """``in_parallel`` returns results in call order and each tool line carries its tag."""
+    _tools(tmp_path, echo='import sys, time\ntime.sleep(float(sys.argv[1]))\n'
+           'print("done", sys.argv[1])\n')
+    monkeypatch.setattr(downstream, 'ROOT', tmp_path)
+
+    def call(seconds, tag):
+        downstream.run_tool('echo.py', seconds, tag=tag)
+        return tag
+    assert downstream.in_parallel([lambda: call(1.0, 'slow'), lambda: call(0.1, 'fast')],
+                                  2) == ['slow', 'fast']
+    out = capsys.readouterr().out
+    assert '[slow] done 1.0' in out and '[fast] done 0.1' in out
+    assert out.index('[fast] done') < out.index('[slow] done')  # they did overlap
+
+
+def test_a_failed_run_stops_the_runs_beside_it(tmp_path, monkeypatch):
+    """One run fails: the error says which, and the run still going is terminated (not
+    left to finish its minutes of training)."""
+    import time
+    _tools(tmp_path, sleep='import time\ntime.sleep(120)\n',
+           fail='import time\ntime.sleep(0.5)\nraise SystemExit(3)\n')
+    monkeypatch.setattr(downstream, 'ROOT', tmp_path)
+    start = time.time()
+    with pytest.raises(SystemExit, match=r'fail\.py failed \(exit code 3\).*\[b\]'):
+        downstream.in_parallel([lambda: downstream.run_tool('sleep.py', tag='a'),
+                                lambda: downstream.run_tool('fail.py', tag='b')], 2)
+    assert time.time() - start < 60
+    assert not downstream._RUNNING
+
+
+def test_default_jobs_follow_the_threads_per_run(monkeypatch):
+    monkeypatch.setattr(downstream.os, 'cpu_count', lambda: 2)
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    assert downstream.default_jobs(4) == 2 and downstream.default_jobs(1) == 1
+    monkeypatch.setenv('OMP_NUM_THREADS', '2')
+    assert downstream.default_jobs(4) == 1

@@ -31,7 +31,7 @@ def cls_checkpoint(model, args):
     return Path(checkpoint)
 
 
-def run_one(task, model, init, seed, args, scenes):
+def run_one(task, model, init, seed, args, scenes, checkpoints, tag=None):
     out = Path(args.work_dir) / f'{task}_{model}_{init}_seed{seed}'
     result_file = out / 'result.json'
     if result_file.is_file():
@@ -41,10 +41,10 @@ def run_one(task, model, init, seed, args, scenes):
         checkpoint = None
     else:
         config = downstream.CONFIGS[task][model]
-        checkpoint = cls_checkpoint(model, args) if init == 'pretrained' else None
-    print(f'\n==== {task} {model} {init} seed {seed}', flush=True)
+        checkpoint = checkpoints[model] if init == 'pretrained' else None
+    downstream.say(tag, f'\n==== {task} {model} {init} seed {seed}')
     run = downstream.fine_tune(task, config, out, scenes, checkpoint, short=args.short,
-                               seed=seed)
+                               seed=seed, tag=tag)
     run.update(task=task, model=model, init=init, seed=seed)
     tmp = result_file.with_suffix('.tmp')
     tmp.write_text(json.dumps(run, indent=2))
@@ -59,14 +59,17 @@ def main(argv=None):
     start = time.time()
     scenes = write_scenes(args.scenes_root,
                           **(downstream.SHORT_SCENES if args.short else {}))
-    runs = []
-    for seed in args.seeds:
-        for task in args.tasks:
-            for model in args.models:
-                for init in args.inits:
-                    if model == 'Swin' and init == 'pretrained':
-                        continue  # no toolbox Swin digits checkpoint (see the docstring)
-                    runs.append(run_one(task, model, init, seed, args, scenes))
+    todo = [(task, model, init, seed) for seed in args.seeds for task in args.tasks
+            for model in args.models for init in args.inits
+            if not (model == 'Swin' and init == 'pretrained')]  # no toolbox Swin digits ckpt
+    # the classification checkpoints first, one at a time (runs side by side share them)
+    checkpoints = {model: cls_checkpoint(model, args)
+                   for model in sorted({m for _, m, i, _ in todo if i == 'pretrained'})}
+    jobs = args.jobs or downstream.default_jobs(len(todo))
+    runs = downstream.in_parallel(
+        [lambda run=run: run_one(*run, args, scenes, checkpoints,
+                                 tag='{} {} {} s{}'.format(*run) if jobs > 1 else None)
+         for run in todo], jobs)
     summary = summarise(runs)
     plot_file = Path(args.out).with_suffix('.png')
     plot(summary, plot_file)
