@@ -52,7 +52,8 @@ for line in open(sys.argv[1]):
         if not req.specifier.contains(md.version(req.name), prereleases=True):
             sys.exit(1)
 for extra in ('ftfy', 'regex', 'mim', 'matplotlib', 'skimage', 'sklearn', 'pycocotools', 'pytest',
-              'onnx', 'onnxruntime', 'onnxscript'):  # last three: requirements/deploy.txt
+              'onnx', 'onnxruntime', 'onnxscript', 'onnxruntime_extensions'):
+    # the last four: requirements/deploy.txt
     __import__(extra)
 PYEOF
   step "stack already installed in $VENV; (re)installing mmdwnet in editable mode"

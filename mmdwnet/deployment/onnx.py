@@ -10,18 +10,28 @@ The logic of ``tools/deployment/pytorch2onnx.py`` (:func:`export_and_verify`) an
   stage features);
 * a config whose ``model`` is a backbone alone: that backbone.
 
-Needs ``pip install mmdwnet[deploy]`` (onnx, onnxruntime, onnxscript).
+The graph is made of standard ONNX ops (mmdwnet's operators decomposed, any ONNX runtime), or
+with ``custom_ops`` keeps each mmdwnet operator as one onnxruntime custom node that runs
+mmdwnet's kernels (:mod:`mmdwnet.deployment.ort_ops`: onnxruntime with onnxruntime-extensions,
+Python and mmdwnet at run time).
+
+Needs ``pip install mmdwnet[deploy]`` (onnx, onnxruntime, onnxscript, onnxruntime-extensions).
 """
+import contextlib
 import io
 import os.path as osp
 import warnings
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from mmdwnet.deployment import ort_ops
 from mmdwnet.utils.fileio import atomic_open, check_output
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 EXPORTERS = ('dynamo', 'torchscript')
 
@@ -30,14 +40,17 @@ class OnnxMismatch(RuntimeError):
     """The exported graph differs from PyTorch by more than the tolerance."""
 
 
-def check_requirements(exporter: str) -> None:
-    """Raise an ImportError naming the missing package and how to install it."""
+def check_requirements(exporter: str, custom_ops: bool = False) -> None:
+    """Raise an ImportError naming the missing package and how to install it (``custom_ops``:
+    onnxruntime-extensions too, which runs the custom nodes)."""
     for module in ('onnx', 'onnxruntime') + (('onnxscript', ) if exporter == 'dynamo' else ()):
         try:
             __import__(module)
         except ImportError as e:
             raise ImportError(f'{module} is not installed; run `pip install mmdwnet[deploy]` '
                               '(or `pip install -r requirements/deploy.txt`)') from e
+    if custom_ops:
+        ort_ops.require_extensions()
 
 
 class TensorOutputs(nn.Module):
@@ -76,28 +89,45 @@ def build_network(config: str, checkpoint: Optional[str], backbone_only: bool = 
     return TensorOutputs(model, classifier=False).eval(), 'backbone'
 
 
-def export_onnx(net, example, exporter, dynamic, opset=None):
-    """Serialized ONNX model of ``net`` traced at ``example``."""
-    if exporter == 'torchscript':
-        f = io.BytesIO()
-        with warnings.catch_warnings():
-            # size-dependent paddings traced as constants: expected, the image size is fixed
-            warnings.simplefilter('ignore', torch.jit.TracerWarning)
-            torch.onnx.export(net, (example, ), f, dynamo=False, opset_version=opset or 17,
-                              input_names=['input'],
-                              dynamic_axes={'input': {0: 'batch'}} if dynamic else None)
-        return f.getvalue()
-    dynamic_shapes = ({0: torch.export.Dim('batch', min=1, max=1024)}, ) if dynamic else None
-    program = torch.onnx.export(net, (example, ), dynamo=True, opset_version=opset,
-                                dynamic_shapes=dynamic_shapes, external_data=False,
-                                verbose=False)
-    return program.model_proto.SerializeToString()
+def export_onnx(net: nn.Module, example: torch.Tensor, exporter: str, dynamic: bool,
+                opset: Optional[int] = None, custom_ops: bool = False) -> bytes:
+    """Serialized ONNX model of ``net`` traced at ``example`` (N, 3, H, W): standard ops, or
+    with ``custom_ops`` mmdwnet's operators as onnxruntime custom nodes
+    (:func:`mmdwnet.deployment.ort_ops.export_custom_ops`)."""
+    with (ort_ops.export_custom_ops() if custom_ops else contextlib.nullcontext({})) as extra:
+        if exporter == 'torchscript':
+            return _export_torchscript(net, example, dynamic, opset,
+                                       extra.get('custom_opsets', {}))
+        dynamic_shapes = ({0: torch.export.Dim('batch', min=1, max=1024)}, ) if dynamic else None
+        program = torch.onnx.export(
+            net, (example, ), dynamo=True, opset_version=opset, dynamic_shapes=dynamic_shapes,
+            external_data=False, verbose=False,
+            custom_translation_table=extra.get('custom_translation_table'))
+        return program.model_proto.SerializeToString()
 
 
-def verify(net, model_bytes, inputs):
-    """Max |onnxruntime - PyTorch| over all outputs, per input."""
-    import onnxruntime as ort
-    sess = ort.InferenceSession(model_bytes, providers=['CPUExecutionProvider'])
+def _export_torchscript(net: nn.Module, example: torch.Tensor, dynamic: bool,
+                        opset: Optional[int], custom_opsets: Dict[str, int]) -> bytes:
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        # size-dependent paddings traced as constants: expected, the image size is fixed
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        torch.onnx.export(net, (example, ), f, dynamo=False, opset_version=opset or 17,
+                          input_names=['input'],
+                          dynamic_axes={'input': {0: 'batch'}} if dynamic else None,
+                          custom_opsets=custom_opsets)
+    return f.getvalue()
+
+
+def verify(net: nn.Module, model_bytes: bytes, inputs: Sequence[torch.Tensor]) -> List[float]:
+    """Max |onnxruntime - PyTorch| over all outputs, per input (a graph with mmdwnet custom
+    nodes runs with :func:`mmdwnet.deployment.ort_ops.session_options`)."""
+    return compare(net, ort_ops.inference_session(model_bytes), inputs)
+
+
+def compare(net: nn.Module, sess: 'onnxruntime.InferenceSession',
+            inputs: Sequence[torch.Tensor]) -> List[float]:
+    """Max |onnxruntime session ``sess`` - PyTorch| over all outputs, per input."""
     name = sess.get_inputs()[0].name
     diffs = []
     for x in inputs:
@@ -114,9 +144,13 @@ def export_and_verify(config: str, checkpoint: Optional[str], output: str,
                       shape: Sequence[int], *, dynamic: bool = False, exporter: str = 'dynamo',
                       opset: Optional[int] = None, backbone_only: bool = False,
                       tolerance: float = 1e-4, cfg_options: Optional[dict] = None,
-                      force: bool = False, log: Callable[[str], None] = print) -> List[float]:
+                      force: bool = False, custom_ops: bool = False,
+                      log: Callable[[str], None] = print) -> List[float]:
     """Export the model of ``config`` to ``output``, checked with onnxruntime; return the
     max abs differences against PyTorch on two random inputs (two batch sizes if ``dynamic``).
+
+    ``custom_ops``: mmdwnet's operators become onnxruntime custom nodes
+    (:mod:`mmdwnet.deployment.ort_ops`), checked with onnxruntime-extensions.
 
     ``output`` is checked before anything is built (:func:`mmdwnet.utils.fileio.check_output`:
     an existing file needs ``force``, its folder must be writable) and written atomically,
@@ -128,7 +162,7 @@ def export_and_verify(config: str, checkpoint: Optional[str], output: str,
         FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError: ``output``
             cannot be written (see ``check_output``).
     """
-    check_requirements(exporter)
+    check_requirements(exporter, custom_ops)
     inputs = [checkpoint] if checkpoint and osp.isfile(checkpoint) else []
     check_output(output, force=force, inputs=[config] + inputs, label='output')
     net, what = build_network(config, checkpoint, backbone_only, cfg_options)
@@ -138,8 +172,13 @@ def export_and_verify(config: str, checkpoint: Optional[str], output: str,
     example = torch.randn(2 if dynamic else 1, 3, h, w, generator=gen)
     second = torch.randn(3 if dynamic else 1, 3, h, w, generator=gen)
     log(f'exporting the {what} ({exporter} exporter, input {tuple(example.shape)}'
-        f'{", dynamic batch" if dynamic else ""})')
-    model_bytes = export_onnx(net, example, exporter, dynamic, opset)
+        f'{", dynamic batch" if dynamic else ""}'
+        f'{", mmdwnet ops as onnxruntime custom ops" if custom_ops else ""})')
+    model_bytes = export_onnx(net, example, exporter, dynamic, opset, custom_ops)
+    if custom_ops:
+        nodes = ort_ops.custom_nodes(model_bytes)
+        log('custom nodes: ' + (', '.join(f'{n} x{c}' for n, c in nodes.items())
+                                or f'none ({what} uses no mmdwnet operator)'))
 
     diffs = verify(net, model_bytes, [example, second])
     worst = max(diffs)

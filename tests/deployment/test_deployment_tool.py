@@ -1,5 +1,5 @@
 """mmdwnet.deployment.onnx and tools/deployment/pytorch2onnx.py end to end on a tiny I-D-DWNet
-classifier made here."""
+classifier made here (standard-op graphs and, with --ort-custom-ops, custom-op graphs)."""
 import os
 import subprocess
 import sys
@@ -116,3 +116,42 @@ def test_bad_arguments(tiny, tmp_path):
     res = subprocess.run([sys.executable, str(TOOL), str(config), 'none', '--shape', '0', '32'],
                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert res.returncode == 2 and '--shape needs positive H W' in res.stderr
+
+
+def test_cli_ort_custom_ops(tiny, tmp_path):
+    """--ort-custom-ops: each I-D-DW aggregation is one custom node; onnxruntime alone cannot
+    load the file, with mmdwnet's session options it gives the classifier's scores for any
+    batch."""
+    pytest.importorskip('onnxruntime_extensions',
+                        reason='--ort-custom-ops needs `pip install onnxruntime-extensions`')
+    from mmdwnet.deployment import ort_ops
+    config, checkpoint, model = tiny
+    out = tmp_path / 'custom.onnx'
+    res = subprocess.run([sys.executable, str(TOOL), str(config), str(checkpoint), '--shape', '32',
+                          '32', '--dynamic', '--ort-custom-ops', '--output', str(out)],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert 'custom nodes: MMDWLocalAggregatePointwiseBias x2' in res.stdout  # one per stage
+    assert 'max abs diff' in res.stdout
+    assert ort_ops.custom_nodes(str(out)) == {'MMDWLocalAggregatePointwiseBias': 2}
+    with pytest.raises(Exception, match='MMDWLocalAggregatePointwiseBias'):
+        ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    sess = ort_ops.inference_session(str(out))
+    x = torch.randn(4, 3, 32, 32)
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = model(x, mode='tensor').numpy()
+    assert len(got) == 1 and got[0].shape == (4, 5)
+    assert np.abs(got[0] - expected).max() < 1e-4
+
+
+def test_ort_custom_ops_without_extensions_writes_nothing(tiny, tmp_path, monkeypatch):
+    config, checkpoint, _ = tiny
+    tool = _load_tool()
+    monkeypatch.setitem(sys.modules, 'onnxruntime_extensions', None)  # "not installed"
+    out = tmp_path / 'custom.onnx'
+    with pytest.raises(ImportError, match='pip install onnxruntime-extensions'):
+        tool.export_and_verify(str(config), str(checkpoint), str(out), (32, 32),
+                               custom_ops=True)
+    assert not list(tmp_path.iterdir())

@@ -2,12 +2,15 @@
 
     python tools/deployment/pytorch2onnx.py CONFIG CHECKPOINT --shape H W [--dynamic]
         [--output FILE] [--force] [--exporter {dynamo,torchscript}] [--backbone-only]
+        [--ort-custom-ops]
 
 What is exported for which config: :mod:`mmdwnet.deployment.onnx`. The graph is compared with
 PyTorch on two different random inputs (two batch sizes with ``--dynamic``); the maximum absolute
 difference is printed and the tool exits with status 1, writing nothing, if it exceeds
 ``--tolerance``. The output is checked before the export (an existing file needs ``--force``,
-its folder must be writable) and written atomically. Needs ``pip install mmdwnet[deploy]``.
+its folder must be writable) and written atomically. ``--ort-custom-ops`` keeps mmdwnet's
+operators as onnxruntime custom nodes (:mod:`mmdwnet.deployment.ort_ops`), checked with
+onnxruntime-extensions. Needs ``pip install mmdwnet[deploy]``.
 """
 import argparse
 import os.path as osp
@@ -39,6 +42,11 @@ def parse_args(argv=None):
                         help="ONNX opset (default: the exporter's own; 17 for torchscript)")
     parser.add_argument('--backbone-only', action='store_true',
                         help='export only the backbone of a classifier')
+    parser.add_argument('--ort-custom-ops', action='store_true',
+                        help="write mmdwnet's operators as onnxruntime custom nodes that run "
+                        "mmdwnet's kernels (faster in onnxruntime; running the graph needs "
+                        'onnxruntime-extensions, Python and mmdwnet: '
+                        'mmdwnet.deployment.ort_ops.session_options) instead of standard ops')
     parser.add_argument('--tolerance', type=float, default=1e-4,
                         help='largest accepted |onnxruntime - PyTorch| (default: 1e-4)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
@@ -58,7 +66,8 @@ def main(argv=None):
         export_and_verify(args.config, args.checkpoint, output, args.shape,
                           dynamic=args.dynamic, exporter=args.exporter, opset=args.opset,
                           backbone_only=args.backbone_only, tolerance=args.tolerance,
-                          cfg_options=args.cfg_options, force=args.force)
+                          cfg_options=args.cfg_options, force=args.force,
+                          custom_ops=args.ort_custom_ops)
     except (ImportError, OnnxMismatch, OSError) as e:  # OSError: missing / unwritable files
         sys.exit(f'error: {e}')
 

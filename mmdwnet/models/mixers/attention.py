@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmdwnet.ops import local_aggregate, local_correlate
+from mmdwnet.ops import export, local_aggregate, local_correlate
 from ..checks import check_bool, check_int, check_pair, check_rate, divisible_or_raise
 from ..layers.resize import ResizeError, resize_kernel, resize_position_table
 from .base import SpatialMixer, register_mixer
@@ -311,7 +311,7 @@ class SlidingWindowAttention(SpatialMixer):
         ones = x.new_ones(1, 1, h, w)
         outside = local_correlate(ones, ones, k, 1) == 0  # 1, 1, k, k, H, W
         logits = (logits + bias).masked_fill(outside, float('-inf'))
-        attn = logits.flatten(2, 3).softmax(dim=2).view_as(logits)
+        attn = export.softmax(logits.flatten(2, 3), dim=2).view_as(logits)
         return self.attn_drop(attn), v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
