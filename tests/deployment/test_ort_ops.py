@@ -115,8 +115,27 @@ def test_results_reach_onnxruntime_as_arrays():
     np.testing.assert_allclose(flat, expected.numpy().ravel(), rtol=1e-5, atol=1e-5)
     assert hooks[0](-1, [], {}) == ('library', -1)
     assert not ort_ops._return_arrays(types.SimpleNamespace())
+
+
+def test_onnxruntime_calls_go_through_the_array_hook(monkeypatch):
+    """onnxruntime's calls reach mmdwnet's hook under the ids it keeps (a wrong id would fall
+    back to the library's slow list path, with the same results)."""
     import onnxruntime_extensions
+    ort_ops.register_kernels()
     assert ort_ops._return_arrays(onnxruntime_extensions)  # the real library has the hook
+    k_id, opdef = next((i, d) for i, d in ort_ops._opdefs.items()
+                       if d.op_type == 'MMDWLocalCorrelate')
+    calls = []
+    spy = types.SimpleNamespace(cast_attributes=opdef.cast_attributes,
+                                body=lambda *a, **kw: calls.append(kw) or opdef.body(*a, **kw))
+    monkeypatch.setitem(ort_ops._opdefs, k_id, spy)
+    inputs, attributes, expected = _node_case('MMDWLocalCorrelate',
+                                              torch.Generator().manual_seed(0))
+    sess = ort_ops.inference_session(_single_node_model('MMDWLocalCorrelate', inputs,
+                                                        attributes))
+    got, = sess.run(None, {n: t.numpy() for n, t in inputs.items()})
+    assert calls == [attributes]
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------- presets
