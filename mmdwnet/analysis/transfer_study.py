@@ -16,7 +16,10 @@ classification checkpoint here, so it runs from scratch only.
 
 Runs go side by side, one per core by default (``--jobs``; each a process with
 ``OMP_NUM_THREADS`` threads, one unless set; every output line behind its run's tag); the
-classification checkpoints they need are made first.  Every finished run is kept as ``WORK_DIR/<task>_<model>_<init>_seed<k>/result.json`` and is not
+classification checkpoints they need are made first.  The run ``make demo`` already did
+(DWNet from its classification checkpoint, seed 0, same scenes, schedule and config) is
+taken from the demo's ``results.json`` (``--cls-work-dir``) instead of being trained again.
+Every finished run is kept as ``WORK_DIR/<task>_<model>_<init>_seed<k>/result.json`` and is not
 run again, so an interrupted study resumes where it stopped.  The report (mean and spread over
 seeds, the runs' times, a plot) replaces the text between the study markers of ``--out`` (the
 rest of the file is kept) and the plot is written next to it.

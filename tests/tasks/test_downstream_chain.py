@@ -213,3 +213,34 @@ def test_default_jobs_follow_the_threads_per_run(monkeypatch):
     assert downstream.default_jobs(4) == 2 and downstream.default_jobs(1) == 1
     monkeypatch.setenv('OMP_NUM_THREADS', '2')
     assert downstream.default_jobs(4) == 1
+
+
+def test_study_takes_the_demo_run_only_when_it_is_the_same_run(tmp_path):
+    """``make study`` reuses the fine-tuning ``make demo`` did (DWNet, pretrained, seed 0) only
+    when scenes, schedule, config and classification checkpoint are the same."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'downstream_transfer', ROOT / 'tools' / 'analysis_tools' / 'downstream_transfer.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    ckpt = tmp_path / 'cls' / 'epoch_10.pth'
+    config = str(Path(downstream.CONFIGS['seg']['DWNet']).relative_to(ROOT))
+    run = dict(task='seg', model='DWNet', config=config, init=str(ckpt),
+               checkpoint='x.pth', metrics={'mIoU': 42.0}, train_seconds=1.0)
+    (tmp_path / 'results.json').write_text(json.dumps(dict(
+        short=False, scenes_root=str(tmp_path / 'scenes'), downstream=[run])))
+    args = study.parse_args(['--cls-work-dir', str(tmp_path), '--scenes-root',
+                             str(tmp_path / 'scenes')])
+    ckpts = {'DWNet': ckpt, 'I-D-DWNet': tmp_path / 'other.pth'}
+    got = tool.from_demo('seg', 'DWNet', 'pretrained', 0, args, ckpts)
+    assert got['metrics'] == {'mIoU': 42.0} and got['reused'].endswith('results.json')
+    assert tool.from_demo('seg', 'DWNet', 'pretrained', 1, args, ckpts) is None  # seed
+    assert tool.from_demo('seg', 'DWNet', 'scratch', 0, args, ckpts) is None
+    assert tool.from_demo('det', 'DWNet', 'pretrained', 0, args, ckpts) is None  # not run
+    assert tool.from_demo('seg', 'DWNet', 'pretrained', 0, args,
+                          dict(ckpts, DWNet=tmp_path / 'other.pth')) is None  # checkpoint
+    short = study.parse_args(['--cls-work-dir', str(tmp_path), '--scenes-root',
+                              str(tmp_path / 'scenes'), '--short'])
+    assert tool.from_demo('seg', 'DWNet', 'pretrained', 0, short, ckpts) is None  # schedule
+    elsewhere = study.parse_args(['--cls-work-dir', str(tmp_path)])
+    assert tool.from_demo('seg', 'DWNet', 'pretrained', 0, elsewhere, ckpts) is None  # scenes
