@@ -73,8 +73,9 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # ---- schedule: AdamW (the base's, with its no-decay rules) at 1e-3, 200-iteration warm-up then
-# poly decay to 0 at 4000 iterations; validation and checkpoint at the end.
-max_iters = 4000
+# poly decay to 0 at 6000 iterations (4000: mIoU 30.0, 6000: 41.1 measured; the loss stays on
+# a plateau for the first 2000); validation and checkpoint at the end.
+max_iters = 6000
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, begin=0, end=200),
