@@ -85,9 +85,11 @@ def main(argv=None):
     start = time.time()
     scenes = write_scenes(args.scenes_root,
                           **(downstream.SHORT_SCENES if args.short else {}))
-    todo = [(task, model, init, seed) for seed in args.seeds for task in args.tasks
-            for model in args.models for init in args.inits
-            if not (model == 'Swin' and init == 'pretrained')]  # no toolbox Swin digits ckpt
+    # a model's detection and segmentation side by side, model after model in --models order
+    # (an interrupted study has whole pairs); the toolbox Swin has no digits checkpoint
+    todo = [(task, model, init, seed) for seed in args.seeds for model in args.models
+            for init in args.inits for task in args.tasks
+            if not (model == 'Swin' and init == 'pretrained')]
     # the classification checkpoints first, one at a time (runs side by side share them)
     checkpoints = {model: cls_checkpoint(model, args)
                    for model in sorted({m for _, m, i, _ in todo if i == 'pretrained'})}
