@@ -222,12 +222,11 @@ def run_downstream(args, cls_results, work_dir):
     jobs = args.jobs or downstream.default_jobs(len(tasks))
 
     def fine_tune(task):
-        config = configs[task]
-        say(task if jobs > 1 else None,
-            f'\n==== {DOWNSTREAM_MODEL}: {downstream.TASK_NAMES[task]} on the digit scenes, '
-            f'from {init} ({config.relative_to(ROOT)})')
+        config, tag = configs[task], task if jobs > 1 else None
+        say(tag, f'\n==== {DOWNSTREAM_MODEL}: {downstream.TASK_NAMES[task]} on the digit '
+            f'scenes, from {init} ({config.relative_to(ROOT)})')
         run = downstream.fine_tune(task, config, work_dir / config.stem, scenes, init,
-                                   short=args.short, tag=task if jobs > 1 else None)
+                                   short=args.short, tag=tag)
         run.update(task=task, model=DOWNSTREAM_MODEL)
         return run
 

@@ -47,6 +47,17 @@ def tiny(tmp_path_factory):
     return config, checkpoint, init_model(str(config), str(checkpoint))
 
 
+def _assert_scores_match(sess, model):
+    """The written graph gives the classifier's scores for a batch of 4 (not the export's
+    example batch), equal to PyTorch within 1e-4."""
+    x = torch.randn(4, 3, 32, 32)
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = model(x, mode='tensor').numpy()
+    assert len(got) == 1 and got[0].shape == (4, 5)
+    assert np.abs(got[0] - expected).max() < 1e-4
+
+
 def test_cli_exports_classifier_and_refuses_to_overwrite(tiny, tmp_path):
     config, checkpoint, model = tiny
     out = tmp_path / 'model.onnx'
@@ -62,12 +73,7 @@ def test_cli_exports_classifier_and_refuses_to_overwrite(tiny, tmp_path):
 
     # the written graph: the classifier's scores for any batch, equal to PyTorch
     sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
-    x = torch.randn(4, 3, 32, 32)
-    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
-    with torch.no_grad():
-        expected = model(x, mode='tensor').numpy()
-    assert len(got) == 1 and got[0].shape == (4, 5)
-    assert np.abs(got[0] - expected).max() < 1e-4
+    _assert_scores_match(sess, model)
 
     # an existing file is never replaced without --force
     before = out.read_bytes()
@@ -138,12 +144,7 @@ def test_cli_ort_custom_ops(tiny, tmp_path):
     with pytest.raises(Exception, match='MMDWLocalAggregatePointwiseBias'):
         ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
     sess = ort_ops.inference_session(str(out))
-    x = torch.randn(4, 3, 32, 32)
-    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
-    with torch.no_grad():
-        expected = model(x, mode='tensor').numpy()
-    assert len(got) == 1 and got[0].shape == (4, 5)
-    assert np.abs(got[0] - expected).max() < 1e-4
+    _assert_scores_match(sess, model)
 
 
 def test_ort_custom_ops_without_extensions_writes_nothing(tiny, tmp_path, monkeypatch):
