@@ -12,6 +12,7 @@ Runs may go side by side (:func:`in_parallel`, ``--jobs``): each is its own proc
 ``OMP_NUM_THREADS`` threads (one by default), so two runs on a 2-core CPU use both cores without
 OpenMP oversubscription; the output of each is printed line by line behind its tag.
 """
+import hashlib
 import json
 import os
 import subprocess
@@ -22,6 +23,9 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from mmdwnet.analysis.transfer_study import METRICS, TASK_NAMES  # noqa: F401 (re-exported)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from digit_scenes import STAMP  # noqa: E402  (the scenes' options, written with them)
 
 ROOT = Path(__file__).resolve().parents[1]
 DET_DIR = ROOT / 'configs' / 'detection' / 'digits'
@@ -37,15 +41,16 @@ CONFIGS = {
 # The shortened mode (tests, `--short`): a small scene set and a few hundred training images
 # seen; enough to learn well above an untrained model, not to reach the full runs' numbers.
 SHORT_SCENES = dict(seed=1, train_scenes=64, val_scenes=24, max_size=128)
-# (no validation during the shortened training: tools/test.py evaluates the result)
+# No validation inside a demo or study training: tools/test.py evaluates the result once
+# (validating at the end of training as well cost the detector 80 s of the demo's critical path).
 NO_VAL = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
 SHORT_SCHEDULE = {
-    'det': NO_VAL + [
+    'det': [
         'train_cfg.max_epochs=10', 'train_cfg.val_interval=10',
         'default_hooks.checkpoint.interval=10', 'optim_wrapper.optimizer.lr=2e-3',
         'param_scheduler.0.end=10', 'param_scheduler.1.milestones=[8]',
         'default_hooks.logger.interval=16'],
-    'seg': NO_VAL + [
+    'seg': [
         'train_cfg.max_iters=400', 'train_cfg.val_interval=400',
         'default_hooks.checkpoint.interval=400', 'optim_wrapper.optimizer.lr=3e-3',
         'param_scheduler.0.end=20', 'param_scheduler.1.begin=20',
@@ -168,11 +173,7 @@ def fine_tune(task, config, work_dir, scenes_root, checkpoint, short=False, seed
         ``metrics`` (every number tools/test.py reported), ``train_seconds``.
     """
     work_dir = Path(work_dir)
-    options = data_options(task, scenes_root) + init_options(checkpoint)
-    if short:
-        options += SHORT_SCHEDULE[task]
-    if seed is not None:
-        options.append(f'randomness.seed={seed}')
+    options = run_options(task, scenes_root, checkpoint, short, seed)
     start = time.time()
     run_tool('train.py', config, '--work-dir', work_dir, '--cfg-options', *options, tag=tag)
     seconds = time.time() - start
@@ -184,7 +185,35 @@ def fine_tune(task, config, work_dir, scenes_root, checkpoint, short=False, seed
         sys.exit(f'error: tools/test.py reported no {missing} for {config}: {sorted(metrics)}')
     return dict(config=str(Path(config).relative_to(ROOT)),
                 init=None if checkpoint is None else str(checkpoint),
-                checkpoint=str(trained), metrics=metrics, train_seconds=round(seconds, 1))
+                checkpoint=str(trained), metrics=metrics, train_seconds=round(seconds, 1),
+                fingerprint=run_fingerprint(config, options, scenes_root, checkpoint))
+
+
+def run_options(task, scenes_root, checkpoint, short=False, seed=None):
+    """The ``--cfg-options`` of one fine-tuning run (see :func:`fine_tune`)."""
+    options = data_options(task, scenes_root) + init_options(checkpoint) + NO_VAL
+    if short:
+        options += SHORT_SCHEDULE[task]
+    if seed is not None:
+        options.append(f'randomness.seed={seed}')
+    return options
+
+
+def run_fingerprint(config, options, scenes_root, checkpoint):
+    """What makes two fine-tuning runs the same run, as a sha256 hex digest: the config as
+    resolved with its ``--cfg-options``, the options the scenes were written with and the bytes
+    of the initialising checkpoint (None: from scratch).  A kept result is reused only under the
+    same fingerprint, so an edited config, other scenes or a retrained classifier train again."""
+    from mmengine.config import Config, DictAction
+    cfg = Config.fromfile(str(config))
+    cfg.merge_from_dict({key: DictAction._parse_iterable(value)
+                         for key, value in (opt.split('=', 1) for opt in options)})
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    stamp = Path(scenes_root) / STAMP
+    digest.update(stamp.read_bytes() if stamp.is_file() else b'no scenes stamp')
+    if checkpoint is not None:
+        digest.update(hashlib.sha256(Path(checkpoint).read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def val_images(scenes_root, n=4):

@@ -31,12 +31,12 @@ One standard op is written differently while an ONNX exporter traces (either gra
 :func:`softmax` over an axis other than the last (sliding-window attention), which onnxruntime
 runs as transpose, softmax, transpose.
 """
-import contextlib
-import threading
-from typing import Callable, Dict, Iterator
+from typing import Callable, ContextManager, Dict
 
 import torch
 from torch import Tensor
+
+from mmdwnet.utils.thread_switch import ThreadSwitch
 
 from .decompositions import (dynamic_depthwise_conv2d, local_aggregate,  # noqa: F401
                              local_aggregate_pointwise, local_correlate)
@@ -45,7 +45,7 @@ from .spec import SPECS
 __all__ = ['exporting', 'keep_operators', 'decompositions', 'softmax', 'local_aggregate',
            'local_aggregate_pointwise', 'local_correlate', 'dynamic_depthwise_conv2d']
 
-_state = threading.local()
+_KEEP = ThreadSwitch()
 
 
 def exporting() -> bool:
@@ -53,22 +53,16 @@ def exporting() -> bool:
     by both the TorchScript and the dynamo exporter) outside :func:`keep_operators`: the ops
     then return their decompositions (``torch.export`` alone keeps the operators, see the
     module docstring)."""
-    return bool(torch.onnx.is_in_onnx_export()) and not getattr(_state, 'keep', False)
+    return bool(torch.onnx.is_in_onnx_export()) and not _KEEP.value
 
 
-@contextlib.contextmanager
-def keep_operators() -> Iterator[None]:
+def keep_operators() -> ContextManager[None]:
     """Within, in this thread, ONNX exporters see the ``torch.ops.mmdwnet`` operators (one
     node each) instead of their decompositions: :func:`exporting` is False.  The exporter then
     needs a translation of those nodes (``custom_translation_table`` of the dynamo exporter,
     ``torch.onnx.register_custom_op_symbolic`` for TorchScript), e.g.
     :func:`mmdwnet.deployment.ort_ops.export_custom_ops`."""
-    previous = getattr(_state, 'keep', False)
-    _state.keep = True
-    try:
-        yield
-    finally:
-        _state.keep = previous
+    return _KEEP.override(True)
 
 
 def softmax(x: Tensor, dim: int) -> Tensor:

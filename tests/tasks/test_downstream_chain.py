@@ -215,32 +215,54 @@ def test_default_jobs_follow_the_threads_per_run(monkeypatch):
     assert downstream.default_jobs(4) == 1
 
 
-def test_study_takes_the_demo_run_only_when_it_is_the_same_run(tmp_path):
-    """``make study`` reuses the fine-tuning ``make demo`` did (DWNet, pretrained, seed 0) only
-    when scenes, schedule, config and classification checkpoint are the same."""
+def _study_tool():
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         'downstream_transfer', ROOT / 'tools' / 'analysis_tools' / 'downstream_transfer.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    ckpt = tmp_path / 'cls' / 'epoch_10.pth'
-    config = str(Path(downstream.CONFIGS['seg']['DWNet']).relative_to(ROOT))
-    run = dict(task='seg', model='DWNet', config=config, init=str(ckpt),
-               checkpoint='x.pth', metrics={'mIoU': 42.0}, train_seconds=1.0)
-    (tmp_path / 'results.json').write_text(json.dumps(dict(
-        short=False, scenes_root=str(tmp_path / 'scenes'), downstream=[run])))
-    args = study.parse_args(['--cls-work-dir', str(tmp_path), '--scenes-root',
-                             str(tmp_path / 'scenes')])
-    ckpts = {'DWNet': ckpt, 'I-D-DWNet': tmp_path / 'other.pth'}
-    got = tool.from_demo('seg', 'DWNet', 'pretrained', 0, args, ckpts)
+    return tool
+
+
+def test_study_reuses_a_run_only_when_it_is_the_same_run(tmp_path, capsys):
+    """``make study`` reuses the fine-tuning ``make demo`` did, and the runs an earlier study
+    kept, only when resolved config, scenes and classification checkpoint are the same (their
+    fingerprint): a changed seed, schedule, init, checkpoint, scene set or config trains again."""
+    tool = _study_tool()
+    scenes, other_scenes = tmp_path / 'scenes', tmp_path / 'other_scenes'
+    for root, seed in ((scenes, 0), (other_scenes, 1)):
+        root.mkdir()
+        (root / downstream.STAMP).write_text(json.dumps(dict(seed=seed)))
+    ckpt, other_ckpt = tmp_path / 'epoch_10.pth', tmp_path / 'other.pth'
+    ckpt.write_bytes(b'classifier weights')
+    other_ckpt.write_bytes(b'other weights')
+    config = downstream.CONFIGS['seg']['DWNet']
+
+    def fingerprint(config=config, scenes=scenes, ckpt=ckpt, short=False, seed=0):
+        return downstream.run_fingerprint(
+            config, downstream.run_options('seg', scenes, ckpt, short, seed), scenes, ckpt)
+
+    # the demo passes no seed: the config's own seed 0 is the same run as the study's seed 0
+    assert fingerprint(seed=None) == fingerprint()
+    run = dict(task='seg', model='DWNet', config=str(config), init=str(ckpt),
+               checkpoint='x.pth', metrics={'mIoU': 42.0}, train_seconds=1.0,
+               fingerprint=fingerprint(seed=None))
+    (tmp_path / 'results.json').write_text(json.dumps(dict(downstream=[run])))
+    args = study.parse_args(['--cls-work-dir', str(tmp_path), '--scenes-root', str(scenes)])
+    got = tool.from_demo('seg', 'DWNet', 0, args, fingerprint())
     assert got['metrics'] == {'mIoU': 42.0} and got['reused'].endswith('results.json')
-    assert tool.from_demo('seg', 'DWNet', 'pretrained', 1, args, ckpts) is None  # seed
-    assert tool.from_demo('seg', 'DWNet', 'scratch', 0, args, ckpts) is None
-    assert tool.from_demo('det', 'DWNet', 'pretrained', 0, args, ckpts) is None  # not run
-    assert tool.from_demo('seg', 'DWNet', 'pretrained', 0, args,
-                          dict(ckpts, DWNet=tmp_path / 'other.pth')) is None  # checkpoint
-    short = study.parse_args(['--cls-work-dir', str(tmp_path), '--scenes-root',
-                              str(tmp_path / 'scenes'), '--short'])
-    assert tool.from_demo('seg', 'DWNet', 'pretrained', 0, short, ckpts) is None  # schedule
-    elsewhere = study.parse_args(['--cls-work-dir', str(tmp_path)])
-    assert tool.from_demo('seg', 'DWNet', 'pretrained', 0, elsewhere, ckpts) is None  # scenes
+    assert tool.from_demo('det', 'DWNet', 0, args, fingerprint()) is None  # not run
+    edited = tmp_path / 'edited.py'
+    edited.write_text(f"_base_ = ['{config}']\ntrain_cfg = dict(max_iters=10)\n")
+    others = dict(seed=fingerprint(seed=1), short=fingerprint(short=True),
+                  scratch=fingerprint(ckpt=None), checkpoint=fingerprint(ckpt=other_ckpt),
+                  scenes=fingerprint(scenes=other_scenes), config=fingerprint(config=edited))
+    for what, other in others.items():
+        assert other != fingerprint(), what
+        assert tool.from_demo('seg', 'DWNet', 0, args, other) is None, what
+    # a run an earlier study kept: reused under its fingerprint, trained again under another
+    kept = tmp_path / 'result.json'
+    kept.write_text(json.dumps(dict(run, fingerprint=others['config'])))
+    assert tool.kept_run(kept, others['config'], None)['metrics'] == {'mIoU': 42.0}
+    assert tool.kept_run(kept, fingerprint(), None) is None
+    assert 'training this run again' in capsys.readouterr().out

@@ -31,42 +31,53 @@ def cls_checkpoint(model, args):
     return Path(checkpoint)
 
 
-def from_demo(task, model, init, seed, args, checkpoints):
-    """The fine-tuning ``make demo`` already did, when it is exactly this run (DWNet from its
-    classification checkpoint, the configs' seed 0, the same scenes and schedule, the same
-    config and checkpoint): its ``results.json`` entry, marked ``reused``; else None."""
+def from_demo(task, model, seed, args, fingerprint):
+    """The fine-tuning ``make demo`` already did, when it is exactly this run (the same
+    resolved config, scenes and initialising checkpoint: the same ``fingerprint``, see
+    ``downstream.run_fingerprint``): its ``results.json`` entry, marked ``reused``; else None."""
     results = Path(args.cls_work_dir) / 'results.json'
-    if init != 'pretrained' or seed != 0 or not results.is_file():
+    if not results.is_file():
         return None
-    demo = json.loads(results.read_text())
-    if bool(demo.get('short')) != bool(args.short) or \
-            (ROOT / demo.get('scenes_root', '')).resolve() != (ROOT / args.scenes_root).resolve():
+    for run in json.loads(results.read_text()).get('downstream', []):
+        if (run.get('task'), run.get('model'), run.get('fingerprint')) == \
+                (task, model, fingerprint):
+            return dict(run, seed=seed, reused=str(results))
+    return None
+
+
+def kept_run(result_file, fingerprint, tag):
+    """The result a previous study kept in ``result_file`` when it is this run, else None (a
+    result made with another config, other scenes or another checkpoint is trained again)."""
+    if not result_file.is_file():
         return None
-    config = str(Path(downstream.CONFIGS[task][model]).relative_to(ROOT))
-    for run in demo.get('downstream', []):
-        if (run.get('task'), run.get('model'), run.get('config')) == (task, model, config) and \
-                run.get('init') and (ROOT / run['init']).resolve() == \
-                (ROOT / checkpoints[model]).resolve():
-            return dict(run, init=run['init'], seed=seed, reused=str(results))
+    run = json.loads(result_file.read_text())
+    if run.get('fingerprint') == fingerprint:
+        return run
+    downstream.say(tag, f'\n==== {result_file} was made with another config, other scenes or '
+                   'another classification checkpoint: training this run again')
     return None
 
 
 def run_one(task, model, init, seed, args, scenes, checkpoints, tag=None):
     out = Path(args.work_dir) / f'{task}_{model}_{init}_seed{seed}'
     result_file = out / 'result.json'
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
-    run = None if model == 'Swin' else from_demo(task, model, init, seed, args, checkpoints)
+    if model == 'Swin':
+        config = swin_config(task, args.work_dir, downstream.CONFIGS[task]['DWNet'])
+        checkpoint = None
+    else:
+        config = downstream.CONFIGS[task][model]
+        checkpoint = checkpoints[model] if init == 'pretrained' else None
+    fingerprint = downstream.run_fingerprint(
+        config, downstream.run_options(task, scenes, checkpoint, args.short, seed), scenes,
+        checkpoint)
+    run = kept_run(result_file, fingerprint, tag)
+    if run is not None:
+        return run
+    run = None if model == 'Swin' else from_demo(task, model, seed, args, fingerprint)
     if run is not None:
         downstream.say(tag, f'\n==== {task} {model} {init} seed {seed}: the run of make demo '
                        f'({run["reused"]})')
     else:
-        if model == 'Swin':
-            config = swin_config(task, args.work_dir, downstream.CONFIGS[task]['DWNet'])
-            checkpoint = None
-        else:
-            config = downstream.CONFIGS[task][model]
-            checkpoint = checkpoints[model] if init == 'pretrained' else None
         downstream.say(tag, f'\n==== {task} {model} {init} seed {seed}')
         run = downstream.fine_tune(task, config, out, scenes, checkpoint, short=args.short,
                                    seed=seed, tag=tag)

@@ -52,7 +52,11 @@ model = dict(
              sampler=dict(type='RandomSampler', num=64, pos_fraction=0.25, neg_pos_ub=-1,
                           add_gt_as_proposals=True),
              mask_size=28, pos_weight=-1, debug=False) for iou in stage_ious
-    ]))
+    ]),
+    # 300 RPN proposals at test time (1000 in the base): a scene holds at most 5 digits; the three
+    # cascade stages' heads run on every proposal (0.65 -> 0.36 s a scene measured, bbox / segm
+    # mAP 0.575 / 0.521 -> 0.575 / 0.519; 100 proposals: 0.562 / 0.510)
+    test_cfg=dict(rpn=dict(max_per_img=300)))
 
 # ---- data: COCO instances (RLE masks), scenes of 96-192 px kept at their size; no flip
 # (digits are not mirror-symmetric).

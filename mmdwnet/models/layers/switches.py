@@ -5,30 +5,24 @@ per thread by :func:`fast_inference`; read at every call, so changing it never h
 process-wide side effect.  The ops' backend switch (``MMDWNET_OPS_BACKEND``) lives with the ops,
 in :mod:`mmdwnet.ops.switches`.
 """
-import contextlib
 import os
-import threading
-from typing import Iterator
+from typing import ContextManager
+
+from mmdwnet.utils.thread_switch import ThreadSwitch
 
 __all__ = ['fast_inference_enabled', 'fast_inference']
 
-_state = threading.local()
+_FAST = ThreadSwitch()
 
 
 def fast_inference_enabled() -> bool:
     """Whether the dense-layer CPU inference fast path is on (env var / :func:`fast_inference`)."""
-    flag = getattr(_state, 'fast', None)
+    flag = _FAST.value
     if flag is None:
         return os.environ.get('MMDWNET_FAST_INFERENCE', '1').lower() not in ('0', 'false', 'off')
     return flag
 
 
-@contextlib.contextmanager
-def fast_inference(enabled: bool = True) -> Iterator[None]:
+def fast_inference(enabled: bool = True) -> ContextManager[None]:
     """Context manager that switches the CPU inference fast path on or off in this thread."""
-    previous = getattr(_state, 'fast', None)
-    _state.fast = bool(enabled)
-    try:
-        yield
-    finally:
-        _state.fast = previous
+    return _FAST.override(bool(enabled))

@@ -21,13 +21,13 @@ backend of one op call from the switch :func:`ops_backend` (``MMDWNET_OPS_BACKEN
 Built-in backends: ``reference`` (pure PyTorch, any device), ``openmp`` (compiled C/OpenMP
 kernels, CPU float32), ``triton`` (Triton kernels, CUDA; imported on first use).
 """
-import contextlib
 import importlib
 import os
-import threading
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import ContextManager, Dict, Optional, Sequence, Tuple
 
 from torch import Tensor
+
+from mmdwnet.utils.thread_switch import ThreadSwitch
 
 __all__ = ['Backend', 'PrimitiveBackend', 'register_backend', 'unregister_backend', 'get',
            'select', 'ALIASES', 'backend_names', 'ops_backend', 'use_ops_backend']
@@ -39,7 +39,7 @@ _LAZY: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     'triton': ('mmdwnet.ops.backends.triton', ('cuda', )),
 }
 _registry: Dict[str, 'Backend'] = {}
-_state = threading.local()
+_BACKEND = ThreadSwitch()
 
 
 class Backend:
@@ -200,24 +200,18 @@ def ops_backend() -> str:
     Raises:
         ValueError: the name is no known backend.
     """
-    name = getattr(_state, 'backend', None)
+    name = _BACKEND.value
     if name is not None:
         return name
     name = os.environ.get('MMDWNET_OPS_BACKEND', 'auto').strip().lower() or 'auto'
     return _check_name(name, 'MMDWNET_OPS_BACKEND')
 
 
-@contextlib.contextmanager
-def use_ops_backend(name: Optional[str]) -> Iterator[None]:
+def use_ops_backend(name: Optional[str]) -> ContextManager[None]:
     """Run the ops of this thread on backend ``name`` (``None``: back to the environment)."""
     if name is not None:
         _check_name(name, 'use_ops_backend: name')
-    previous = getattr(_state, 'backend', None)
-    _state.backend = name
-    try:
-        yield
-    finally:
-        _state.backend = previous
+    return _BACKEND.override(name)
 
 
 _by_device: Dict[Tuple[str, str], Tuple[Backend, ...]] = {}
