@@ -1,6 +1,6 @@
 """Write scenes of scikit-learn's handwritten digits on real photos, as COCO and ADE20K data sets.
 
-    python demo/digit_scenes.py [--out data/digit_scenes] [--seed 0] [--train-scenes 480] ...
+    python demo/digit_scenes.py [--out data/digit_scenes] [--seed 0] [--train-scenes 1920] ...
 
 Each scene is a canvas of a random (odd) size between ``--min-size`` and ``--max-size`` pixels,
 cut from one of scikit-image's embedded photos (``skimage.data``: astronaut, coffee, rocket,
@@ -50,7 +50,7 @@ TRIES = 60  # placements tried per digit before the scene keeps fewer digits
 
 def default_options():
     """The writer's options and their defaults (also the CLI's)."""
-    return dict(seed=0, train_scenes=480, val_scenes=120, min_size=96, max_size=192,
+    return dict(seed=0, train_scenes=1920, val_scenes=120, min_size=96, max_size=192,
                 min_digit=16, max_digit=48, min_digits=2, max_digits=5, max_overlap=0.2)
 
 

@@ -46,9 +46,10 @@ SHORT_SCENES = dict(seed=1, train_scenes=64, val_scenes=24, max_size=128)
 NO_VAL = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
 SHORT_SCHEDULE = {
     'det': [
-        'train_cfg.max_epochs=10', 'train_cfg.val_interval=10',
-        'default_hooks.checkpoint.interval=10', 'optim_wrapper.optimizer.lr=2e-3',
-        'param_scheduler.0.end=10', 'param_scheduler.1.milestones=[8]',
+        'train_cfg.max_iters=160', 'train_cfg.val_interval=160',
+        'default_hooks.checkpoint.interval=160', 'optim_wrapper.optimizer.lr=2e-3',
+        'param_scheduler.0.end=10', 'param_scheduler.1.end=160',
+        'param_scheduler.1.milestones=[128]',
         'default_hooks.logger.interval=16'],
     'seg': [
         'train_cfg.max_iters=400', 'train_cfg.val_interval=400',
