@@ -1,5 +1,5 @@
 """Segmentation decode heads (mmseg)."""
-from typing import List, Sequence
+from typing import Any, List, Sequence, Union
 
 import torch
 from mmseg.models.decode_heads import UPerHead
@@ -11,7 +11,8 @@ from mmdwnet.registry import register_model
 __all__ = ['ClassWeightAdjustedUPerHead', 'cross_entropy_class_weight']
 
 
-def cross_entropy_class_weight(losses) -> Sequence[float]:
+def cross_entropy_class_weight(
+        losses: Union[torch.nn.Module, torch.nn.ModuleList]) -> Sequence[float]:
     """The class weights of the first class-weighted :class:`CrossEntropyLoss` among a decode
     head's ``loss_decode`` (one loss module or a ``ModuleList``); ``ValueError`` when none."""
     for loss in losses if isinstance(losses, torch.nn.ModuleList) else [losses]:
@@ -35,7 +36,7 @@ class ClassWeightAdjustedUPerHead(UPerHead):
     ``CrossEntropyLoss`` with ``class_weight`` (:func:`cross_entropy_class_weight`).
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         weight = torch.as_tensor(cross_entropy_class_weight(self.loss_decode), dtype=torch.float)
         if weight.numel() != self.out_channels or bool((weight <= 0).any()):
