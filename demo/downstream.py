@@ -45,17 +45,19 @@ SHORT_SCENES = dict(seed=1, train_scenes=64, val_scenes=24, max_size=128)
 # (validating at the end of training as well cost the detector 80 s of the demo's critical path).
 NO_VAL = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
 SHORT_SCHEDULE = {
+    # detection learns slowly at first: 240 steps reach bbox mAP_50 0.09, 320 reach 0.27
     'det': [
-        'train_cfg.max_iters=160', 'train_cfg.val_interval=160',
-        'default_hooks.checkpoint.interval=160', 'optim_wrapper.optimizer.lr=2e-3',
-        'param_scheduler.0.end=10', 'param_scheduler.1.end=160',
-        'param_scheduler.1.milestones=[128]',
-        'default_hooks.logger.interval=16'],
+        'train_cfg.max_iters=320', 'train_cfg.val_interval=320',
+        'default_hooks.checkpoint.interval=320', 'optim_wrapper.optimizer.lr=4e-3',
+        'param_scheduler.0.end=10', 'param_scheduler.1.end=320',
+        'param_scheduler.1.milestones=[280]',
+        'default_hooks.logger.interval=32'],
+    # segmentation steps are cheap: 1000 of them still end before detection's 320
     'seg': [
-        'train_cfg.max_iters=400', 'train_cfg.val_interval=400',
-        'default_hooks.checkpoint.interval=400', 'optim_wrapper.optimizer.lr=3e-3',
+        'train_cfg.max_iters=1000', 'train_cfg.val_interval=1000',
+        'default_hooks.checkpoint.interval=1000', 'optim_wrapper.optimizer.lr=6e-3',
         'param_scheduler.0.end=20', 'param_scheduler.1.begin=20',
-        'param_scheduler.1.end=400', 'default_hooks.logger.interval=50'],
+        'param_scheduler.1.end=1000', 'default_hooks.logger.interval=100'],
 }
 
 
