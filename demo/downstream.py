@@ -62,6 +62,10 @@ SHORT_SCHEDULE = {
 
 
 _PRINT_LOCK = threading.Lock()
+# Config.fromfile is not thread-safe: a `mmdet::` base makes mmengine ask pkg_resources whether
+# mmdet is installed, and two threads asking at once fail with a TypeError (seen when make study
+# fingerprinted its detection and segmentation runs side by side).
+_CONFIG_LOCK = threading.Lock()
 _RUNNING = set()  # the tool processes started by run_tool and not finished yet
 
 
@@ -208,7 +212,8 @@ def run_fingerprint(config, options, scenes_root, checkpoint):
     of the initialising checkpoint (None: from scratch).  A kept result is reused only under the
     same fingerprint, so an edited config, other scenes or a retrained classifier train again."""
     from mmengine.config import Config, DictAction
-    cfg = Config.fromfile(str(config))
+    with _CONFIG_LOCK:
+        cfg = Config.fromfile(str(config))
     cfg.merge_from_dict({key: DictAction._parse_iterable(value)
                          for key, value in (opt.split('=', 1) for opt in options)})
     digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())

@@ -269,3 +269,29 @@ def test_study_reuses_a_run_only_when_it_is_the_same_run(tmp_path, capsys):
     assert tool.kept_run(kept, others['config'], None)['metrics'] == {'mIoU': 42.0}
     assert tool.kept_run(kept, fingerprint(), None) is None
     assert 'training this run again' in capsys.readouterr().out
+
+
+def test_fingerprints_taken_side_by_side_equal_the_sequential_ones(tmp_path):
+    """``make study`` fingerprints its detection and segmentation runs from two threads at
+    once; mmengine's Config.fromfile (its `mmdet::` bases ask pkg_resources) is not thread-safe,
+    so without downstream's lock some of these threads fail with a TypeError."""
+    import threading
+    configs = [downstream.CONFIGS[task]['DWNet'] for task in ('det', 'seg')] * 3
+
+    def fingerprint(config):
+        return downstream.run_fingerprint(config, [], tmp_path, None)
+    got, errors = {}, []
+
+    def worker(i, config):
+        try:
+            got[i] = fingerprint(config)
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+    threads = [threading.Thread(target=worker, args=item) for item in enumerate(configs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    expected = {config: fingerprint(config) for config in set(configs)}
+    assert [got[i] for i in range(len(configs))] == [expected[c] for c in configs]
