@@ -190,7 +190,7 @@ def fine_tune(task, config, work_dir, scenes_root, checkpoint, short=False, seed
     missing = [m for m in METRICS[task] if m not in metrics]
     if missing:
         sys.exit(f'error: tools/test.py reported no {missing} for {config}: {sorted(metrics)}')
-    return dict(config=str(Path(config).relative_to(ROOT)),
+    return dict(config=str(Path(config).resolve().relative_to(ROOT)),
                 init=None if checkpoint is None else str(checkpoint),
                 checkpoint=str(trained), metrics=metrics, train_seconds=round(seconds, 1),
                 fingerprint=run_fingerprint(config, options, scenes_root, checkpoint))
