@@ -275,23 +275,11 @@ def test_fingerprints_taken_side_by_side_equal_the_sequential_ones(tmp_path):
     """``make study`` fingerprints its detection and segmentation runs from two threads at
     once; mmengine's Config.fromfile (its `mmdet::` bases ask pkg_resources) is not thread-safe,
     so without downstream's lock some of these threads fail with a TypeError."""
-    import threading
     configs = [downstream.CONFIGS[task]['DWNet'] for task in ('det', 'seg')] * 3
 
     def fingerprint(config):
         return downstream.run_fingerprint(config, [], tmp_path, None)
-    got, errors = {}, []
-
-    def worker(i, config):
-        try:
-            got[i] = fingerprint(config)
-        except Exception as e:  # noqa: BLE001 -- reported below
-            errors.append(e)
-    threads = [threading.Thread(target=worker, args=item) for item in enumerate(configs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    # all at once, through the same thread pool the demo and the study use (a failure re-raises)
+    got = downstream.in_parallel([lambda c=c: fingerprint(c) for c in configs], len(configs))
     expected = {config: fingerprint(config) for config in set(configs)}
-    assert [got[i] for i in range(len(configs))] == [expected[c] for c in configs]
+    assert got == [expected[c] for c in configs]
