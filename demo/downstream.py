@@ -190,10 +190,18 @@ def fine_tune(task, config, work_dir, scenes_root, checkpoint, short=False, seed
     missing = [m for m in METRICS[task] if m not in metrics]
     if missing:
         sys.exit(f'error: tools/test.py reported no {missing} for {config}: {sorted(metrics)}')
-    return dict(config=str(Path(config).resolve().relative_to(ROOT)),
+    return dict(config=repo_path(config),
                 init=None if checkpoint is None else str(checkpoint),
                 checkpoint=str(trained), metrics=metrics, train_seconds=round(seconds, 1),
                 fingerprint=run_fingerprint(config, options, scenes_root, checkpoint))
+
+
+def repo_path(path):
+    """``path`` as a run's record names it: relative to the repository when inside it (the
+    configs, a study's work_dir under it), else absolute (a ``--work-dir`` elsewhere).  A
+    relative ``path`` is taken from the current directory, as the tools took it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
 def run_options(task, scenes_root, checkpoint, short=False, seed=None):

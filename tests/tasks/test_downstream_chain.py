@@ -283,3 +283,20 @@ def test_fingerprints_taken_side_by_side_equal_the_sequential_ones(tmp_path):
     got = downstream.in_parallel([lambda c=c: fingerprint(c) for c in configs], len(configs))
     expected = {config: fingerprint(config) for config in set(configs)}
     assert got == [expected[c] for c in configs]
+
+
+def test_run_records_name_configs_relative_to_the_repository(tmp_path, monkeypatch):
+    """The study's toolbox-Swin control writes its config under its work_dir, which a user
+    gives relative to the current directory or outside the repository: recording the run
+    crashed on the first (`relative_to` of a relative path) and would on the second."""
+    config = downstream.CONFIGS['det']['DWNet']
+    expected = str(config.relative_to(ROOT))
+    monkeypatch.chdir(ROOT)
+    assert downstream.repo_path(config) == expected
+    assert downstream.repo_path(expected) == expected  # relative, as the study passes it
+    monkeypatch.chdir(ROOT / 'configs')
+    assert downstream.repo_path(Path('..') / expected) == expected
+    outside = tmp_path / 'study' / 'det_swin-nano_digit-scenes.py'
+    assert downstream.repo_path(outside) == str(outside.resolve())
+    monkeypatch.chdir(tmp_path)
+    assert downstream.repo_path('study/det_swin-nano_digit-scenes.py') == str(outside.resolve())
