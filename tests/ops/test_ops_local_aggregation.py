@@ -243,6 +243,57 @@ def test_pointwise_row_tiles_match_reference(case, tile_bytes, monkeypatch):
             torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize('case', [
+    # (n, c, g, r, h, w, k): one channel a group, 4 + 2 channels a group (the 4-channel path
+    # and its remainder), maps narrower than a 16-position block (blocks span rows), a partial
+    # last block, an even kernel, a kernel wider than the map, a large kernel (its k*k*16
+    # floats come from the caller's workspace, never the OpenMP thread's stack)
+    (3, 8, 8, 4, 8, 8, 7), (2, 12, 2, 5, 5, 7, 3), (2, 6, 3, 32, 6, 3, 4), (1, 4, 2, 3, 9, 11, 9),
+    (1, 2, 1, 2, 4, 37, 31)])
+@pytest.mark.parametrize('threads', [1, 2])
+def test_fused_pointwise_forward_equals_the_unfused_and_the_spec(case, threads, monkeypatch):
+    """The fused I-D-DW forward (kernels generated inside the aggregation kernel, 16 positions
+    at a time) against the unfused steps (MKL product + row aggregation) and the spec's
+    standard-op decomposition, with and without bias, 1 and 2 threads (each thread its own
+    slice of the kernel workspace)."""
+    if not cpu_kernels.available():
+        pytest.skip('compiled CPU kernels unavailable (no C compiler)')
+    from mmdwnet.ops.spec import spec
+    n, c, g, r, h, w, k = case
+    gen = torch.Generator().manual_seed(2)
+    x, feat = torch.randn(n, c, h, w, generator=gen), torch.randn(n, r, h, w, generator=gen)
+    w2d, bias = torch.randn(g * k * k, r, generator=gen), torch.randn(g * k * k, generator=gen)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for b in (bias, None):
+            want = spec('local_aggregate_pointwise').decomposition(x, feat, w2d, b, g, k)
+            fused = cpu_kernels._aggregate_pointwise_fused(x, feat, w2d, b, g, k)
+            monkeypatch.setattr(cpu_kernels, 'FUSED_MAX_REDUCED', 0)
+            unfused = cpu_kernels.aggregate_pointwise(x, feat, w2d, b, g, k)
+            monkeypatch.setattr(cpu_kernels, 'FUSED_MAX_REDUCED', 32)
+            torch.testing.assert_close(fused, want, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(fused, unfused, rtol=1e-5, atol=1e-5)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_fused_pointwise_path_is_taken_where_it_is_faster(monkeypatch):
+    """aggregate_pointwise runs the fused kernel for R <= FUSED_MAX_REDUCED on maps of at least
+    FUSED_MIN_POSITIONS positions, the unfused steps otherwise (both measured faster there)."""
+    if not cpu_kernels.available():
+        pytest.skip('compiled CPU kernels unavailable (no C compiler)')
+    calls = []
+    fused = cpu_kernels._aggregate_pointwise_fused
+    monkeypatch.setattr(cpu_kernels, '_aggregate_pointwise_fused',
+                        lambda *a: calls.append(a[1].shape) or fused(*a))
+    g, k = 2, 3
+    for r, (h, w) in [(8, (4, 4)), (32, (8, 8)), (33, (8, 8)), (8, (3, 5))]:
+        x, feat = torch.randn(1, 4, h, w), torch.randn(1, r, h, w)
+        cpu_kernels.aggregate_pointwise(x, feat, torch.randn(g * k * k, r), None, g, k)
+    assert calls == [(1, 8, 4, 4), (1, 32, 8, 8)]
+
+
 def test_pointwise_memory_is_bounded_by_the_tile(monkeypatch):
     """Peak memory of the compiled I-D-DW op (forward, and forward + backward) stays near the
     tile budget instead of the (G*k*k, H, W) kernels of a whole image (45 MB here); with an
@@ -268,7 +319,13 @@ def test_pointwise_memory_is_bounded_by_the_tile(monkeypatch):
         _common.release_workspace()
         return fwd, bwd
 
+    monkeypatch.setattr(cpu_kernels, 'FUSED_MAX_REDUCED', 0)  # the unfused, tiled steps
     whole = peaks(1 << 40)
     assert all(p > full_mib for p in whole), whole
     tiled = peaks(1 << 20)
     assert all(p < 1 + 3 * maps_mib for p in tiled), (tiled, maps_mib)
+    # the fused forward (R = 8 <= FUSED_MAX_REDUCED) writes no kernel tensor whatever the tile;
+    # its backward is the tiled one
+    monkeypatch.setattr(cpu_kernels, 'FUSED_MAX_REDUCED', 32)
+    fused_whole, _ = peaks(1 << 40)
+    assert fused_whole < 1 + 3 * maps_mib, (fused_whole, maps_mib)

@@ -371,6 +371,18 @@ def correlate(g: Tensor, x: Tensor, groups: int, k: int, out: Optional[Tensor] =
 KERNEL_TILE_BYTES = 4 << 20
 
 
+#: Largest reduced width R (the generator's input channels) for which :func:`aggregate_pointwise`
+#: generates the kernels inside the aggregation kernel (:func:`_aggregate_pointwise_fused`):
+#: its generation loop costs R multiply-adds a tap and position at near the FMA peak, which
+#: beats writing and reading back the kernel tensor up to R = 32; above it MKL's matrix product
+#: of the unfused steps wins (measured 2026-12-06, one thread, ``docs/ops.md``).
+FUSED_MAX_REDUCED = 32
+#: ... and for maps of at least this many positions: the fused kernel works in blocks of 16
+#: positions of one image, and a smaller map (2x2 at a 32-pixel input's third stage) leaves every
+#: block partial, on its scalar path (3.8 ms against 1.7 unfused, measured the same day).
+FUSED_MIN_POSITIONS = 16
+
+
 def _steps(x: Tensor, w2d: Tensor):
     """(image slice, first row, end row) steps of the I-D-DW op whose generated kernels
     (``w2d.shape[0]`` per position) fit :data:`KERNEL_TILE_BYTES`: several whole images, or row
@@ -420,6 +432,8 @@ def aggregate_pointwise(x, feat, w2d, bias, groups, k):
     if kr < k:
         return aggregate_pointwise(x, feat, _taps(w2d, groups, k, kr),
                                    _taps(bias, groups, k, kr), groups, kr)
+    if feat.shape[1] <= FUSED_MAX_REDUCED and x.shape[2] * x.shape[3] >= FUSED_MIN_POSITIONS:
+        return _aggregate_pointwise_fused(x, feat, w2d, bias, groups, k)
     x = x.contiguous()
     n, c, h, wd = x.shape
     fv = feat.reshape(n, feat.shape[1], h * wd)
@@ -427,6 +441,22 @@ def aggregate_pointwise(x, feat, w2d, bias, groups, k):
     for sl, r0, r1 in _steps(x, w2d):
         kern = _pointwise(w2d, bias, fv[sl, :, r0 * wd:r1 * wd])
         _aggregate_rows(x[sl], kern.view(kern.shape[0], groups, k * k, -1), k, out[sl], r0, r1)
+    return out
+
+
+def _aggregate_pointwise_fused(x, feat, w2d, bias, groups, k):
+    """:func:`aggregate_pointwise` with the kernel generation inside the aggregation kernel
+    (``mmdw_aggregate_pointwise_rows``): each thread generates the kernels of 16 positions into
+    its own k*k*16 floats and aggregates them while in L1; no kernel tensor at all."""
+    x = x.contiguous()
+    n, c, h, wd = x.shape
+    threads = _threads()
+    fv = feat.reshape(n, feat.shape[1], h * wd).contiguous()
+    ws = x.new_empty(threads, k * k * 16)
+    out = x.new_empty(n, c, h, wd)
+    _call('mmdw_aggregate_pointwise_rows', _rows_input(x, k, 0, h), fv, w2d.contiguous(),
+          None if bias is None else bias.contiguous(), out, ws, n, c, groups, fv.shape[1], h,
+          wd, k, 0, h, threads)
     return out
 
 

@@ -117,6 +117,67 @@ void mmdw_mask_columns(float *w, long T, long H, long W, long K, int nthreads) {
         }
 }
 
+#define BLK 16
+/* 8 floats as one vector (GCC/Clang vector extensions: AVX registers with -mavx2, pairs of SSE
+   registers without), loaded and stored unaligned. */
+typedef float vf8 __attribute__((vector_size(32)));
+static inline vf8 load8(const float *p) { vf8 v; memcpy(&v, p, sizeof v); return v; }
+static inline void store8(float *p, vf8 v) { memcpy(p, &v, sizeof v); }
+
+#define OFFSET(i, j) (((i) - p) * W + ((j) - p))
+
+/* One block of nb <= BLK consecutive flattened outputs q0.. of the channels [c0, c1) of one
+   group: out[c, q0 + b] = sum_{i,j} wb[(i*K+j) * ws + b] * x_c[q0 + b + OFFSET(i, j)], where
+   xc0 points at channel c0's input at flat position q0 in the zero-extended layout (channels L
+   floats apart) and oc0 at channel c0's output at q0 (channels hw floats apart).  The weights of
+   tap (i, j) are the nb floats at wb + (i*K+j) * ws (column-masked). */
+static inline void aggregate_block(const float *wb, long ws, const float *xc0, float *oc0,
+                                   long c0, long c1, long L, long hw, long W, long K, long nb) {
+    const long p = (K - 1) / 2;
+    long c = c0;
+    if (nb == BLK) {  /* 4 channels at a time share each weight load: 8 vector accumulators */
+        for (; c + 4 <= c1; c += 4) {
+            const float *x0 = xc0 + (c - c0) * L;
+            vf8 acc[4][2] = {{0}};
+            for (long i = 0, ij = 0; i < K; ++i)
+                for (long j = 0; j < K; ++j, ++ij) {
+                    const float *wr = wb + ij * ws, *xr = x0 + OFFSET(i, j);
+                    const vf8 w0 = load8(wr), w1 = load8(wr + 8);
+                    for (int u = 0; u < 4; ++u) {
+                        acc[u][0] += w0 * load8(xr + u * L);
+                        acc[u][1] += w1 * load8(xr + u * L + 8);
+                    }
+                }
+            for (int u = 0; u < 4; ++u) {
+                store8(oc0 + (c - c0 + u) * hw, acc[u][0]);
+                store8(oc0 + (c - c0 + u) * hw + 8, acc[u][1]);
+            }
+        }
+    }
+    for (; c < c1; ++c) {
+        const float *xc = xc0 + (c - c0) * L;
+        float *o = oc0 + (c - c0) * hw;
+        if (nb == BLK) {
+            vf8 a0 = {0}, a1 = {0};
+            for (long i = 0, ij = 0; i < K; ++i)
+                for (long j = 0; j < K; ++j, ++ij) {
+                    const float *wr = wb + ij * ws, *xr = xc + OFFSET(i, j);
+                    a0 += load8(wr) * load8(xr);
+                    a1 += load8(wr + 8) * load8(xr + 8);
+                }
+            store8(o, a0);
+            store8(o + 8, a1);
+        } else {
+            for (long b = 0; b < nb; ++b) {
+                float a = 0.f;
+                for (long i = 0, ij = 0; i < K; ++i)
+                    for (long j = 0; j < K; ++j, ++ij) a += wb[ij * ws + b] * xc[OFFSET(i, j) + b];
+                o[b] = a;
+            }
+        }
+    }
+}
+
 /* Output rows [R0, R1) of mmdw_aggregate, for column-masked weights of those rows only.
    xt: (N, C, LT) zero-extended input rows, LT = (R1-R0)*W + (K-1)*(W+1): xt[n,c,PB*(W+1)+q] is
    x[n,c] at flat position R0*W + q (zero outside the map), so every neighbour read is in bounds
@@ -126,55 +187,108 @@ void mmdw_mask_columns(float *w, long T, long H, long W, long K, int nthreads) {
    time (no full (G, K*K, H, W) kernel tensor).  No array sized by K lives on the stack (a large
    kernel size must not overflow an OpenMP thread's stack): the offset of tap (i, j) is computed
    in place. */
-#define BLK 16
-#define OFFSET(i, j) (((i) - p) * W + ((j) - p))
 void mmdw_aggregate_rows(const float *xt, const float *w, float *out, long N, long Nw, long C,
                          long G, long H, long W, long K, long R0, long R1, int nthreads) {
     const long cg = C / G, hw = H * W, p = (K - 1) / 2, lt = (R1 - R0) * W,
                base = p * (W + 1), L = lt + (K - 1) * (W + 1), kk = K * K;
     #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (long t = 0; t < N * G; ++t) {
-        const long n = t / G, g = t % G;
+        const long n = t / G, g = t % G, c0 = g * cg;
         const float *wg = w + ((Nw == 1 ? 0 : n) * G + g) * kk * lt;
+        float *on = out + n * C * hw + R0 * W;
+        for (long q0 = 0; q0 < lt; q0 += BLK)
+            aggregate_block(wg + q0, lt, xt + (n * C + c0) * L + base + q0, on + c0 * hw + q0,
+                            c0, c0 + cg, L, hw, W, K, MIN(BLK, lt - q0));
+    }
+}
+
+/* The kernels of one block of nb <= BLK flattened positions q0.. of one group, generated from
+   the reduced features: kern[t * BLK + b] = bias[t] + sum_r wg[t * R + r] * fq[r * hw + b]
+   (t < KK taps; wg: the group's (KK, R) rows of the generator weight, bias NULL for none; fq:
+   the features at q0, channels hw floats apart), then the taps whose neighbour column is
+   outside the map zeroed (column of position q0 + b: (col0 + b) % W).  Entries b >= nb are 0. */
+static inline void generate_block(float *kern, const float *wg, const float *bias,
+                                  const float *fq, long hw, long R, long KK, long K, long W,
+                                  long col0, long nb) {
+    const long p = (K - 1) / 2;
+    long t = 0;
+    if (nb == BLK) {
+        for (; t + 4 <= KK; t += 4) {  /* 4 taps share each feature load; 8 vector accumulators */
+            vf8 acc[4][2];
+            for (int u = 0; u < 4; ++u) {
+                const float b0 = bias ? bias[t + u] : 0.f;
+                acc[u][0] = acc[u][1] = (vf8){b0, b0, b0, b0, b0, b0, b0, b0};
+            }
+            for (long r = 0; r < R; ++r) {
+                const vf8 f0 = load8(fq + r * hw), f1 = load8(fq + r * hw + 8);
+                for (int u = 0; u < 4; ++u) {
+                    const float wv = wg[(t + u) * R + r];
+                    acc[u][0] += wv * f0;
+                    acc[u][1] += wv * f1;
+                }
+            }
+            for (int u = 0; u < 4; ++u) {
+                store8(kern + (t + u) * BLK, acc[u][0]);
+                store8(kern + (t + u) * BLK + 8, acc[u][1]);
+            }
+        }
+    }
+    for (; t < KK; ++t) {
+        float *kt = kern + t * BLK;
+        const float b0 = bias ? bias[t] : 0.f;
+        for (long b = 0; b < BLK; ++b) kt[b] = b < nb ? b0 : 0.f;
+        for (long r = 0; r < R; ++r) {
+            const float wv = wg[t * R + r], *fr = fq + r * hw;
+            for (long b = 0; b < nb; ++b) kt[b] += wv * fr[b];
+        }
+    }
+    /* columns: only a block that holds a position within p (K-1-p) columns of the left (right)
+       edge has taps to zero; each tap column dx then gets one keep-mask for its K taps */
+    long cols[BLK];
+    int edge = 0;
+    for (long b = 0, v = col0; b < BLK; ++b, v = (v + 1 == W ? 0 : v + 1)) {
+        cols[b] = v;
+        edge |= b < nb && (v < p || v >= W - (K - 1 - p));
+    }
+    if (!edge) return;
+    for (long j = 0; j < K; ++j) {
+        const long dx = j - p;
+        if (dx == 0) continue;
+        int keep[BLK];
+        for (int b = 0; b < BLK; ++b) keep[b] = cols[b] + dx >= 0 && cols[b] + dx < W;
+        for (long i = 0; i < K; ++i) {
+            float *kt = kern + (i * K + j) * BLK;
+            for (int b = 0; b < BLK; ++b) kt[b] = keep[b] ? kt[b] : 0.f;
+        }
+    }
+}
+
+/* The I-D-DW forward with its kernel generation fused in: out[n,c,q] = sum_{i,j}
+   kern[n,g,i*K+j,q] * x[n,c,q + OFFSET(i,j)] for kern[n,g,t,q] = bias[g*KK+t] +
+   sum_r w2d[g*KK+t, r] * f[n,r,q] (g = c / (C/G)), rows [R0, R1) of the outputs.  The kernels of
+   a block of 16 positions are generated into the calling thread's KK*16 floats of ws
+   ((nthreads, KK*16), given by the caller: nothing sized by K on the stack) and aggregated while
+   in L1, so no kernel tensor is written to memory at all (the unfused path writes and reads
+   back KK*G floats a position).  xt: the zero-extended rows as in mmdw_aggregate_rows; f: (N, R,
+   H*W); w2d: (G*KK, R); bias: (G*KK) or NULL; out: (N, C, H, W). */
+void mmdw_aggregate_pointwise_rows(const float *xt, const float *f, const float *w2d,
+                                   const float *bias, float *out, float *ws, long N, long C,
+                                   long G, long R, long H, long W, long K, long R0, long R1,
+                                   int nthreads) {
+    const long cg = C / G, hw = H * W, p = (K - 1) / 2, lt = (R1 - R0) * W,
+               base = p * (W + 1), L = lt + (K - 1) * (W + 1), kk = K * K;
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (long t = 0; t < N * G; ++t) {
+        const long n = t / G, g = t % G, c0 = g * cg;
+        float *kern = ws + (long)omp_get_thread_num() * kk * BLK;
+        const float *fn = f + n * R * hw + R0 * W;
         float *on = out + n * C * hw + R0 * W;
         for (long q0 = 0; q0 < lt; q0 += BLK) {
             const long nb = MIN(BLK, lt - q0);
-            long c = g * cg;
-            if (nb == BLK) {  /* 4 channels at a time share each weight load */
-                for (; c + 4 <= (g + 1) * cg; c += 4) {
-                    const float *x0 = xt + (n * C + c) * L + base + q0;
-                    float acc[4][BLK] = {{0}};
-                    for (long i = 0, ij = 0; i < K; ++i)
-                        for (long j = 0; j < K; ++j, ++ij) {
-                            const float *wr = wg + ij * lt + q0, *xr = x0 + OFFSET(i, j);
-                            for (int u = 0; u < 4; ++u)
-                                for (int b = 0; b < BLK; ++b) acc[u][b] += wr[b] * xr[u * L + b];
-                        }
-                    for (int u = 0; u < 4; ++u)
-                        for (int b = 0; b < BLK; ++b) on[(c + u) * hw + q0 + b] = acc[u][b];
-                }
-            }
-            for (; c < (g + 1) * cg; ++c) {
-                const float *xc = xt + (n * C + c) * L + base + q0;
-                float *o = on + c * hw + q0;
-                if (nb == BLK) {
-                    float acc[BLK] = {0};
-                    for (long i = 0, ij = 0; i < K; ++i)
-                        for (long j = 0; j < K; ++j, ++ij) {
-                            const float *wr = wg + ij * lt + q0, *xr = xc + OFFSET(i, j);
-                            for (int b = 0; b < BLK; ++b) acc[b] += wr[b] * xr[b];
-                        }
-                    for (int b = 0; b < BLK; ++b) o[b] = acc[b];
-                } else {
-                    for (long b = 0; b < nb; ++b) {
-                        float a = 0.f;
-                        for (long i = 0, ij = 0; i < K; ++i)
-                            for (long j = 0; j < K; ++j, ++ij)
-                                a += wg[ij * lt + q0 + b] * xc[OFFSET(i, j) + b];
-                        o[b] = a;
-                    }
-                }
-            }
+            generate_block(kern, w2d + g * kk * R, bias ? bias + g * kk : NULL, fn + q0, hw, R,
+                           kk, K, W, q0 % W, nb);
+            aggregate_block(kern, BLK, xt + (n * C + c0) * L + base + q0, on + c0 * hw + q0,
+                            c0, c0 + cg, L, hw, W, K, nb);
         }
     }
 }
