@@ -294,6 +294,23 @@ def test_fused_pointwise_path_is_taken_where_it_is_faster(monkeypatch):
     assert calls == [(1, 8, 4, 4), (1, 32, 8, 8)]
 
 
+@pytest.mark.parametrize('hw', [(1, 1), (3, 2)])
+def test_one_tap_pointwise_is_a_per_group_scale(hw):
+    """A 7x7 I-D-DW kernel on a 1x1 map reaches one tap (and k = 1 has one anywhere): the op is
+    then x times the generated per-group scale, computed without the aggregation kernel."""
+    from mmdwnet.ops.spec import spec
+    gen = torch.Generator().manual_seed(3)
+    n, c, g, r = 3, 8, 4, 5
+    k = 7 if hw == (1, 1) else 1
+    x, feat = torch.randn(n, c, *hw, generator=gen), torch.randn(n, r, *hw, generator=gen)
+    w2d, bias = torch.randn(g * k * k, r, generator=gen), torch.randn(g * k * k, generator=gen)
+    for b in (bias, None):
+        torch.testing.assert_close(
+            cpu_kernels.aggregate_pointwise(x, feat, w2d, b, g, k),
+            spec('local_aggregate_pointwise').decomposition(x, feat, w2d, b, g, k),
+            rtol=1e-5, atol=1e-5)
+
+
 def test_pointwise_memory_is_bounded_by_the_tile(monkeypatch):
     """Peak memory of the compiled I-D-DW op (forward, and forward + backward) stays near the
     tile budget instead of the (G*k*k, H, W) kernels of a whole image (45 MB here); with an

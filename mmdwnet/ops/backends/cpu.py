@@ -432,6 +432,12 @@ def aggregate_pointwise(x, feat, w2d, bias, groups, k):
     if kr < k:
         return aggregate_pointwise(x, feat, _taps(w2d, groups, k, kr),
                                    _taps(bias, groups, k, kr), groups, kr)
+    if k == 1:  # one tap (a 1x1 map's reach): the kernel is a per-position, per-group scale
+        n, c, h, wd = x.shape
+        fv = feat.reshape(n, feat.shape[1], h * wd)
+        scale = torch.matmul(w2d, fv) if bias is None else torch.baddbmm(
+            bias.view(1, -1, 1), w2d.expand(n, -1, -1), fv)
+        return (x.reshape(n, groups, c // groups, h * wd) * scale.unsqueeze(2)).view(n, c, h, wd)
     if feat.shape[1] <= FUSED_MAX_REDUCED and x.shape[2] * x.shape[3] >= FUSED_MIN_POSITIONS:
         return _aggregate_pointwise_fused(x, feat, w2d, bias, groups, k)
     x = x.contiguous()

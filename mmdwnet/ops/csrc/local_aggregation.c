@@ -331,21 +331,37 @@ void mmdw_correlate_rows(const float *go, const float *xt, float *gw, long N, lo
     for (long t = 0; t < N * G; ++t) {
         const long n = t / G, g = t % G;
         float *wg = gw + (n * G + g) * kk * lt;
+        const float *g0 = go + (n * C + g * cg) * hw + R0 * W, *x0 = xt + (n * C + g * cg) * L + base;
         for (long q0 = 0; q0 < lt; q0 += BLK) {
             const long nb = MIN(BLK, lt - q0);
-            for (long i = 0, ij = 0; i < K; ++i)
-                for (long j = 0; j < K; ++j, ++ij) {
-                    float acc[BLK] = {0};
-                    for (long c = g * cg; c < (g + 1) * cg; ++c) {
-                        const float *gr = go + (n * C + c) * hw + R0 * W + q0;
-                        const float *xr = xt + (n * C + c) * L + base + q0 + OFFSET(i, j);
-                        if (nb == BLK)
-                            for (int b = 0; b < BLK; ++b) acc[b] += gr[b] * xr[b];
-                        else
-                            for (long b = 0; b < nb; ++b) acc[b] += gr[b] * xr[b];
+            long ij = 0;
+            if (nb == BLK)  /* 4 taps at a time share each gradient load: 8 vector accumulators */
+                for (; ij + 4 <= kk; ij += 4) {
+                    vf8 acc[4][2] = {{0}};
+                    long off[4];
+                    for (int u = 0; u < 4; ++u) off[u] = OFFSET((ij + u) / K, (ij + u) % K);
+                    for (long c = 0; c < cg; ++c) {
+                        const float *gr = g0 + c * hw + q0, *xr = x0 + c * L + q0;
+                        const vf8 a = load8(gr), b = load8(gr + 8);
+                        for (int u = 0; u < 4; ++u) {
+                            acc[u][0] += a * load8(xr + off[u]);
+                            acc[u][1] += b * load8(xr + off[u] + 8);
+                        }
                     }
-                    for (long b = 0; b < nb; ++b) wg[ij * lt + q0 + b] = acc[b];
+                    for (int u = 0; u < 4; ++u) {
+                        store8(wg + (ij + u) * lt + q0, acc[u][0]);
+                        store8(wg + (ij + u) * lt + q0 + 8, acc[u][1]);
+                    }
                 }
+            for (; ij < kk; ++ij) {
+                const long o = OFFSET(ij / K, ij % K);
+                float acc[BLK] = {0};
+                for (long c = 0; c < cg; ++c) {
+                    const float *gr = g0 + c * hw + q0, *xr = x0 + c * L + q0 + o;
+                    for (long b = 0; b < nb; ++b) acc[b] += gr[b] * xr[b];
+                }
+                for (long b = 0; b < nb; ++b) wg[ij * lt + q0 + b] = acc[b];
+            }
         }
     }
 }
