@@ -32,3 +32,27 @@ def paper_tables():
 @pytest.fixture(scope='session')
 def repo_root():
     return ROOT
+
+
+def _needs_demo(item):
+    import digits_run
+    return getattr(getattr(item, 'module', None), 'demo_run', None) is digits_run.demo_run
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The modules that use the shortened demo run last (in their order), so that the demo,
+    started in the background at the end of collection, overlaps every other test."""
+    items[:] = [i for i in items if not _needs_demo(i)] + [i for i in items if _needs_demo(i)]
+
+
+def pytest_collection_finish(session):
+    """Start the shortened demo (tests/digits_run.py) in the background when a collected test
+    needs it."""
+    import digits_run
+    if not session.config.option.collectonly and any(_needs_demo(i) for i in session.items):
+        digits_run.start_in_background(session.config._tmp_path_factory.mktemp('digits_demo'))
+
+
+def pytest_sessionfinish(session):
+    import digits_run
+    digits_run.stop_background()
