@@ -278,6 +278,24 @@ def test_fused_pointwise_forward_equals_the_unfused_and_the_spec(case, threads, 
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize('tile_bytes', [1, 3000, 1 << 40])
+def test_fused_pointwise_row_tiles_equal_the_spec(tile_bytes, monkeypatch):
+    """The fused forward copies its input rows a tile at a time (one row, a few, the whole map):
+    every tiling gives the spec's result, odd and even k."""
+    if not cpu_kernels.available():
+        pytest.skip('compiled CPU kernels unavailable (no C compiler)')
+    from mmdwnet.ops.spec import spec
+    monkeypatch.setattr(cpu_kernels, 'KERNEL_TILE_BYTES', tile_bytes)
+    gen = torch.Generator().manual_seed(4)
+    for n, c, g, r, h, w, k in [(2, 6, 3, 4, 9, 7, 5), (1, 8, 4, 3, 6, 10, 4)]:
+        x, feat = torch.randn(n, c, h, w, generator=gen), torch.randn(n, r, h, w, generator=gen)
+        w2d, bias = torch.randn(g * k * k, r, generator=gen), torch.randn(g * k * k, generator=gen)
+        torch.testing.assert_close(
+            cpu_kernels._aggregate_pointwise_fused(x, feat, w2d, bias, g, k),
+            spec('local_aggregate_pointwise').decomposition(x, feat, w2d, bias, g, k),
+            rtol=1e-5, atol=1e-5)
+
+
 def test_fused_pointwise_path_is_taken_where_it_is_faster(monkeypatch):
     """aggregate_pointwise runs the fused kernel for R <= FUSED_MAX_REDUCED on maps of at least
     FUSED_MIN_POSITIONS positions, the unfused steps otherwise (both measured faster there)."""

@@ -453,16 +453,22 @@ def aggregate_pointwise(x, feat, w2d, bias, groups, k):
 def _aggregate_pointwise_fused(x, feat, w2d, bias, groups, k):
     """:func:`aggregate_pointwise` with the kernel generation inside the aggregation kernel
     (``mmdw_aggregate_pointwise_rows``): each thread generates the kernels of 16 positions into
-    its own k*k*16 floats and aggregates them while in L1; no kernel tensor at all."""
+    its own k*k*16 floats and aggregates them while in L1; no kernel tensor at all, and the input
+    copied with its halo a row tile at a time."""
     x = x.contiguous()
     n, c, h, wd = x.shape
     threads = _threads()
     fv = feat.reshape(n, feat.shape[1], h * wd).contiguous()
+    w2d, bias = w2d.contiguous(), None if bias is None else bias.contiguous()
     ws = x.new_empty(threads, k * k * 16)
     out = x.new_empty(n, c, h, wd)
-    _call('mmdw_aggregate_pointwise_rows', _rows_input(x, k, 0, h), fv, w2d.contiguous(),
-          None if bias is None else bias.contiguous(), out, ws, n, c, groups, fv.shape[1], h,
-          wd, k, 0, h, threads)
+    # the zero-extended input rows are copied a row tile at a time (at most KERNEL_TILE_BYTES),
+    # so that a detection-size map never holds a second copy of its whole input
+    rows = max(1, min(h, KERNEL_TILE_BYTES // (n * c * wd * x.element_size())))
+    for r0 in range(0, h, rows):
+        r1 = min(r0 + rows, h)
+        _call('mmdw_aggregate_pointwise_rows', _rows_input(x, k, r0, r1), fv, w2d, bias, out, ws,
+              n, c, groups, fv.shape[1], h, wd, k, r0, r1, threads)
     return out
 
 

@@ -1,0 +1,38 @@
+"""tools/analysis_tools/benchmark_pointwise_op.py: times the I-D-DW op at the presets' shapes."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_pointwise_op', ROOT / 'tools' / 'analysis_tools' / 'benchmark_pointwise_op.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tool_times_the_chosen_shapes(tmp_path, capsys):
+    from mmdwnet.ops.backends import cpu
+    if not cpu.available():
+        pytest.skip('compiled CPU kernels unavailable (no C compiler)')
+    tool = _tool()
+    out = tmp_path / 'op.json'
+    tool.main(['--only', 'nano stage 4', 'nano stage 3', '--rounds', '1', '--threads', '1',
+               '--json', str(out)])
+    results = json.loads(out.read_text())
+    assert list(results) == ['nano stage 4', 'nano stage 3']
+    for r in results.values():
+        assert r['forward'] > 0 and r['backward'] > 0
+    assert '| nano stage 3, 64x128x2x2, R 32 |' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('argv', [['--rounds', '0'], ['--only', 'no such shape']])
+def test_bad_arguments_are_refused(argv):
+    with pytest.raises(SystemExit) as e:
+        _tool().main(argv)
+    assert e.value.code == 2
