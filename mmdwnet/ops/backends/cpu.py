@@ -457,6 +457,8 @@ def _aggregate_pointwise_fused(x, feat, w2d, bias, groups, k):
     copied with its halo a row tile at a time."""
     x = x.contiguous()
     n, c, h, wd = x.shape
+    if x.numel() == 0:
+        return x.new_empty(n, c, h, wd)
     threads = _threads()
     fv = feat.reshape(n, feat.shape[1], h * wd).contiguous()
     w2d, bias = w2d.contiguous(), None if bias is None else bias.contiguous()
