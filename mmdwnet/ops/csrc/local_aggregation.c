@@ -130,16 +130,18 @@ static inline void store8(float *p, vf8 v) { memcpy(p, &v, sizeof v); }
    group: out[c, q0 + b] = sum_{i,j} wb[(i*K+j) * ws + b] * x_c[q0 + b + OFFSET(i, j)], where
    xc0 points at channel c0's input at flat position q0 in the zero-extended layout (channels L
    floats apart) and oc0 at channel c0's output at q0 (channels hw floats apart).  The weights of
-   tap (i, j) are the nb floats at wb + (i*K+j) * ws (column-masked). */
+   tap (i, j) are the nb floats at wb + (i*K+j) * ws (column-masked); only the tap rows
+   [i0, i1) are read (the others read only zero padding for every position of the block). */
 static inline void aggregate_block(const float *wb, long ws, const float *xc0, float *oc0,
-                                   long c0, long c1, long L, long hw, long W, long K, long nb) {
+                                   long c0, long c1, long L, long hw, long W, long K, long nb,
+                                   long i0, long i1) {
     const long p = (K - 1) / 2;
     long c = c0;
     if (nb == BLK) {  /* 4 channels at a time share each weight load: 8 vector accumulators */
         for (; c + 4 <= c1; c += 4) {
             const float *x0 = xc0 + (c - c0) * L;
             vf8 acc[4][2] = {{0}};
-            for (long i = 0, ij = 0; i < K; ++i)
+            for (long i = i0, ij = i0 * K; i < i1; ++i)
                 for (long j = 0; j < K; ++j, ++ij) {
                     const float *wr = wb + ij * ws, *xr = x0 + OFFSET(i, j);
                     const vf8 w0 = load8(wr), w1 = load8(wr + 8);
@@ -159,7 +161,7 @@ static inline void aggregate_block(const float *wb, long ws, const float *xc0, f
         float *o = oc0 + (c - c0) * hw;
         if (nb == BLK) {
             vf8 a0 = {0}, a1 = {0};
-            for (long i = 0, ij = 0; i < K; ++i)
+            for (long i = i0, ij = i0 * K; i < i1; ++i)
                 for (long j = 0; j < K; ++j, ++ij) {
                     const float *wr = wb + ij * ws, *xr = xc + OFFSET(i, j);
                     a0 += load8(wr) * load8(xr);
@@ -170,7 +172,7 @@ static inline void aggregate_block(const float *wb, long ws, const float *xc0, f
         } else {
             for (long b = 0; b < nb; ++b) {
                 float a = 0.f;
-                for (long i = 0, ij = 0; i < K; ++i)
+                for (long i = i0, ij = i0 * K; i < i1; ++i)
                     for (long j = 0; j < K; ++j, ++ij) a += wb[ij * ws + b] * xc[OFFSET(i, j) + b];
                 o[b] = a;
             }
@@ -198,7 +200,7 @@ void mmdw_aggregate_rows(const float *xt, const float *w, float *out, long N, lo
         float *on = out + n * C * hw + R0 * W;
         for (long q0 = 0; q0 < lt; q0 += BLK)
             aggregate_block(wg + q0, lt, xt + (n * C + c0) * L + base + q0, on + c0 * hw + q0,
-                            c0, c0 + cg, L, hw, W, K, MIN(BLK, lt - q0));
+                            c0, c0 + cg, L, hw, W, K, MIN(BLK, lt - q0), 0, K);
     }
 }
 
@@ -206,12 +208,13 @@ void mmdw_aggregate_rows(const float *xt, const float *w, float *out, long N, lo
    the reduced features: kern[t * BLK + b] = bias[t] + sum_r wg[t * R + r] * fq[r * hw + b]
    (t < KK taps; wg: the group's (KK, R) rows of the generator weight, bias NULL for none; fq:
    the features at q0, channels hw floats apart), then the taps whose neighbour column is
-   outside the map zeroed (column of position q0 + b: (col0 + b) % W).  Entries b >= nb are 0. */
+   outside the map zeroed (column of position q0 + b: (col0 + b) % W).  Entries b >= nb are 0.
+   Only the tap rows [i0, i1) are made (t from i0*K to i1*K). */
 static inline void generate_block(float *kern, const float *wg, const float *bias,
-                                  const float *fq, long hw, long R, long KK, long K, long W,
-                                  long col0, long nb) {
-    const long p = (K - 1) / 2;
-    long t = 0;
+                                  const float *fq, long hw, long R, long K, long W, long col0,
+                                  long nb, long i0, long i1) {
+    const long p = (K - 1) / 2, KK = i1 * K;
+    long t = i0 * K;
     if (nb == BLK) {
         for (; t + 4 <= KK; t += 4) {  /* 4 taps share each feature load; 8 vector accumulators */
             vf8 acc[4][2];
@@ -231,6 +234,17 @@ static inline void generate_block(float *kern, const float *wg, const float *bia
                 store8(kern + (t + u) * BLK, acc[u][0]);
                 store8(kern + (t + u) * BLK + 8, acc[u][1]);
             }
+        }
+        for (; t < KK; ++t) {  /* the last taps, still 16 positions on vectors */
+            const float b0 = bias ? bias[t] : 0.f;
+            vf8 a0 = {b0, b0, b0, b0, b0, b0, b0, b0}, a1 = a0;
+            for (long r = 0; r < R; ++r) {
+                const float wv = wg[t * R + r];
+                a0 += wv * load8(fq + r * hw);
+                a1 += wv * load8(fq + r * hw + 8);
+            }
+            store8(kern + t * BLK, a0);
+            store8(kern + t * BLK + 8, a1);
         }
     }
     for (; t < KK; ++t) {
@@ -256,7 +270,7 @@ static inline void generate_block(float *kern, const float *wg, const float *bia
         if (dx == 0) continue;
         int keep[BLK];
         for (int b = 0; b < BLK; ++b) keep[b] = cols[b] + dx >= 0 && cols[b] + dx < W;
-        for (long i = 0; i < K; ++i) {
+        for (long i = i0; i < i1; ++i) {
             float *kt = kern + (i * K + j) * BLK;
             for (int b = 0; b < BLK; ++b) kt[b] = keep[b] ? kt[b] : 0.f;
         }
@@ -285,10 +299,13 @@ void mmdw_aggregate_pointwise_rows(const float *xt, const float *f, const float 
         float *on = out + n * C * hw + R0 * W;
         for (long q0 = 0; q0 < lt; q0 += BLK) {
             const long nb = MIN(BLK, lt - q0);
+            /* tap rows that reach a map row from some row of the block (rows rb0..rb1) */
+            const long rb0 = R0 + q0 / W, rb1 = R0 + (q0 + nb - 1) / W,
+                       i0 = MAX(0, p - rb1), i1 = MIN(K, H + p - rb0);
             generate_block(kern, w2d + g * kk * R, bias ? bias + g * kk : NULL, fn + q0, hw, R,
-                           kk, K, W, q0 % W, nb);
+                           K, W, q0 % W, nb, i0, i1);
             aggregate_block(kern, BLK, xt + (n * C + c0) * L + base + q0, on + c0 * hw + q0,
-                            c0, c0 + cg, L, hw, W, K, nb);
+                            c0, c0 + cg, L, hw, W, K, nb, i0, i1);
         }
     }
 }
