@@ -1,19 +1,13 @@
 """tools/analysis_tools/benchmark_pointwise_op.py: times the I-D-DW op at the presets' shapes."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from script_loading import load_script
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_pointwise_op', ROOT / 'tools' / 'analysis_tools' / 'benchmark_pointwise_op.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/analysis_tools/benchmark_pointwise_op.py')
 
 
 def test_tool_times_the_chosen_shapes(tmp_path, capsys):

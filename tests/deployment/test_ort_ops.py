@@ -280,12 +280,8 @@ def test_softmax_export_form(monkeypatch):
 def test_onnx_speed_times_three_runners(monkeypatch):
     """tools/deployment/onnx_speed.py's measure(): a standard-op and a custom-op graph, both
     checked, three timings."""
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[2] / 'tools' / 'deployment' / 'onnx_speed.py'
-    module_spec = importlib.util.spec_from_file_location('onnx_speed', path)
-    onnx_speed = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(onnx_speed)
+    from script_loading import load_script
+    onnx_speed = load_script('tools/deployment/onnx_speed.py')
     opened, open_session = [], ort_ops.inference_session
 
     def spy(model, *args, **kwargs):

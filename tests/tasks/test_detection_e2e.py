@@ -193,11 +193,8 @@ def test_bad_data_root_fails_with_path(det_dir, tmp_path):
 
 
 def _load_demo(repo_root):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('det_demo', repo_root / 'demo' / 'det_demo.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from script_loading import load_script
+    return load_script(repo_root / 'demo' / 'det_demo.py')
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from digits_run import ROOT, demo_run
+from script_loading import load_script
 
 sys.path.insert(0, str(ROOT / 'demo'))
 import downstream  # noqa: E402
@@ -219,12 +220,7 @@ def test_default_jobs_follow_the_threads_per_run(monkeypatch):
 
 
 def _study_tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'downstream_transfer', ROOT / 'tools' / 'analysis_tools' / 'downstream_transfer.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_script('tools/analysis_tools/downstream_transfer.py')
 
 
 def test_study_reuses_a_run_only_when_it_is_the_same_run(tmp_path, capsys):
