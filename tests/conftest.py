@@ -34,13 +34,19 @@ def repo_root():
     return ROOT
 
 
-def _needs_demo(item):
+@pytest.fixture(scope='session')
+def digits_demo(tmp_path_factory):
+    """(work dir, results.json as a dict, output) of the shortened demo (tests/digits_run.py)."""
     import digits_run
-    return getattr(getattr(item, 'module', None), 'demo_run', None) is digits_run.demo_run
+    return digits_run.demo_run(tmp_path_factory)
+
+
+def _needs_demo(item):
+    return 'digits_demo' in getattr(item, 'fixturenames', ())
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The modules that use the shortened demo run last (in their order), so that the demo,
+    """The tests that use the shortened demo run last (in their order), so that the demo,
     started in the background at the end of collection, overlaps every other test."""
     items[:] = [i for i in items if not _needs_demo(i)] + [i for i in items if _needs_demo(i)]
 

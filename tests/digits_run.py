@@ -10,8 +10,10 @@ needs it (``tests/conftest.py``), or by the first module that asks.
 """
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,17 +47,37 @@ def start_in_background(tmp):
         return
     log = open(tmp / 'demo.log', 'w+')
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    # its own process group: the demo runs tools/train.py in child processes, which must stop
+    # with it (terminating the demo alone leaves them training)
     proc = subprocess.Popen([str(c) for c in _demo_cmd(tmp)], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     _BACKGROUND.update(proc=proc, tmp=tmp, log=log)
 
 
+def _signal_group(pid, sig):
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:  # no process left in the group
+        pass
+
+
 def stop_background():
-    """Terminate a background demo still running (the session ends before a test needed it)."""
+    """Terminate a background demo still running and the tool processes it started (the session
+    ends before a test needed it, or a test gave up waiting); close its log.  The group is
+    signalled only while the demo itself runs, so its id cannot belong to anyone else yet."""
     proc = _BACKGROUND.get('proc')
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        proc.wait(timeout=60)
+    if proc is None:
+        return
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(1)  # the children's turn to exit on SIGTERM; then make sure of it
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    _BACKGROUND['log'].close()
 
 
 def demo_run(tmp_path_factory):

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from digits_run import EPOCHS, ROOT, demo_run, run
+from digits_run import EPOCHS, ROOT, run
 
 
 @pytest.fixture(scope='module')
-def demo(tmp_path_factory):
-    return demo_run(tmp_path_factory)
+def demo(digits_demo):
+    return digits_demo
 
 
 @pytest.mark.slow
@@ -82,3 +82,43 @@ def test_make_targets_create_the_environment_first(tmp_path):
         lines = proc.stdout.splitlines()
         assert lines[0] == f'bash tools/install.sh {venv}', lines  # install first ...
         assert lines[-1].strip() == f'{venv}/bin/python {command}'  # ... then the command
+
+
+def _dead(pid):
+    """True when ``pid`` is gone or a zombie (exited; a container's init may not reap it)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] == 'Z'
+    except FileNotFoundError:
+        return True
+
+
+def test_stopping_the_background_demo_stops_the_tools_it_started(tmp_path, monkeypatch):
+    """The background demo runs tools/train.py in child processes; ending the session before
+    the demo (an early failure under -x) must stop them too, not leave them training."""
+    import time
+
+    import digits_run
+    monkeypatch.setattr(digits_run, '_BACKGROUND', {})
+    monkeypatch.setattr(digits_run, '_RUNS', {})
+    pid_file = tmp_path / 'child.pid'
+    script = ('import subprocess, sys, time\n'
+              'child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])\n'
+              f'open({str(pid_file)!r}, "w").write(str(child.pid))\n'
+              'time.sleep(120)\n')
+    monkeypatch.setattr(digits_run, '_demo_cmd', lambda tmp: [sys.executable, '-c', script])
+    digits_run.start_in_background(tmp_path)
+    proc = digits_run._BACKGROUND['proc']
+    for _ in range(200):
+        if pid_file.is_file() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    assert not _dead(child)
+    digits_run.stop_background()
+    assert proc.poll() is not None and digits_run._BACKGROUND['log'].closed
+    for _ in range(100):
+        if _dead(child):
+            break
+        time.sleep(0.05)
+    assert _dead(child), 'the demo child process survived stop_background'

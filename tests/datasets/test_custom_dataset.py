@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from digits_run import ROOT, TOP1_THRESHOLD, demo_run, run
+from digits_run import ROOT, TOP1_THRESHOLD, run
 
 DIGITS = ROOT / 'configs' / 'classification' / 'digits'
 DWNET = DIGITS / 'dwnet-nano_1xb64-10e_digits-32px.py'
@@ -17,8 +17,8 @@ IDDW = DIGITS / 'i-dynamic-dwnet-nano_1xb64-10e_digits-32px.py'
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    return demo_run(tmp_path_factory)
+def trained(digits_demo):
+    return digits_demo
 
 
 def test_configs_inherit_the_imagenet_presets_and_change_arch_data_schedule():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from digits_run import ROOT, demo_run
+from digits_run import ROOT
 from script_loading import load_script
 
 sys.path.insert(0, str(ROOT / 'demo'))
@@ -33,8 +33,8 @@ THRESHOLDS = {'det': {'coco/bbox_mAP_50': 0.10, 'coco/segm_mAP_50': 0.10},
 
 
 @pytest.fixture(scope='module')
-def demo(tmp_path_factory):
-    return demo_run(tmp_path_factory)
+def demo(digits_demo):
+    return digits_demo
 
 
 def _runs(results):
