@@ -377,10 +377,13 @@ KERNEL_TILE_BYTES = 4 << 20
 #: beats writing and reading back the kernel tensor up to R = 32; above it MKL's matrix product
 #: of the unfused steps wins (measured 2026-12-06, one thread, ``docs/ops.md``).
 FUSED_MAX_REDUCED = 32
-#: ... and for maps of at least this many positions: the fused kernel works in blocks of 16
-#: positions of one image, and a smaller map (2x2 at a 32-pixel input's third stage) leaves every
-#: block partial, on its scalar path (3.8 ms against 1.7 unfused, measured the same day).
-FUSED_MIN_POSITIONS = 16
+#: Positions of one image per block of the fused kernel (``BLK`` in ``csrc/local_aggregation.c``):
+#: each thread's workspace holds the k*k generated taps of one block.
+FUSED_BLOCK = 16
+#: ... and for maps of at least one whole block: a smaller map (2x2 at a 32-pixel input's third
+#: stage) leaves every block partial, on its scalar path (3.8 ms against 1.7 unfused, measured
+#: the same day).
+FUSED_MIN_POSITIONS = FUSED_BLOCK
 
 
 def _steps(x: Tensor, w2d: Tensor):
@@ -462,7 +465,7 @@ def _aggregate_pointwise_fused(x, feat, w2d, bias, groups, k):
     threads = _threads()
     fv = feat.reshape(n, feat.shape[1], h * wd).contiguous()
     w2d, bias = w2d.contiguous(), None if bias is None else bias.contiguous()
-    ws = x.new_empty(threads, k * k * 16)
+    ws = x.new_empty(threads, k * k * FUSED_BLOCK)
     out = x.new_empty(n, c, h, wd)
     # the zero-extended input rows are copied a row tile at a time (at most KERNEL_TILE_BYTES),
     # so that a detection-size map never holds a second copy of its whole input
