@@ -22,7 +22,9 @@ taken from the demo's ``results.json`` (``--cls-work-dir``) instead of being tra
 Every finished run is kept as ``WORK_DIR/<task>_<model>_<init>_seed<k>/result.json`` and is not
 run again, so an interrupted study resumes where it stopped.  The report (mean and spread over
 seeds, the runs' times, a plot) replaces the text between the study markers of ``--out`` (the
-rest of the file is kept) and the plot is written next to it.
+rest of the file is kept) and the plot is written next to it; rows of the report it replaces
+that this study did not run (other tasks, backbones or inits; same schedule and scenes) are kept,
+marked "earlier study".
 
 This module holds the study's options, its Swin control config and its report (summary, table,
 plot, the section of ``--out``); running the fine-tunings (``demo/downstream.py``) stays in the
@@ -35,7 +37,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = ['TOOL', 'TASK_NAMES', 'METRICS', 'MODELS', 'INITS', 'BEGIN', 'END', 'SWIN',
-           'parse_args', 'swin_config', 'summarise', 'report', 'plot', 'write_section']
+           'parse_args', 'swin_config', 'summarise', 'earlier_summary', 'report', 'plot',
+           'write_section']
 
 TOOL = 'tools/analysis_tools/downstream_transfer.py'
 TASK_NAMES = {'det': 'Cascade Mask R-CNN', 'seg': 'UPerNet'}
@@ -110,23 +113,68 @@ def summarise(runs: Sequence[dict]) -> Dict[Tuple[str, str, str], Dict[str, Any]
     return out
 
 
+def _setting(args: argparse.Namespace) -> str:
+    """The schedule and scenes of a study, as its report states them."""
+    schedule = 'shortened (--short)' if args.short else 'the configs\' full schedules'
+    return f'{schedule}; scenes: `{args.scenes_root}`'
+
+
+def _section(text: str) -> Optional[str]:
+    return text.split(BEGIN, 1)[1].split(END, 1)[0] if BEGIN in text and END in text else None
+
+
+def earlier_summary(out: Union[str, Path], args: argparse.Namespace
+                    ) -> Dict[Tuple[str, str, str], Dict[str, Any]]:
+    """The entries (as :func:`summarise` gives them) of the report section already in ``out``
+    when it was measured with the same schedule and scenes as ``args``; else {}.
+
+    A study of some tasks, backbones or inits keeps the other rows of the report (marked as
+    earlier in the table) instead of dropping them; a study on another schedule or other
+    scenes replaces them all."""
+    out = Path(out)
+    section = _section(out.read_text()) if out.is_file() else None
+    if section is None or f'({_setting(args)};' not in section:
+        return {}
+    task_of = {name: task for task, name in TASK_NAMES.items()}
+    entries = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) < 8 or cells[0] not in task_of or cells[3] not in METRICS[task_of[cells[0]]]:
+            continue
+        try:
+            mean, spread, n, seconds = float(cells[4]), float(cells[5]), int(cells[6]), \
+                float(cells[7])
+        except ValueError:
+            continue
+        entry = entries.setdefault((task_of[cells[0]], cells[1], cells[2]), {})
+        entry[cells[3]] = (mean, spread, n)
+        entry['seconds'] = seconds
+    # an entry lacking one of its task's metrics is not a row this module wrote
+    return {k: v for k, v in entries.items() if all(m in v for m in METRICS[k[0]])}
+
+
 def report(summary: Dict[Tuple[str, str, str], Dict[str, Any]], args: argparse.Namespace,
-           plot_name: str) -> str:
+           plot_name: str,
+           earlier: Optional[Dict[Tuple[str, str, str], Dict[str, Any]]] = None) -> str:
     """The markdown section (between :data:`BEGIN` and :data:`END`) of :func:`summarise`'s
-    ``summary`` for the run options ``args``, linking the plot ``plot_name``."""
-    rows = ['| task | backbone | init | metric | mean | spread (std) | seeds | train (s) |',
-            '|---|---|---|---|---|---|---|---|']
-    for (task, model, init), metrics in sorted(summary.items()):
+    ``summary`` for the run options ``args``, linking the plot ``plot_name``; ``earlier``
+    (:func:`earlier_summary`) adds the rows this study did not run, marked as such."""
+    earlier = {k: v for k, v in (earlier or {}).items() if k not in summary}
+    rows = ['| task | backbone | init | metric | mean | spread (std) | seeds | train (s) | '
+            'measured |', '|---|---|---|---|---|---|---|---|---|']
+    for key, metrics in sorted({**earlier, **summary}.items()):
+        task, model, init = key
+        when = 'earlier study' if key in earlier else 'this study'
         for metric in METRICS[task]:
             mean, spread, n = metrics[metric]
             rows.append(f'| {TASK_NAMES[task]} | {model} | {init} | {metric} | '
-                        f'{mean:.3f} | {spread:.3f} | {n} | {metrics["seconds"]:.0f} |')
-    schedule = 'shortened (--short)' if args.short else 'the configs\' full schedules'
+                        f'{mean:.3f} | {spread:.3f} | {n} | {metrics["seconds"]:.0f} | {when} |')
     return '\n'.join([
         BEGIN, '',
-        f'Measured by `{TOOL}` ({schedule}; scenes: '
-        f'`{args.scenes_root}`; seeds {args.seeds}). mAP 0-1 as mmdet reports it, mIoU in % '
-        'as mmseg does.', '', *rows, '', f'![transfer study]({plot_name})', '', END, ''])
+        f'Measured by `{TOOL}` ({_setting(args)}; seeds {args.seeds}). mAP 0-1 as mmdet '
+        'reports it, mIoU in % as mmseg does. Rows marked "earlier study" are kept from the '
+        'report this one replaced (same schedule and scenes; runs this study did not repeat).',
+        '', *rows, '', f'![transfer study]({plot_name})', '', END, ''])
 
 
 def plot(summary: Dict[Tuple[str, str, str], Dict[str, Any]],
@@ -168,7 +216,7 @@ def write_section(out: Union[str, Path], section: str) -> None:
     """Replace the text between the study markers of ``out`` (append when absent)."""
     out = Path(out)
     text = out.read_text() if out.is_file() else '# Downstream transfer on digit scenes\n\n'
-    if BEGIN in text and END in text:
+    if _section(text) is not None:
         head, rest = text.split(BEGIN, 1)
         text = head + section.rstrip('\n') + rest.split(END, 1)[1]
     else:

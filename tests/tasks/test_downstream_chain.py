@@ -155,7 +155,28 @@ def test_study_summary_and_report_section(tmp_path):
     study.write_section(doc, study.report(summary, args, 'downstream.png'))
     text = doc.read_text()
     assert 'old' not in text and text.startswith('# Title\n\nbefore') and text.endswith('after\n')
-    assert '| UPerNet | DWNet | pretrained | mIoU | 62.000 | 2.828 | 2 | 10 |' in text
+    assert '| UPerNet | DWNet | pretrained | mIoU | 62.000 | 2.828 | 2 | 10 | this study |' in text
+    # a later study of detection alone keeps the segmentation rows, marked earlier; its own
+    # rows replace those it ran again
+    earlier = study.earlier_summary(doc, args)
+    assert earlier.keys() == summary.keys()
+    assert earlier[('seg', 'DWNet', 'pretrained')] == dict(mIoU=(62., 2.828, 2), seconds=10.)
+    det = study.summarise([dict(task='det', model='Swin', init='scratch', seed=0,
+                                train_seconds=5., metrics={'coco/bbox_mAP': .5,
+                                                           'coco/segm_mAP': .4}),
+                           dict(task='seg', model='DWNet', init='scratch', seed=0,
+                                train_seconds=5., metrics={'mIoU': 40.})])
+    study.write_section(doc, study.report(det, args, 'downstream.png',
+                                          study.earlier_summary(doc, args)))
+    text = doc.read_text()
+    assert '| UPerNet | DWNet | pretrained | mIoU | 62.000 | 2.828 | 2 | 10 | earlier study |' \
+        in text
+    assert '| UPerNet | DWNet | scratch | mIoU | 40.000 | 0.000 | 1 | 5 | this study |' in text
+    assert '30.000' not in text
+    assert '| Cascade Mask R-CNN | Swin | scratch | coco/segm_mAP | 0.400 | 0.000 | 1 | 5 | ' \
+        'this study |' in text
+    # rows measured on another schedule (here: the full one) are not kept
+    assert study.earlier_summary(doc, study.parse_args(['--seeds', '0'])) == {}
     study.plot(summary, tmp_path / 'plot.png')
     assert (tmp_path / 'plot.png').stat().st_size > 1000
     with pytest.raises(SystemExit):

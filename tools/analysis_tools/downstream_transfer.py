@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from mmdwnet.analysis.transfer_study import (parse_args, plot, report, summarise, swin_config,
-                                             write_section)
+from mmdwnet.analysis.transfer_study import (earlier_summary, parse_args, plot, report,
+                                             summarise, swin_config, write_section)
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'demo'))
@@ -110,9 +110,10 @@ def main(argv=None):
                                  tag='{} {} {} s{}'.format(*run) if jobs > 1 else None)
          for run in todo], jobs)
     summary = summarise(runs)
+    earlier = {k: v for k, v in earlier_summary(args.out, args).items() if k not in summary}
     plot_file = Path(args.out).with_suffix('.png')
-    plot(summary, plot_file)
-    write_section(args.out, report(summary, args, plot_file.name))
+    plot({**earlier, **summary}, plot_file)
+    write_section(args.out, report(summary, args, plot_file.name, earlier))
     print(f'wrote {args.out} and {plot_file} ({time.time() - start:.0f} s)')
 
 
