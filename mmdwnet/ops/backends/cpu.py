@@ -384,6 +384,18 @@ FUSED_BLOCK = 16
 #: stage) leaves every block partial, on its scalar path (3.8 ms against 1.7 unfused, measured
 #: the same day).
 FUSED_MIN_POSITIONS = FUSED_BLOCK
+#: Floats of space between two threads' workspaces of the fused kernel: one 4 KiB page, so no
+#: two threads' buffers share a page.  Packed back to back (3136-byte buffers, k = 7) each
+#: thread's writes pulled the other's lines over (the L2 streamer prefetches ahead within a
+#: page) and the kernel ran 1.2x faster with two threads than with one; 128 bytes apart, 1.4x;
+#: a page apart, 1.8x (512x32x8x8, R 8: 17.7 -> 15.0 -> 11.5 ms, docs/ops.md).
+FUSED_WS_GAP = 1024
+
+
+def _workspace_stride(k: int) -> int:
+    """Floats from one thread's workspace of the fused kernel to the next: its k*k*16 floats
+    and :data:`FUSED_WS_GAP`."""
+    return k * k * FUSED_BLOCK + FUSED_WS_GAP
 
 
 def _steps(x: Tensor, w2d: Tensor):
@@ -465,7 +477,8 @@ def _aggregate_pointwise_fused(x, feat, w2d, bias, groups, k):
     threads = _threads()
     fv = feat.reshape(n, feat.shape[1], h * wd).contiguous()
     w2d, bias = w2d.contiguous(), None if bias is None else bias.contiguous()
-    ws = x.new_empty(threads, k * k * FUSED_BLOCK)
+    stride = _workspace_stride(k)
+    ws = x.new_empty(threads, stride)
     out = x.new_empty(n, c, h, wd)
     # the zero-extended input rows are copied a row tile at a time (at most KERNEL_TILE_BYTES),
     # so that a detection-size map never holds a second copy of its whole input
@@ -473,7 +486,7 @@ def _aggregate_pointwise_fused(x, feat, w2d, bias, groups, k):
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)
         _call('mmdw_aggregate_pointwise_rows', _rows_input(x, k, r0, r1), fv, w2d, bias, out, ws,
-              n, c, groups, fv.shape[1], h, wd, k, r0, r1, threads)
+              stride, n, c, groups, fv.shape[1], h, wd, k, r0, r1, threads)
     return out
 
 

@@ -280,13 +280,16 @@ static inline void generate_block(float *kern, const float *wg, const float *bia
 /* The I-D-DW forward with its kernel generation fused in: out[n,c,q] = sum_{i,j}
    kern[n,g,i*K+j,q] * x[n,c,q + OFFSET(i,j)] for kern[n,g,t,q] = bias[g*KK+t] +
    sum_r w2d[g*KK+t, r] * f[n,r,q] (g = c / (C/G)), rows [R0, R1) of the outputs.  The kernels of
-   a block of 16 positions are generated into the calling thread's KK*16 floats of ws
-   ((nthreads, KK*16), given by the caller: nothing sized by K on the stack) and aggregated while
+   a block of 16 positions are generated into the calling thread's KK*16 floats of ws (thread t's
+   at ws + t * ws_stride, ws_stride >= KK*16, given by the caller: nothing sized by K on the
+   stack; the caller spaces the threads' buffers a page apart: packed, each thread's writes
+   pulled the other's lines over and two threads ran 1.5x slower) and aggregated while
    in L1, so no kernel tensor is written to memory at all (the unfused path writes and reads
    back KK*G floats a position).  xt: the zero-extended rows as in mmdw_aggregate_rows; f: (N, R,
    H*W); w2d: (G*KK, R); bias: (G*KK) or NULL; out: (N, C, H, W). */
 void mmdw_aggregate_pointwise_rows(const float *xt, const float *f, const float *w2d,
-                                   const float *bias, float *out, float *ws, long N, long C,
+                                   const float *bias, float *out, float *ws, long ws_stride,
+                                   long N, long C,
                                    long G, long R, long H, long W, long K, long R0, long R1,
                                    int nthreads) {
     const long cg = C / G, hw = H * W, p = (K - 1) / 2, lt = (R1 - R0) * W,
@@ -294,7 +297,7 @@ void mmdw_aggregate_pointwise_rows(const float *xt, const float *f, const float 
     #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (long t = 0; t < N * G; ++t) {
         const long n = t / G, g = t % G, c0 = g * cg;
-        float *kern = ws + (long)omp_get_thread_num() * kk * BLK;
+        float *kern = ws + (long)omp_get_thread_num() * ws_stride;
         const float *fn = f + n * R * hw + R0 * W;
         float *on = out + n * C * hw + R0 * W;
         for (long q0 = 0; q0 < lt; q0 += BLK) {
