@@ -206,6 +206,34 @@ def test_dynamic_depthwise_conv2d_matches_per_image_conv(with_bias, backend):
         dynamic_depthwise_conv2d(x, kernels[:, :, :4, :], bias)
 
 
+@pytest.mark.parametrize('shape', [(2, 32, 11, 13, 7), (1, 40, 6, 17, 4), (2, 16, 3, 3, 7),
+                                   (1, 48, 9, 10, 3)])
+@pytest.mark.parametrize('with_bias', [True, False])
+def test_compiled_dynamic_depthwise_vector_paths(shape, with_bias):
+    """The compiled D-DW kernel's vector paths (16 channels a block; 4 pixels sharing each
+    weight load away from the left / right border; one pixel at the borders) and its scalar
+    channel tail (C not a multiple of 16), odd and even k, against per-image convs."""
+    from mmdwnet.ops.backends import cpu
+    from mmdwnet.models.mixers.dwconv import same_padding
+    if not cpu.available():
+        pytest.skip('the compiled CPU kernels are not available (no C compiler)')
+    n, c, h, w, k = shape
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(n, c, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
+    kernels = torch.randn(n, c, k, k, generator=gen)
+    bias = torch.randn(c, generator=gen) if with_bias else None
+    ref = torch.cat([F.conv2d(F.pad(x[i:i + 1], same_padding(k)), kernels[i].unsqueeze(1), bias,
+                              groups=c) for i in range(n)])
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = cpu.dynamic_depthwise(x, kernels, bias)
+            assert out.shape == ref.shape and (out - ref).abs().max().item() <= 1e-4
+    finally:
+        torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------- I-D-DW op in row tiles (CPU kernels)
 # (N, C, H, W, G, k, R): odd and even kernels, a kernel larger than the map, several images;
 # maps so small that only the centre of the kernel reaches them (1x1, 2x2, 2x3, 3x1: the op
