@@ -42,8 +42,7 @@ CONFIGS = {
 # seen; enough to learn well above an untrained model, not to reach the full runs' numbers.
 # 256 training scenes, not 64: 1000 segmentation steps of 8 crops overfit 64 (mIoU 10.27 from the
 # tests' classification checkpoint; 10.06 after 1300 steps; other loss weights and lrs 9.9-11.9)
-# and reach 23.0 on 256 (2026-12-06); detection's 320 steps reach bbox / segm mAP_50 0.192 /
-# 0.171 on 256 (0.251 / 0.251 on 64).  Writing them takes seconds.
+# and reach 23.0 on 256 (2026-12-06; detection: see its schedule).  Writing them takes seconds.
 SHORT_SCENES = dict(seed=1, train_scenes=256, val_scenes=24, max_size=128)
 # No validation inside a demo or study training: tools/test.py evaluates the result once
 # (validating at the end of training as well cost the detector 80 s of the demo's critical path).

@@ -25,7 +25,8 @@ from mmdwnet.analysis import transfer_study as study  # noqa: E402
 # Measured for the shortened run (24 val scenes, 2026-12-05): bbox mAP_50 0.265, segm mAP_50
 # 0.279 after 320 detection steps (240 steps: 0.086 / 0.096), mIoU 11.58 after 1000
 # segmentation steps; on the 256 training scenes of 2026-12-06 (and the segmentation recipe of
-# then): bbox / segm mAP_50 0.192 / 0.171, mIoU 23.0. An untrained model (heads as initialised) scores 0.000 to 0.017 mAP_50
+# then): bbox / segm mAP_50 0.192 / 0.171, mIoU 23.0. An untrained model (heads as
+# initialised) scores 0.000 to 0.017 mAP_50
 # (its random boxes, ranked by near-equal scores, hit a digit now and then; which ones depends
 # on the CPU's rounding) and 0.07 mIoU; a model that paints everything background scores about
 # 8.4 mIoU (background IoU 92 of 11 classes), so 10 requires digits to be named.

@@ -110,7 +110,7 @@ def main(argv=None):
                                  tag='{} {} {} s{}'.format(*run) if jobs > 1 else None)
          for run in todo], jobs)
     summary = summarise(runs)
-    earlier = {k: v for k, v in earlier_summary(args.out, args).items() if k not in summary}
+    earlier = earlier_summary(args.out, args)  # report() and the merge below prefer summary
     plot_file = Path(args.out).with_suffix('.png')
     plot({**earlier, **summary}, plot_file)
     write_section(args.out, report(summary, args, plot_file.name, earlier))
