@@ -105,7 +105,8 @@ def dynamic_depthwise_conv2d(x: Tensor, kernels: Tensor, bias: Optional[Tensor] 
     """Depth-wise conv with one k x k kernel per image and channel (D-DW), zero padding.
 
     The batch runs as one op: one call of the compiled channels-last kernel on CPU float32
-    (its backward: a grouped conv over the batch folded into channels), else that grouped conv.
+    (its backward too, compiled; an even k's backward is the grouped conv's gradient), else one
+    grouped conv over the batch folded into channels.
 
     Args:
         x (Tensor): (N, C, H, W).

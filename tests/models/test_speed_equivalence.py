@@ -84,12 +84,14 @@ def test_fused_and_unfused_outputs_agree(variant):
 
 def test_dynamic_dw_is_one_op_for_the_batch(monkeypatch):
     """D-DW runs the batch as one call of the compiled channels-last kernel on CPU float32
-    (training and inference; its backward is one grouped conv gradient), else as one grouped
-    conv (batch folded into channels); never a per-image loop.  Both equal per-image convs."""
+    (training and inference; its backward one call of the compiled backward), else as one
+    grouped conv (batch folded into channels); never a per-image loop.  Both equal per-image
+    convs."""
     from mmdwnet.ops.backends import cpu as cpu_kernels
     mod = DynamicDWAggregate(8, 7).eval()
     calls = []
     conv2d, ddw = torch.nn.functional.conv2d, cpu_kernels.dynamic_depthwise
+    ddw_backward = cpu_kernels.dynamic_depthwise_backward
 
     def counting(inp, weight, *args, **kwargs):
         calls.append(('conv2d', tuple(inp.shape), kwargs.get('groups')))
@@ -99,13 +101,22 @@ def test_dynamic_dw_is_one_op_for_the_batch(monkeypatch):
         calls.append(('kernel', tuple(inp.shape)))
         return ddw(inp, *args)
 
+    def counting_ddw_backward(grad, inp, *args):
+        calls.append(('kernel backward', tuple(inp.shape)))
+        return ddw_backward(grad, inp, *args)
+
     monkeypatch.setattr(torch.nn.functional, 'conv2d', counting)
     monkeypatch.setattr(cpu_kernels, 'dynamic_depthwise', counting_ddw)
+    monkeypatch.setattr(cpu_kernels, 'dynamic_depthwise_backward', counting_ddw_backward)
     x = torch.randn(4, 8, 9, 9, requires_grad=True)
     out_train = mod(x)
     expected = [('kernel', (4, 8, 9, 9))] if cpu_kernels.available() else \
         [('conv2d', (1, 32, 9, 9), 32)]
     assert calls == expected
+    calls.clear()
+    out_train.sum().backward()
+    if cpu_kernels.available():
+        assert calls == [('kernel backward', (4, 8, 9, 9))]
     calls.clear()
     with torch.no_grad():
         out_infer = mod(x)
@@ -124,6 +135,39 @@ def test_dynamic_dw_is_one_op_for_the_batch(monkeypatch):
     assert (out_train - per_image).abs().max().item() <= 1e-5
     assert (out_infer - per_image).abs().max().item() <= 1e-5
     assert (out_ref - per_image).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize('k', [7, 3, 4])
+def test_static_depthwise_conv_trains_on_the_compiled_kernels(k, monkeypatch):
+    """A static depth-wise conv (DWNet's aggregation, SameDepthwiseConv2d) trained on CPU
+    float32 runs as the D-DW op with its one kernel expanded over the batch (the compiled
+    kernels and backward: aten's depth-wise gradient is 2-4x slower); its output and every
+    gradient equal nn.Conv2d's.  Calls that record no autograd graph keep the conv."""
+    from mmdwnet.models.mixers.dwconv import SameDepthwiseConv2d
+    from mmdwnet.models.mixers import dwconv
+    torch.manual_seed(k)
+    conv = SameDepthwiseConv2d(8, k)
+    plain = nn.Conv2d(8, 8, k, padding='same', groups=8)
+    plain.load_state_dict(conv.state_dict())
+    calls = []
+    op = dwconv.dynamic_depthwise_conv2d
+    monkeypatch.setattr(dwconv, 'dynamic_depthwise_conv2d',
+                        lambda *a: calls.append(tuple(a[1].shape)) or op(*a))
+    x = torch.randn(3, 8, 10, 13, requires_grad=True)
+    out = conv(x)
+    assert calls == [(3, 8, k, k)]
+    want = plain(x)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, (x, conv.weight, conv.bias), g)
+    ref = torch.autograd.grad(want, (x, plain.weight, plain.bias), g)
+    for name, a, b in zip(('x', 'weight', 'bias'), got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)
+    calls.clear()
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(conv.eval()(x), want, rtol=1e-5, atol=1e-5)
+    assert calls == []
 
 
 def test_dynamic_dw_kernel_generator_equals_conv_form():

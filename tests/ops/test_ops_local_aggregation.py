@@ -234,6 +234,42 @@ def test_compiled_dynamic_depthwise_vector_paths(shape, with_bias):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize('shape', [(2, 32, 11, 13, 7), (1, 40, 6, 17, 5), (2, 16, 3, 3, 7),
+                                   (1, 48, 9, 10, 3), (2, 24, 5, 21, 9), (1, 32, 8, 8, 4)])
+@pytest.mark.parametrize('with_bias', [True, False])
+def test_compiled_dynamic_depthwise_backward(shape, with_bias):
+    """The compiled D-DW backward (input gradient: the forward kernel with flipped kernels;
+    kernel gradient: ``mmdw_ddw_nhwc_grad_kernels``, 16 channels a block, 4 taps of a row at a
+    time, columns at the edges with fewer taps, a scalar channel tail) against autograd through
+    per-image convs: odd k of 3 to 9 (9 = two 4-tap chunks and one of 1), maps narrower than
+    the window, an even k (the reference's gradient), 1 and 2 threads."""
+    from mmdwnet.ops.backends import cpu
+    from mmdwnet.models.mixers.dwconv import same_padding
+    if not cpu.available():
+        pytest.skip('the compiled CPU kernels are not available (no C compiler)')
+    n, c, h, w, k = shape
+    gen = torch.Generator().manual_seed(sum(shape) + 1)
+    x = torch.randn(n, c, h, w, generator=gen)
+    kernels = torch.randn(n, c, k, k, generator=gen)
+    bias = torch.randn(c, generator=gen) if with_bias else None
+    grad = torch.randn(n, c, h, w, generator=gen)
+    leaves = [t.clone().requires_grad_() for t in (x, kernels) + ((bias, ) if with_bias else ())]
+    ref = torch.cat([
+        F.conv2d(F.pad(leaves[0][i:i + 1], same_padding(k)), leaves[1][i].unsqueeze(1),
+                 leaves[2] if with_bias else None, groups=c) for i in range(n)])
+    want = torch.autograd.grad(ref, leaves, grad)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            got = cpu.dynamic_depthwise_backward(grad, x, kernels, bias)
+            for name, mine, theirs in zip(('x', 'kernels', 'bias'), got, want):
+                torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4, msg=name)
+            assert with_bias or got[2] is None
+    finally:
+        torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------- I-D-DW op in row tiles (CPU kernels)
 # (N, C, H, W, G, k, R): odd and even kernels, a kernel larger than the map, several images;
 # maps so small that only the centre of the kernel reaches them (1x1, 2x2, 2x3, 3x1: the op
@@ -241,6 +277,15 @@ def test_compiled_dynamic_depthwise_vector_paths(shape, with_bias):
 TILE_CASES = [(2, 12, 9, 11, 3, 3, 4), (1, 8, 13, 7, 2, 4, 3), (3, 6, 5, 5, 6, 7, 2),
               (1, 4, 3, 3, 1, 8, 2), (2, 6, 4, 9, 3, 2, 3), (4, 8, 1, 1, 4, 7, 3),
               (3, 6, 2, 2, 3, 7, 2), (2, 4, 2, 3, 2, 9, 2), (2, 4, 3, 1, 4, 5, 2)]
+
+
+def _pointwise_inputs(n, c, h, w, g, k, r, seed):
+    """Random (x, feat, grad, w2d, bias) of the I-D-DW op: N x C x H x W input and gradient,
+    R reduced channels, G groups of k x k taps."""
+    gen = torch.Generator().manual_seed(seed)
+    x, feat, grad = (torch.randn(n, ch, h, w, generator=gen) for ch in (c, r, c))
+    w2d, bias = torch.randn(g * k * k, r, generator=gen), torch.randn(g * k * k, generator=gen)
+    return x, feat, grad, w2d, bias
 
 
 @pytest.mark.parametrize('case', TILE_CASES)
@@ -253,9 +298,7 @@ def test_pointwise_row_tiles_match_reference(case, tile_bytes, monkeypatch):
         pytest.skip('compiled CPU kernels unavailable (no C compiler)')
     from mmdwnet.ops.spec import spec
     n, c, h, w, g, k, r = case
-    gen = torch.Generator().manual_seed(1)
-    x, feat, grad = (torch.randn(n, ch, h, w, generator=gen) for ch in (c, r, c))
-    w2d, bias = torch.randn(g * k * k, r, generator=gen), torch.randn(g * k * k, generator=gen)
+    x, feat, grad, w2d, bias = _pointwise_inputs(n, c, h, w, g, k, r, seed=1)
     monkeypatch.setattr(cpu_kernels, 'KERNEL_TILE_BYTES', tile_bytes)
     for b in (bias, None):
         want = spec('local_aggregate_pointwise').decomposition(x, feat, w2d, b, g, k)
@@ -273,11 +316,14 @@ def test_pointwise_row_tiles_match_reference(case, tile_bytes, monkeypatch):
 
 @pytest.mark.parametrize('case', [
     # (n, c, g, r, h, w, k): one channel a group, 4 + 2 channels a group (the 4-channel path
-    # and its remainder), maps narrower than a 16-position block (blocks span rows), a partial
+    # and a 2-channel rest), maps narrower than a 16-position block (blocks span rows), a partial
     # last block, an even kernel, a kernel wider than the map, a large kernel (its k*k*16
     # floats come from the caller's workspace, never the OpenMP thread's stack)
     (3, 8, 8, 4, 8, 8, 7), (2, 12, 2, 5, 5, 7, 3), (2, 6, 3, 32, 6, 3, 4), (1, 4, 2, 3, 9, 11, 9),
-    (1, 2, 1, 2, 4, 37, 31)])
+    (1, 2, 1, 2, 4, 37, 31),
+    # 3 channels a group (the presets' first stage, G = 32 at C = 96: one 3-channel block) and
+    # 4 + 3 channels
+    (2, 6, 2, 5, 9, 10, 7), (1, 7, 1, 3, 6, 20, 5)])
 @pytest.mark.parametrize('threads', [1, 2])
 def test_fused_pointwise_forward_equals_the_unfused_and_the_spec(case, threads, monkeypatch):
     """The fused I-D-DW forward (kernels generated inside the aggregation kernel, 16 positions
@@ -304,6 +350,37 @@ def test_fused_pointwise_forward_equals_the_unfused_and_the_spec(case, threads, 
             torch.testing.assert_close(fused, unfused, rtol=1e-5, atol=1e-5)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize('case', [
+    # (n, c, g, r, h, w, k): 4 + 2 channels a group (the 4-channel path and a 2-channel rest)
+    # on rows of 40 (16-blocks, an 8-block, the scalar ends); one group of 8 on an odd width;
+    # 3 channels a group (the presets' first stage: G = 32 at C = 96) with an even kernel; 4 + 1
+    # channels with a 9x9 kernel; a map narrower than k
+    (2, 12, 2, 5, 24, 40, 5), (1, 8, 1, 3, 30, 17, 7), (1, 6, 2, 4, 20, 21, 4),
+    (2, 5, 1, 3, 12, 50, 9), (1, 4, 2, 3, 5, 3, 7)])
+@pytest.mark.parametrize('tile_bytes', [2000, 1 << 40])  # row tiles (with halos), whole maps
+@pytest.mark.parametrize('threads', [1, 2])
+def test_pointwise_input_gradient_gather_paths(case, tile_bytes, threads, monkeypatch):
+    """The I-D-DW backward's input gradient (``mmdw_scatter_rows``: gathered one tap row at a
+    time into the gradient of x, vector blocks of 16 and 8 positions, the ends of each row pass
+    one by one) equals the spec's decomposition, with every other gradient, for row tiles whose
+    halos add into the neighbouring rows and for whole maps, on 1 and 2 threads."""
+    if not cpu_kernels.available():
+        pytest.skip('compiled CPU kernels unavailable (no C compiler)')
+    from mmdwnet.ops.spec import spec
+    n, c, g, r, h, w, k = case
+    x, feat, grad, w2d, bias = _pointwise_inputs(n, c, h, w, g, k, r, seed=5)
+    monkeypatch.setattr(cpu_kernels, 'KERNEL_TILE_BYTES', tile_bytes)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = cpu_kernels.aggregate_pointwise_backward(grad, x, feat, w2d, bias, g, k)
+    finally:
+        torch.set_num_threads(before)
+    ref = spec('local_aggregate_pointwise_backward').decomposition(grad, x, feat, w2d, bias, g, k)
+    for name, mine, theirs in zip(('x', 'feat', 'weight', 'bias'), got, ref):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize('tile_bytes', [1, 3000, 1 << 40])

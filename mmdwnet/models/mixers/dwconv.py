@@ -36,19 +36,45 @@ def same_padding(kernel_size):
 class SameDepthwiseConv2d(nn.Conv2d):
     """Depth-wise k x k conv with a same-size output for any k, odd or even.
 
-    Zero-pads with :func:`same_padding` (even k: the extra row / column at the bottom / right),
-    then convolves without padding; equal to ``nn.Conv2d(..., padding='same')``.  A subclass of
-    ``nn.Conv2d`` with the same parameters, so conv-BN fusion and checkpoints are unchanged.
+    Odd k pads ``k // 2`` on each side inside the conv; even k zero-pads with
+    :func:`same_padding` first (the extra row / column at the bottom / right), then convolves
+    without padding; equal to ``nn.Conv2d(..., padding='same')``.  A subclass of ``nn.Conv2d``
+    with the same parameters, so conv-BN fusion and checkpoints are unchanged.
+
+    CPU float32 training (autograd recording, not while tracing or compiling) runs it as
+    :func:`mmdwnet.ops.dynamic_depthwise_conv2d` with the one kernel expanded over the batch:
+    the compiled channels-last kernels and their backward, the same result within float32
+    rounding; forward + backward 3-4.8x faster than aten's depth-wise conv at the Tiny stages'
+    sizes (docs/ops.md, "The backward passes, compiled").  Inference keeps the conv (oneDNN, and
+    ``fuse_conv_bn`` folds the BN after it).
 
     Shape:
         (N, C, H, W) -> (N, C, H, W).
     """
 
     def __init__(self, channels: int, kernel_size: int, bias: bool = True) -> None:
-        super().__init__(channels, channels, kernel_size, padding=0, groups=channels, bias=bias)
+        super().__init__(channels, channels, kernel_size, groups=channels, bias=bias,
+                         padding=kernel_size // 2 if kernel_size % 2 else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.pad(x, same_padding(self.kernel_size[0])))
+        k = self.kernel_size[0]
+        if _trains_on_cpu(x, self.weight):
+            kernels = self.weight.view(1, self.out_channels, k, k).expand(x.shape[0], -1, -1, -1)
+            return dynamic_depthwise_conv2d(x, kernels, self.bias)
+        if k % 2 == 0:
+            x = F.pad(x, same_padding(k))
+        return super().forward(x)
+
+
+def _trains_on_cpu(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a static depth-wise conv on ``x`` is being trained on CPU float32 outside tracing,
+    scripting, exporting and ``torch.compile`` (which keep the conv)."""
+    compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
+    return (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+            and x.device.type == 'cpu' and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and not torch.jit.is_tracing()
+            and not torch.jit.is_scripting() and not (compiling and compiling())
+            and not torch.onnx.is_in_onnx_export())
 
 
 class SharedDepthwiseConv2d(nn.Module):
@@ -365,10 +391,7 @@ class DWConv(_PointwiseSpatialPointwise):
 
     def build_aggregate(self, channels: int, kernel_size: int) -> nn.Module:
         if not self.share_channels and self.share_positions:
-            if kernel_size % 2 == 0:
-                return SameDepthwiseConv2d(channels, kernel_size)
-            return nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
-                             groups=channels)
+            return SameDepthwiseConv2d(channels, kernel_size)
         if not self.share_positions and self.pad_to_window:
             raise ValueError('DWConv(share_positions=False) has one kernel per position and '
                              'cannot pad to window multiples; set pad_to_window=False')

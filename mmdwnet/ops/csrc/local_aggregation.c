@@ -126,6 +126,29 @@ static inline void store8(float *p, vf8 v) { memcpy(p, &v, sizeof v); }
 
 #define OFFSET(i, j) (((i) - p) * W + ((j) - p))
 
+/* aggregate_block's full blocks for U <= 4 channels sharing each weight load (2U vector
+   accumulators) */
+static inline __attribute__((always_inline)) void aggregate_block_u(
+    const int U, const float *wb, long ws, const float *x0, float *o0, long L, long hw, long W,
+    long K, long i0, long i1) {
+    const long p = (K - 1) / 2;
+    vf8 acc[4][2];
+    for (int u = 0; u < U; ++u) acc[u][0] = acc[u][1] = (vf8){0};
+    for (long i = i0, ij = i0 * K; i < i1; ++i)
+        for (long j = 0; j < K; ++j, ++ij) {
+            const float *wr = wb + ij * ws, *xr = x0 + OFFSET(i, j);
+            const vf8 w0 = load8(wr), w1 = load8(wr + 8);
+            for (int u = 0; u < U; ++u) {
+                acc[u][0] += w0 * load8(xr + u * L);
+                acc[u][1] += w1 * load8(xr + u * L + 8);
+            }
+        }
+    for (int u = 0; u < U; ++u) {
+        store8(o0 + u * hw, acc[u][0]);
+        store8(o0 + u * hw + 8, acc[u][1]);
+    }
+}
+
 /* One block of nb <= BLK consecutive flattened outputs q0.. of the channels [c0, c1) of one
    group: out[c, q0 + b] = sum_{i,j} wb[(i*K+j) * ws + b] * x_c[q0 + b + OFFSET(i, j)], where
    xc0 points at channel c0's input at flat position q0 in the zero-extended layout (channels L
@@ -135,47 +158,27 @@ static inline void store8(float *p, vf8 v) { memcpy(p, &v, sizeof v); }
 static inline void aggregate_block(const float *wb, long ws, const float *xc0, float *oc0,
                                    long c0, long c1, long L, long hw, long W, long K, long nb,
                                    long i0, long i1) {
-    const long p = (K - 1) / 2;
-    long c = c0;
-    if (nb == BLK) {  /* 4 channels at a time share each weight load: 8 vector accumulators */
-        for (; c + 4 <= c1; c += 4) {
-            const float *x0 = xc0 + (c - c0) * L;
-            vf8 acc[4][2] = {{0}};
-            for (long i = i0, ij = i0 * K; i < i1; ++i)
-                for (long j = 0; j < K; ++j, ++ij) {
-                    const float *wr = wb + ij * ws, *xr = x0 + OFFSET(i, j);
-                    const vf8 w0 = load8(wr), w1 = load8(wr + 8);
-                    for (int u = 0; u < 4; ++u) {
-                        acc[u][0] += w0 * load8(xr + u * L);
-                        acc[u][1] += w1 * load8(xr + u * L + 8);
-                    }
-                }
-            for (int u = 0; u < 4; ++u) {
-                store8(oc0 + (c - c0 + u) * hw, acc[u][0]);
-                store8(oc0 + (c - c0 + u) * hw + 8, acc[u][1]);
-            }
-        }
+    if (nb == BLK) {  /* 4 channels at a time share each weight load, then the 1-3 left */
+        long c = c0;
+        for (; c + 4 <= c1; c += 4)
+            aggregate_block_u(4, wb, ws, xc0 + (c - c0) * L, oc0 + (c - c0) * hw, L, hw, W, K,
+                              i0, i1);
+        const float *x0 = xc0 + (c - c0) * L;
+        float *o0 = oc0 + (c - c0) * hw;
+        if (c1 - c == 3) aggregate_block_u(3, wb, ws, x0, o0, L, hw, W, K, i0, i1);
+        else if (c1 - c == 2) aggregate_block_u(2, wb, ws, x0, o0, L, hw, W, K, i0, i1);
+        else if (c1 - c == 1) aggregate_block_u(1, wb, ws, x0, o0, L, hw, W, K, i0, i1);
+        return;
     }
-    for (; c < c1; ++c) {
+    const long p = (K - 1) / 2;
+    for (long c = c0; c < c1; ++c) {
         const float *xc = xc0 + (c - c0) * L;
         float *o = oc0 + (c - c0) * hw;
-        if (nb == BLK) {
-            vf8 a0 = {0}, a1 = {0};
+        for (long b = 0; b < nb; ++b) {
+            float a = 0.f;
             for (long i = i0, ij = i0 * K; i < i1; ++i)
-                for (long j = 0; j < K; ++j, ++ij) {
-                    const float *wr = wb + ij * ws, *xr = xc + OFFSET(i, j);
-                    a0 += load8(wr) * load8(xr);
-                    a1 += load8(wr + 8) * load8(xr + 8);
-                }
-            store8(o, a0);
-            store8(o + 8, a1);
-        } else {
-            for (long b = 0; b < nb; ++b) {
-                float a = 0.f;
-                for (long i = i0, ij = i0 * K; i < i1; ++i)
-                    for (long j = 0; j < K; ++j, ++ij) a += wb[ij * ws + b] * xc[OFFSET(i, j) + b];
-                o[b] = a;
-            }
+                for (long j = 0; j < K; ++j, ++ij) a += wb[ij * ws + b] * xc[OFFSET(i, j) + b];
+            o[b] = a;
         }
     }
 }
@@ -314,32 +317,98 @@ void mmdw_aggregate_pointwise_rows(const float *xt, const float *f, const float 
 }
 
 /* The two transposes of mmdw_aggregate_rows, for the I-D-DW backward a row tile at a time (same
-   xt layout, same weights w (Nw = N)).  Column-wrapped taps are not special-cased: the scatter's
-   weights are column-masked (their products are zero), and the kernel gradient of a masked tap
-   is garbage that the caller zeroes with mmdw_mask_columns.
-   Input gradient: gxt (N, C, LT) = sum over taps of w * go, scattered into the xt layout
-   (gxt[n,c,PB*(W+1) + q + OFFSET(i,j)] += w[n,g,i*K+j,q] * go[n,c,(R0*W) + q]); the caller adds
-   its in-map part into the gradient of x.
-   Kernel gradient: gw (N, G, K*K, (R1-R0)*W) = sum_{c in g} go[n,c,R0*W+q] * xt[n,c,PB*(W+1)+q+OFFSET(i,j)]. */
-void mmdw_scatter_rows(const float *go, const float *w, float *gxt, long N, long C, long G,
-                       long H, long W, long K, long R0, long R1, int nthreads) {
-    const long cg = C / G, hw = H * W, p = (K - 1) / 2, lt = (R1 - R0) * W,
-               base = p * (W + 1), L = lt + (K - 1) * (W + 1), kk = K * K;
-    #pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (long t = 0; t < N * G; ++t) {
-        const long n = t / G, g = t % G;
-        const float *wg = w + (n * G + g) * kk * lt;
-        for (long c = g * cg; c < (g + 1) * cg; ++c) {
-            const float *gr = go + (n * C + c) * hw + R0 * W;
-            float *xc = gxt + (n * C + c) * L + base;
-            memset(gxt + (n * C + c) * L, 0, sizeof(float) * L);
-            for (long i = 0, ij = 0; i < K; ++i)
-                for (long j = 0; j < K; ++j, ++ij) {
-                    const float *wr = wg + ij * lt;
-                    float *xr = xc + OFFSET(i, j);
-                    for (long q = 0; q < lt; ++q) xr[q] += wr[q] * gr[q];
+   xt layout, same weights w (Nw = N)).  Column-wrapped taps are not special-cased: the input
+   gradient's weights are column-masked (their products are zero), and the kernel gradient of a
+   masked tap is garbage that the caller zeroes with mmdw_mask_columns.
+   Input gradient (mmdw_scatter_rows): gx (N, C, H*W) += the in-map part of sum over taps of
+   w * go scattered into the xt layout (xt position PB*(W+1) + q + OFFSET(i,j) receives
+   w[n,g,i*K+j,q] * go[n,c,R0*W + q]; xt position s is map position R0*W + s - PB*(W+1)).
+   Kernel gradient (mmdw_correlate_rows): gw (N, G, K*K, (R1-R0)*W) =
+   sum_{c in g} go[n,c,R0*W+q] * xt[n,c,PB*(W+1)+q+OFFSET(i,j)]. */
+
+/* xo[v] += sum_j wi[j*lt + v - j] * g0[v - j] of U channels (channels L / hw apart), taps j
+   restricted to 0 <= v - j < lt: one position of a tap row pass (see scatter_channels) */
+static inline __attribute__((always_inline)) void scatter_point(
+    const int U, const float *wi, long lt, const float *g0, long hw, float *xo, long K, long v) {
+    const long j0 = MAX(0, v - lt + 1), j1 = MIN(K - 1, v);
+    for (int u = 0; u < U; ++u) {
+        float a = xo[u * hw + v];
+        for (long j = j0; j <= j1; ++j) a += wi[j * lt + v - j] * g0[u * hw + v - j];
+        xo[u * hw + v] = a;
+    }
+}
+
+/* The input gradient of U <= 4 channels of one group, in gather form one tap row at a time: for
+   tap row i, xt position i*W + v receives sum_j w[i*K+j, v - j] * go[c, v - j] over the j with
+   0 <= v - j < lt (tap (i, j) of output q reads xt position q + i*W + j), for the v in
+   [0, lt + K - 1) whose position is in the map; it is added into gx.  For v in [K - 1, lt) every
+   tap is in the tile: blocks of 16 (then one of 8) accumulate the K products in registers and
+   touch gx once per tap row (the scatter form read and wrote an xt-sized buffer once per tap:
+   K*K passes over it, three loads and a store per product, then a pass adding it into gx); the
+   K - 1 positions at each end of a row pass (some taps outside the tile) and the last few go
+   one by one.  wg: the group's (K*K, lt) weights; g0: the first channel's go at the tile
+   (channels hw apart); gx0: its gradient row (channels hw apart); m0: the map position of xt
+   position 0 (R0*W - PB*(W+1), may be negative). */
+static inline __attribute__((always_inline)) void scatter_channels(
+    const int U, const float *wg, long lt, const float *g0, long hw, float *gx0, long m0,
+    long K, long W) {
+    const long nv = lt + K - 1;
+    for (long i = 0; i < K; ++i) {
+        const float *wi = wg + i * K * lt;
+        const long mi = m0 + i * W;  /* map position of v = 0 in this row pass */
+        float *xo = gx0 + mi;        /* only dereferenced at in-map positions */
+        const long vlo = MAX(0, -mi), vhi = MIN(nv, hw - mi);
+        long v = vlo;
+        for (; v < MIN(vhi, K - 1); ++v) scatter_point(U, wi, lt, g0, hw, xo, K, v);
+        const long vb = MIN(vhi, lt);
+        for (; v + BLK <= vb; v += BLK) {
+            vf8 acc[4][2];
+            for (int u = 0; u < U; ++u) {
+                acc[u][0] = load8(xo + u * hw + v);
+                acc[u][1] = load8(xo + u * hw + v + 8);
+            }
+            for (long j = 0; j < K; ++j) {
+                const float *wr = wi + j * lt + v - j, *gr = g0 + v - j;
+                const vf8 w0 = load8(wr), w1 = load8(wr + 8);
+                for (int u = 0; u < U; ++u) {
+                    acc[u][0] += w0 * load8(gr + u * hw);
+                    acc[u][1] += w1 * load8(gr + u * hw + 8);
                 }
+            }
+            for (int u = 0; u < U; ++u) {
+                store8(xo + u * hw + v, acc[u][0]);
+                store8(xo + u * hw + v + 8, acc[u][1]);
+            }
         }
+        if (v + 8 <= vb) {
+            vf8 acc[4];
+            for (int u = 0; u < U; ++u) acc[u] = load8(xo + u * hw + v);
+            for (long j = 0; j < K; ++j) {
+                const vf8 w0 = load8(wi + j * lt + v - j);
+                for (int u = 0; u < U; ++u) acc[u] += w0 * load8(g0 + u * hw + v - j);
+            }
+            for (int u = 0; u < U; ++u) store8(xo + u * hw + v, acc[u]);
+            v += 8;
+        }
+        for (; v < vhi; ++v) scatter_point(U, wi, lt, g0, hw, xo, K, v);
+    }
+}
+
+void mmdw_scatter_rows(const float *go, const float *w, float *gx, long N, long C, long G,
+                       long H, long W, long K, long R0, long R1, int nthreads) {
+    const long cg = C / G, hw = H * W, lt = (R1 - R0) * W, kk = K * K, nch = (cg + 3) / 4,
+               m0 = R0 * W - (K - 1) / 2 * (W + 1);
+    /* (image, group, 4 channels) work items: each writes its own channels of gx */
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (long t = 0; t < N * G * nch; ++t) {
+        const long ng = t / nch, n = ng / G, g = ng % G, c = (t % nch) * 4,
+                   u = MIN(4, cg - c), off = (n * C + g * cg + c) * hw;
+        const float *wg = w + ng * kk * lt, *g0 = go + off + R0 * W;
+        /* the u channels share each weight load (8, 6, 4 or 2 accumulators) */
+        if (u == 4) scatter_channels(4, wg, lt, g0, hw, gx + off, m0, K, W);
+        else if (u == 3) scatter_channels(3, wg, lt, g0, hw, gx + off, m0, K, W);
+        else if (u == 2) scatter_channels(2, wg, lt, g0, hw, gx + off, m0, K, W);
+        else scatter_channels(1, wg, lt, g0, hw, gx + off, m0, K, W);
     }
 }
 
@@ -458,6 +527,74 @@ void mmdw_ddw_nhwc(const float *x, const float *wt, const float *bias, float *ou
                     }
                 }
                 o[c] = a;
+            }
+        }
+    }
+}
+
+/* Kernel gradient of mmdw_ddw_nhwc (the D-DW backward, channels-last): gk[n, i*K+j, c] =
+   sum_{h,v} go[n,h,v,c] * x[n, h+i-PB, v+j-PB, c] (zero outside the map); x, go: (N, H, W, C);
+   gk: (N, K*K, C).  Work items are (image, 16 channels); a tap row i is swept over the map for
+   DJ taps at a time, their 2*DJ vector accumulators in registers while the gradient vector of
+   each pixel is loaded once (aten's grouped-conv gradient, which this replaces, ran 10-20x the
+   forward's time).  Columns at the map's edge drop the taps that read outside it. */
+#define DJ 4
+void mmdw_ddw_nhwc_grad_kernels(const float *x, const float *go, float *gk, long N, long C,
+                                long H, long W, long K, int nthreads) {
+    const long p = (K - 1) / 2, kk = K * K, ncb = (C + BLK - 1) / BLK;
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (long t = 0; t < N * ncb; ++t) {
+        const long n = t / ncb, c0 = (t % ncb) * BLK, nc = MIN(BLK, C - c0);
+        const float *xn = x + n * H * W * C + c0, *gn = go + n * H * W * C + c0;
+        float *gkn = gk + n * kk * C + c0;
+        for (long i = 0; i < K; ++i) {
+            const long h0 = MAX(0, p - i), h1 = MIN(H, H + p - i);  /* rows h+i-PB in the map */
+            for (long j0 = 0; j0 < K; j0 += DJ) {
+                const long nj = MIN(DJ, K - j0);
+                /* columns v whose DJ taps all land in the map */
+                const long v0 = MIN(W, MAX(0, p - j0)), v1 = MAX(v0, MIN(W, W + p - j0 - nj + 1));
+                if (nc == BLK) {
+                    vf8 acc[DJ][2];
+                    for (int u = 0; u < DJ; ++u) acc[u][0] = acc[u][1] = (vf8){0};
+                    for (long h = h0; h < h1; ++h) {
+                        const float *gr = gn + h * W * C, *xr = xn + (h + i - p) * W * C;
+                        for (long v = 0; v < W; ++v) {
+                            const vf8 g0 = load8(gr + v * C), g1 = load8(gr + v * C + 8);
+                            const float *xv = xr + (v + j0 - p) * C;
+                            if (v >= v0 && v < v1 && nj == DJ) {
+                                for (int u = 0; u < DJ; ++u) {
+                                    acc[u][0] += g0 * load8(xv + u * C);
+                                    acc[u][1] += g1 * load8(xv + u * C + 8);
+                                }
+                            } else {
+                                for (int u = 0; u < DJ; ++u) {
+                                    const long vs = v + j0 + u - p;
+                                    if (u < nj && vs >= 0 && vs < W) {
+                                        acc[u][0] += g0 * load8(xv + u * C);
+                                        acc[u][1] += g1 * load8(xv + u * C + 8);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    for (long u = 0; u < nj; ++u) {
+                        store8(gkn + (i * K + j0 + u) * C, acc[u][0]);
+                        store8(gkn + (i * K + j0 + u) * C + 8, acc[u][1]);
+                    }
+                } else {  /* the channel tail: scalar */
+                    for (long u = 0; u < nj; ++u)
+                        for (long c = 0; c < nc; ++c) {
+                            float a = 0.f;
+                            for (long h = h0; h < h1; ++h)
+                                for (long v = 0; v < W; ++v) {
+                                    const long vs = v + j0 + u - p;
+                                    if (vs < 0 || vs >= W) continue;
+                                    a += gn[(h * W + v) * C + c] *
+                                         xn[((h + i - p) * W + vs) * C + c];
+                                }
+                            gkn[(i * K + j0 + u) * C + c] = a;
+                        }
+                }
             }
         }
     }
