@@ -36,13 +36,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from digits import VAL_EVERY  # noqa: E402  (one definition of the digits' val split)
 
+from mmdwnet.datasets.photos import (PHOTOS, load_photos, paint_digit,  # noqa: E402
+                                     photo_background)
+
 CLASSES = tuple(str(d) for d in range(10))  # COCO category id = digit + 1
 SEG_CLASSES = ('background', ) + CLASSES  # pixel value = index here
 STAMP = '.mmdwnet-digit-scenes.json'  # written last; the options of a finished folder
-# scikit-image's photos that ship inside the package (no download); grey ones are made RGB
-PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'immunohistochemistry', 'retina',
-          'hubble_deep_field', 'camera', 'coins', 'moon', 'brick', 'grass', 'gravel', 'page',
-          'text', 'clock')
 SPLITS = {'train': ('train', 'training'), 'val': ('val', 'validation')}  # coco, ade names
 STROKE = 0.5  # a pixel is a stroke pixel when its upscaled intensity exceeds this (of max)
 TRIES = 60  # placements tried per digit before the scene keeps fewer digits
@@ -77,40 +76,18 @@ def load_sources():
     """(digits (1797, 8, 8) float in 0..1, labels (1797,), photos: list of (H, W, 3) uint8)."""
     try:
         from sklearn.datasets import load_digits
-        from skimage import data
     except ModuleNotFoundError as e:
         raise ModuleNotFoundError(
-            'scikit-learn and scikit-image are needed for the digit scenes (their data ship '
-            'inside the packages): pip install -c requirements/constraints.txt scikit-learn '
-            'scikit-image') from e
+            'scikit-learn is needed for the digit scenes (its digits ship inside the package): '
+            'pip install -c requirements/constraints.txt scikit-learn') from e
     digits = load_digits()
-    photos = []
-    for name in PHOTOS:
-        img = np.asarray(getattr(data, name)())
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        photos.append(np.ascontiguousarray(img[..., :3]).astype(np.uint8))
-    return digits.images / 16., digits.target.astype(int), photos
+    return digits.images / 16., digits.target.astype(int), load_photos(PHOTOS)
 
 
 def split_indices(n=1797):
     """{'train': indices, 'val': indices} of the source digits: disjoint, val = ``i % 5 == 0``."""
     idx = np.arange(n)
     return {'train': idx[idx % VAL_EVERY != 0], 'val': idx[idx % VAL_EVERY == 0]}
-
-
-def _background(rng, photos, width, height):
-    """A (height, width, 3) float crop of a random photo, zoomed 1-3x, contrast 0.5-0.9."""
-    from PIL import Image
-    photo = photos[rng.integers(len(photos))]
-    zoom = rng.uniform(1., 3.)
-    ch = min(photo.shape[0], int(round(height * zoom)))
-    cw = min(photo.shape[1], int(round(width * zoom)))
-    y, x = rng.integers(0, photo.shape[0] - ch + 1), rng.integers(0, photo.shape[1] - cw + 1)
-    crop = Image.fromarray(photo[y:y + ch, x:x + cw]).resize((width, height), Image.BILINEAR)
-    bg = np.asarray(crop, dtype=np.float64) / 255.
-    mean = bg.mean()
-    return mean + (bg - mean) * rng.uniform(0.5, 0.9)
 
 
 def _digit_alpha(sample, width, height):
@@ -143,7 +120,7 @@ def draw_scene(rng, photos, digits, labels, pool, opts):
     (H, W), the visible stroke pixels); painted in list order, later ones on top.
     """
     width, height = (int(v) for v in rng.integers(opts['min_size'], opts['max_size'] + 1, 2))
-    canvas = _background(rng, photos, width, height)
+    canvas = photo_background(rng, photos, width, height)
     placed = []
     for _ in range(int(rng.integers(opts['min_digits'], opts['max_digits'] + 1))):
         for _ in range(TRIES):
@@ -157,12 +134,7 @@ def draw_scene(rng, photos, digits, labels, pool, opts):
             if mask.sum() < 4 or not _fits((x, y, x + dw, y + size), mask, placed,
                                           opts['max_overlap']):
                 continue
-            # a colour that contrasts with the photo under the digit
-            under = canvas[y:y + size, x:x + dw].mean()
-            colour = rng.uniform(0., .3, 3) if under > .5 else rng.uniform(.7, 1., 3)
-            region = canvas[y:y + size, x:x + dw]
-            a = np.clip(alpha * 1.25, 0, 1)[..., None]
-            canvas[y:y + size, x:x + dw] = region * (1 - a) + colour * a
+            paint_digit(canvas, alpha, x, y, rng)  # a colour that contrasts with the photo
             for other in placed:
                 other['mask'] &= ~mask
             placed.append(dict(label=int(labels[index]), index=index, mask=mask,

@@ -14,14 +14,17 @@
 6. (``det``, ``seg``) writes the digit scenes once (``demo/digit_scenes.py``: the digits on
    scikit-image's photos, COCO and ADE20K formats), fine-tunes the nano DWNet's Cascade Mask
    R-CNN and UPerNet (``configs/{detection,segmentation}/digits/``) from the classification
-   checkpoint of step 2, evaluates them with ``tools/test.py`` (``coco/bbox_mAP``,
-   ``coco/segm_mAP``, ``mIoU``), draws predictions on validation scenes (``downstream.png``) and
-   adds them to ``results.md`` / ``results.json``.  ``tools/analysis_tools/downstream_transfer.py``
-   (``make study``) runs the I-D-DWNet, from-scratch and Swin comparisons.
+   checkpoint of their pretraining config (``PRETRAIN``: the classifier trained on digits
+   repainted on photos, trained in step 2 beside the others), evaluates them with
+   ``tools/test.py`` (``coco/bbox_mAP``, ``coco/segm_mAP``, ``mIoU``), draws predictions on
+   validation scenes (``downstream.png``) and adds them to ``results.md`` / ``results.json``.
+   ``tools/analysis_tools/downstream_transfer.py`` (``make study``) runs the I-D-DWNet,
+   from-scratch and Swin comparisons.
 
-Classification takes about two minutes on a 2-core CPU with the configs' 10 epochs (``--epochs``
-shortens it); see README.md for the whole demo's measured time.  ``--short`` shortens detection
-and segmentation (a small scene set, a few dozen / hundred iterations: for tests).
+Classification takes about two minutes on a 2-core CPU with the configs' 10 epochs (30 for the
+pretraining; ``--epochs`` shortens them all); see README.md for the whole demo's measured time.
+``--short`` shortens detection and segmentation (a small scene set, a few dozen / hundred
+iterations: for tests).
 Every step runs with one CPU thread unless ``OMP_NUM_THREADS`` is set: these nano models gain
 little from more, and one thread avoids OpenMP's spin-waiting when other processes share the
 CPU (measured here: 8x faster per iteration on a busy 2-core machine).  So the trainings go side
@@ -50,6 +53,12 @@ DOWNSTREAM_MODEL = 'DWNet'  # the demo fine-tunes this one; make study runs the 
 MODELS = {  # name shown -> config
     'DWNet': CONFIG_DIR / 'dwnet-nano_1xb64-10e_digits-32px.py',
     'I-D-DWNet': CONFIG_DIR / 'i-dynamic-dwnet-nano_1xb64-10e_digits-32px.py',
+}
+# The detection and segmentation configs' pretraining (their backbone init_cfg): the same
+# classifiers trained on digits repainted on photos (the scenes' look), 30 epochs.
+PRETRAIN = {
+    'DWNet': CONFIG_DIR / 'dwnet-nano_1xb64-30e_digits-on-photos-32px.py',
+    'I-D-DWNet': CONFIG_DIR / 'i-dynamic-dwnet-nano_1xb64-30e_digits-on-photos-32px.py',
 }
 
 
@@ -213,12 +222,11 @@ def downstream_table(runs):
     return '\n'.join(rows) + '\n'
 
 
-def run_downstream(args, cls_results, work_dir):
-    """Fine-tune DWNet's detector and segmentor from its classification checkpoint."""
+def run_downstream(args, init, work_dir):
+    """Fine-tune DWNet's detector and segmentor from its pretraining checkpoint ``init``."""
     scenes = write_scenes(args.scenes_root, **(downstream.SHORT_SCENES if args.short else {}))
     tasks = [task for task in ('det', 'seg') if task in args.tasks]
     configs = {task: downstream.CONFIGS[task][DOWNSTREAM_MODEL] for task in tasks}
-    init = cls_results[DOWNSTREAM_MODEL]['checkpoint']
     jobs = args.jobs or downstream.default_jobs(len(tasks))
 
     def fine_tune(task):
@@ -253,11 +261,21 @@ def main(argv=None):
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     images = pick_images(data_root)
-    jobs = args.jobs or downstream.default_jobs(len(MODELS))
+    # the downstream model's pretraining when det / seg follow (first: the longest, so that
+    # the shown classifiers train beside it), then the shown classifiers
+    classifiers = [(f'{DOWNSTREAM_MODEL} pretraining', PRETRAIN[DOWNSTREAM_MODEL])] \
+        if {'det', 'seg'} & set(args.tasks) else []
+    pretrains = len(classifiers)
+    classifiers += list(MODELS.items())
+    jobs = args.jobs or downstream.default_jobs(len(classifiers))
     trained = in_parallel(
         [lambda name=name, config=config: train_and_test(
             name, config, work_dir / config.stem, data_root, args.epochs,
-            tag=name if jobs > 1 else None) for name, config in MODELS.items()], jobs)
+            tag=name if jobs > 1 else None) for name, config in classifiers], jobs)
+    pretraining = {DOWNSTREAM_MODEL: dict(config=str(classifiers[0][1].relative_to(ROOT)),
+                                          checkpoint=str(trained[0][0]), top1=trained[0][1])
+                   } if pretrains else {}
+    trained = trained[pretrains:]
     results = {}
     for (name, config), (checkpoint, top1) in zip(MODELS.items(), trained):
         # throughput measured once the trainings are done: nothing else shares the CPU
@@ -267,15 +285,20 @@ def main(argv=None):
     text = table(results, torch.get_num_threads())
     draw(results, images, work_dir / 'predictions.png')
     cls_seconds = time.time() - start
-    runs = run_downstream(args, results, work_dir)
+    runs = run_downstream(args, pretraining[DOWNSTREAM_MODEL]['checkpoint'],
+                          work_dir) if pretraining else []
     if runs:
+        pre = pretraining[DOWNSTREAM_MODEL]
         text = '## Classification (digits, 32x32)\n\n' + text + \
-            '\n## Detection and segmentation (digit scenes)\n\n' + downstream_table(runs)
+            '\n## Detection and segmentation (digit scenes)\n\n' + \
+            f'Backbone pretraining: `{pre["config"]}` (digits repainted on photos), top-1 ' \
+            f'{pre["top1"]:.2f} on the validation digits.\n\n' + downstream_table(runs)
     seconds = round(time.time() - start, 1)
     text += f'\nWhole demo: {seconds:.0f} s wall-clock (classification {cls_seconds:.0f} s).\n'
     write_atomic(work_dir / 'results.md', text)
     write_atomic(work_dir / 'results.json', json.dumps(
-        dict(models=results, images=[dict(path=p, label=label) for p, label in images],
+        dict(models=results, pretraining=pretraining,
+             images=[dict(path=p, label=label) for p, label in images],
              epochs=args.epochs, downstream=runs, short=args.short,
              scenes_root=str(args.scenes_root), seconds=seconds,
              classification_seconds=round(cls_seconds, 1)), indent=2))

@@ -72,7 +72,13 @@ def untrained_metrics(task, init, scenes_root, work_dir):
 def test_chain_fine_tunes_from_the_classification_checkpoint(demo):
     work_dir, results, out = demo
     assert results['short'] and set(_runs(results)) == {'det', 'seg'}
-    cls_ckpt = results['models']['DWNet']['checkpoint']
+    # the configs' pretraining: the digits classifier trained on digits repainted on photos
+    pre = results['pretraining']['DWNet']
+    assert pre['config'] == ('configs/classification/digits/'
+                             'dwnet-nano_1xb64-30e_digits-on-photos-32px.py')
+    assert pre['top1'] > 30  # 10 classes: well above chance on the plain validation digits
+    cls_ckpt = pre['checkpoint']
+    assert cls_ckpt != results['models']['DWNet']['checkpoint']
     for task, run in _runs(results).items():
         assert run['init'] == cls_ckpt and Path(run['checkpoint']).is_file()
         assert run['config'] == str(downstream.CONFIGS[task]['DWNet'].relative_to(ROOT))
@@ -89,7 +95,7 @@ def test_chain_fine_tunes_from_the_classification_checkpoint(demo):
 @pytest.mark.slow
 def test_thresholds_fail_an_untrained_model(demo, tmp_path):
     _, results, _ = demo
-    cls_ckpt = results['models']['DWNet']['checkpoint']
+    cls_ckpt = results['pretraining']['DWNet']['checkpoint']
     for task in ('det', 'seg'):
         metrics = untrained_metrics(task, cls_ckpt, results['scenes_root'], tmp_path / task)
         for metric, threshold in THRESHOLDS[task].items():

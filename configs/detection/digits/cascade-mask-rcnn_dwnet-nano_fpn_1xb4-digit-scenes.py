@@ -1,6 +1,7 @@
 # Cascade Mask R-CNN + nano DWNet on the digit scenes (`python demo/digit_scenes.py` ->
 # data/digit_scenes/coco), fine-tuned from the classification demo's checkpoint
-# (configs/classification/digits/dwnet-nano_1xb64-10e_digits-32px.py, trained by `make demo`).
+# (configs/classification/digits/dwnet-nano_1xb64-30e_digits-on-photos-32px.py: the digits
+# classifier trained on digits repainted on photos, by `make demo`).
 # Inherits the paper's COCO config and changes what differs: arch (and the heads' widths that
 # follow from it), data and schedule. One process, 4 scenes per batch, 960 iterations (2 epochs of 1920 scenes).
 # Another data set in the same layout: `--cfg-options data_root=DIR/` (tools/train.py and
@@ -11,7 +12,7 @@ _base_ = ['../cascade-mask-rcnn_dwnet-tiny_fpn_giou-4conv1f_ms-3x_coco.py']
 # The classification checkpoint: the real pretrain -> fine-tune chain, loaded by the backbone's
 # init_cfg exactly as the paper's configs load an ImageNet checkpoint (prefix 'backbone.').
 # A missing file stops the run with FileNotFoundError: never a silently random backbone.
-pretrained = 'work_dirs/demo/dwnet-nano_1xb64-10e_digits-32px/epoch_10.pth'
+pretrained = 'work_dirs/demo/dwnet-nano_1xb64-30e_digits-on-photos-32px/epoch_30.pth'
 width = 64  # FPN, RPN and RoI-head channels (256 in the paper's config)
 num_classes = 10
 

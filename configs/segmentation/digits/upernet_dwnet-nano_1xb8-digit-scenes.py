@@ -1,6 +1,7 @@
 # UPerNet + nano DWNet on the digit scenes (`python demo/digit_scenes.py` ->
 # data/digit_scenes/ade, ADE20K layout), fine-tuned from the classification demo's checkpoint
-# (configs/classification/digits/dwnet-nano_1xb64-10e_digits-32px.py, trained by `make demo`).
+# (configs/classification/digits/dwnet-nano_1xb64-30e_digits-on-photos-32px.py: the digits
+# classifier trained on digits repainted on photos, by `make demo`).
 # Inherits the paper's ADE20K config and changes what differs: arch (and the heads' widths that
 # follow from it), data, loss weights and schedule. One process, 8 crops of 96x96 per batch.
 # Another data set in the same layout: `--cfg-options data_root=DIR/` (tools/train.py and
@@ -9,7 +10,7 @@ _base_ = ['../upernet_dwnet-tiny_8xb2-160k_ade20k-512x512.py']
 
 # The classification checkpoint, loaded by the backbone's init_cfg as the paper's configs load an
 # ImageNet one; a missing file stops the run with FileNotFoundError.
-pretrained = 'work_dirs/demo/dwnet-nano_1xb64-10e_digits-32px/epoch_10.pth'
+pretrained = 'work_dirs/demo/dwnet-nano_1xb64-30e_digits-on-photos-32px/epoch_30.pth'
 classes = ('background', ) + tuple(str(d) for d in range(10))
 # Background is about 94% of the pixels: with plain cross-entropy UPerNet settles in the
 # all-background minimum (measured: mIoU 8.6), so background weighs 0.02 in the cross-entropy.

@@ -3,5 +3,5 @@
 # demo's checkpoint.
 _base_ = ['./upernet_dwnet-nano_1xb8-digit-scenes.py']
 
-pretrained = 'work_dirs/demo/i-dynamic-dwnet-nano_1xb64-10e_digits-32px/epoch_10.pth'
+pretrained = 'work_dirs/demo/i-dynamic-dwnet-nano_1xb64-30e_digits-on-photos-32px/epoch_30.pth'
 model = dict(backbone=dict(type='IDynamicDWNet', init_cfg=dict(checkpoint=pretrained)))
