@@ -124,6 +124,7 @@ def test_import_mmdwnet_changes_nothing_but_its_registrations(tmp_path):
         'MODELS/mmdwnet': ([], ['mmdwnet']),  # MIXERS, the mixers' own registry
         'HOOKS': (['CompileModulesHook', 'ExactResumeHook', 'SafeLoadingHook'], []),
         'DATASETS/mmpretrain': (['ImageNetFolder'], []),
+        'TRANSFORMS/mmpretrain': (['PaintOnPhoto'], []),  # the digits pretraining's transform
         'METRICS/mmpretrain': (['ReaLAccuracy'], []),
     }, added
     assert all(after['registries']['MODELS']['entries'][n].startswith('mmdwnet.') for n in names)

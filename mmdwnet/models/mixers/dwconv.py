@@ -41,12 +41,12 @@ class SameDepthwiseConv2d(nn.Conv2d):
     without padding; equal to ``nn.Conv2d(..., padding='same')``.  A subclass of ``nn.Conv2d``
     with the same parameters, so conv-BN fusion and checkpoints are unchanged.
 
-    CPU float32 training (autograd recording, not while tracing or compiling) runs it as
-    :func:`mmdwnet.ops.dynamic_depthwise_conv2d` with the one kernel expanded over the batch:
-    the compiled channels-last kernels and their backward, the same result within float32
-    rounding; forward + backward 3-4.8x faster than aten's depth-wise conv at the Tiny stages'
-    sizes (docs/ops.md, "The backward passes, compiled").  Inference keeps the conv (oneDNN, and
-    ``fuse_conv_bn`` folds the BN after it).
+    CPU float32 training (autograd recording; not while TorchScript-tracing or exporting to ONNX)
+    runs it as :func:`mmdwnet.ops.dynamic_depthwise_conv2d` with the one kernel expanded over
+    the batch (also under ``torch.compile``): the compiled channels-last kernels and their
+    backward, the same result within float32 rounding; forward + backward 3-4.8x faster than
+    aten's depth-wise conv at the Tiny stages' sizes (docs/ops.md, "The backward passes,
+    compiled").  Inference keeps the conv (oneDNN, and ``fuse_conv_bn`` folds the BN after it).
 
     Shape:
         (N, C, H, W) -> (N, C, H, W).
@@ -67,14 +67,14 @@ class SameDepthwiseConv2d(nn.Conv2d):
 
 
 def _trains_on_cpu(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether a static depth-wise conv on ``x`` is being trained on CPU float32 outside tracing,
-    scripting, exporting and ``torch.compile`` (which keep the conv)."""
-    compiling = getattr(getattr(torch, 'compiler', None), 'is_compiling', None)
+    """Whether a static depth-wise conv on ``x`` is being trained on CPU float32 outside
+    TorchScript tracing / scripting and ONNX export (which keep the conv).  ``torch.compile``
+    takes the op too (a registered custom op with its fake and autograd): compiled and eager
+    training then run the same gradients."""
     return (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and weight.dtype == torch.float32 and not torch.jit.is_tracing()
-            and not torch.jit.is_scripting() and not (compiling and compiling())
-            and not torch.onnx.is_in_onnx_export())
+            and not torch.jit.is_scripting() and not torch.onnx.is_in_onnx_export())
 
 
 class SharedDepthwiseConv2d(nn.Module):
