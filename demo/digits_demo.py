@@ -97,14 +97,19 @@ def data_options(data_root):
             for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
 
 
+def config_epochs(config):
+    """The training epochs of a classification ``config`` (its ``train_cfg.max_epochs``)."""
+    from mmengine.config import Config
+    return Config.fromfile(str(config)).train_cfg.max_epochs
+
+
 def train_and_test(name, config, work_dir, data_root, epochs, tag=None):
     """tools/train.py then tools/test.py; returns (checkpoint, top-1 reported by tools/test.py)."""
-    from mmengine.config import Config
     options = data_options(data_root)
     if epochs is not None:
         options += [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
                     f'default_hooks.checkpoint.interval={epochs}']
-    epochs = epochs or Config.fromfile(str(config)).train_cfg.max_epochs
+    epochs = epochs or config_epochs(config)
     say(tag, f'\n==== {name}: training {epochs} epochs ({config.relative_to(ROOT)})')
     run_tool('train.py', config, '--work-dir', work_dir, '--cfg-options', *options, tag=tag)
     checkpoint = work_dir / f'epoch_{epochs}.pth'

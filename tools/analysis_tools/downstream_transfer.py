@@ -20,11 +20,10 @@ def cls_checkpoint(model, args):
     """The pretraining checkpoint of ``model`` (``digits_demo.PRETRAIN``: the digits classifier
     trained on digits repainted on photos, the configs' init_cfg; trained when missing)."""
     from digits import write_digits
-    from digits_demo import PRETRAIN, train_and_test
-    from mmengine.config import Config
+    from digits_demo import PRETRAIN, config_epochs, train_and_test
     config = PRETRAIN[model]
     work_dir = Path(args.cls_work_dir) / config.stem
-    checkpoint = work_dir / f'epoch_{Config.fromfile(str(config)).train_cfg.max_epochs}.pth'
+    checkpoint = work_dir / f'epoch_{config_epochs(config)}.pth'
     if not checkpoint.is_file():
         print(f'==== no {checkpoint}: training the {model} classifier first', flush=True)
         checkpoint, _ = train_and_test(model, config, work_dir, write_digits(args.digits_root),
