@@ -503,6 +503,7 @@ def roofline_lines(res, suite, command=''):
                 if s in per and s in ref else 'n/a' for s in settings) + ' |')
     if res['profiles']:
         lines += op_class_lines(res['profiles'], labels, settings, roof.get('owners', {}))
+        lines += bound_lines(res, roof, labels)
     for item in roof.get('not_measured', []):
         lines += ['', f'- Not measured by this suite: {item}.']
     return lines
@@ -569,6 +570,52 @@ def op_class_lines(profiles, labels, settings, owners):
                                                if c in OP_CLASSES) + '.']
     lines += ['', 'Unclassified ("other") events, by name:', ''] + (others or ['- none'])
     return lines
+
+
+def _pct(x):
+    return 'n/a' if x is None else f'{x:.0%}'
+
+
+def bound_lines(res, roof, labels):
+    """Per profiled inference row: what bounds its fraction of the peak
+    (:func:`.roofline.bound_analysis`): the dense products' share of the time and their own
+    fraction of the peak, the two ceilings, and for a missed target what caps it."""
+    from .roofline import OP_CLASSES, bound_analysis
+    settings, targets = roof['settings'], roof.get('targets', {})
+    body = []
+    for name, per in res['profiles'].items():
+        for sname, profile in per.items():
+            row = res['rows'].get(name, {}).get(sname)
+            if settings[sname]['mode'] != 'infer' or not row or row.get('fraction') is None:
+                continue
+            target = targets.get(sname, {}).get(name)
+            b = bound_analysis(row, profile, res['peak']['peak'], target)
+            rest = f'{OP_CLASSES[b["largest_rest"]]} ({b["largest_rest_share"]:.0%} of the time)' \
+                if b['largest_rest'] else 'n/a'
+            verdict = {None: '' if target is None else 'met',
+                       'dense': '**dense products** at these shapes',
+                       'rest': f'**the other ops**: {rest}',
+                       'either': 'either would reach it alone'}[b['bound']]
+            body.append(f'| {labels[name]} | {_setting_title(sname, settings[sname])} | '
+                        f'**{row["fraction"]:.0%}** | '
+                        + (f'>= {target:.0%}' if target is not None else '')
+                        + f' | {b["dense_share"]:.0%} | {_pct(b["dense_fraction"])} | '
+                        f'{_pct(b["ceiling_rest_free"])} | {_pct(b["ceiling_dense_at_peak"])} | '
+                        f'{verdict} |')
+    if not body:
+        return []
+    return ['', '### What bounds each inference row (from the profile)', '',
+            'T = the row\'s best time, shared among the op classes as in its profile; F = its '
+            'FLOPs; F_d = the dense products\' FLOPs (torch\'s count, `with_flops=True`, plus '
+            'the oneDNN linears of the dense fast path from their shapes). "Dense products, % of '
+            'peak" = F_d / T_d / peak, their own efficiency at the model\'s shapes. Ceilings: '
+            'the model\'s % of peak if every other op took no time (F / T_d), and if the dense '
+            'products ran at the peak with everything else unchanged. A target above the first '
+            'ceiling is bound by the dense products\' efficiency (oneDNN / MKL at these '
+            'shapes); above the second, by the other ops (the largest class named).', '',
+            '| model | setting | % of peak | target | dense products, share of time | '
+            'dense products, % of peak | ceiling, other ops free | ceiling, dense at peak | '
+            'bound by |', '|' + ' --- |' * 9] + body
 
 
 def roofline_section(res, suite, command=''):

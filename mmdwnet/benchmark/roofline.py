@@ -33,7 +33,8 @@ from .measure import infer_fn, measure_model, on_backend, timed, train_step_fn
 from .suites import build_backbone, build_model
 
 __all__ = ['dense_peak', 'OP_CLASSES', 'classify_event', 'op_class_breakdown',
-           'roofline_fraction', 'run_roofline', 'quick_suite', 'GENERATOR_SCOPE']
+           'roofline_fraction', 'run_roofline', 'quick_suite', 'GENERATOR_SCOPE', 'event_flops',
+           'bound_analysis']
 
 #: record_function name wrapped around modules that generate dynamic kernels (the modules
 #: with a ``generate_weight`` method): their events other than aggregation are kernel generation.
@@ -165,9 +166,29 @@ def _in_backward_of(event, seqs) -> bool:
     return False
 
 
+def event_flops(event) -> int:
+    """Floating-point operations of one profiler event (2 per multiply-add): torch's own count
+    (``event.flops``, recorded with ``with_flops=True``: ``aten::mm``/``addmm``/``bmm``/
+    ``baddbmm``/``conv2d`` ...) or, for ``mkldnn::_linear_pointwise`` (the dense fast path,
+    which torch does not count), 2 x rows x in x out from its input shapes; 0 otherwise."""
+    flops = getattr(event, 'flops', 0) or 0
+    if flops or event.name != 'mkldnn::_linear_pointwise':
+        return int(flops)
+    shapes = list(getattr(event, 'input_shapes', None) or ())
+    if len(shapes) < 2 or len(shapes[0]) < 1 or len(shapes[1]) != 2:
+        return 0
+    rows = 1
+    for d in shapes[0][:-1]:
+        rows *= d
+    out_features, in_features = shapes[1]
+    return 2 * rows * in_features * out_features
+
+
 def breakdown_from_events(events) -> Dict[str, object]:
     """Per-class self CPU milliseconds of profiler ``events`` (``FunctionEvent``-like: name,
-    input_shapes, self_cpu_time_total in us, cpu_parent, sequence_nr); ``other`` names listed.
+    input_shapes, self_cpu_time_total in us, cpu_parent, sequence_nr, flops); ``other`` names
+    listed; ``dense_gflop``: the dense products' GFLOP (:func:`event_flops` of the events in the
+    dense class; torch counts a convolution on ``aten::conv2d``, whose time is in its children).
     Kernel generation: the ops inside a :data:`GENERATOR_SCOPE` and, in a training step,
     the backward nodes of those ops (matched by autograd sequence number)."""
     events = list(events)
@@ -176,16 +197,60 @@ def breakdown_from_events(events) -> Dict[str, object]:
             if id(e) in scoped and getattr(e, 'sequence_nr', -1) >= 0}
     classes = {c: 0.0 for c in OP_CLASSES}
     other: Dict[str, float] = {}
+    dense_flops = 0
     for e in events:
         ms = e.self_cpu_time_total / 1e3
         in_gen = id(e) in scoped or (bool(seqs) and _in_backward_of(e, seqs))
         cls = classify_event(e.name, getattr(e, 'input_shapes', None) or (), in_gen)
         classes[cls] += ms
+        if cls == 'dense':
+            dense_flops += event_flops(e)
         if cls == 'other':
             other[e.name] = other.get(e.name, 0.0) + ms
     total = sum(classes.values())
-    return dict(ms=classes, total_ms=total,
+    return dict(ms=classes, total_ms=total, dense_gflop=dense_flops / 1e9,
                 other=dict(sorted(other.items(), key=lambda kv: -kv[1])))
+
+
+def bound_analysis(row: dict, profile: dict, peak_gflops: float,
+                   target: Optional[float] = None) -> Dict[str, object]:
+    """What bounds one inference row's fraction of the peak, from its op-class profile.
+
+    The profile's shares of time are applied to the row's best time ``T`` (the profiler slows
+    small ops more than large products, so the dense share is if anything underestimated).
+    With ``F`` the row's GFLOP (the project's count), ``F_d`` the dense products' GFLOP (from
+    the profile) and ``T_d`` their time:
+
+    * ``dense_fraction`` = F_d / T_d / peak: the dense products' own fraction of the peak;
+    * ``ceiling_rest_free`` = F / T_d / peak: the model's fraction if every other op took no
+      time (what the dense products alone allow);
+    * ``ceiling_dense_at_peak`` = F / (T - T_d + F_d / peak) / peak: if the dense products
+      ran at the peak and nothing else changed (what the other ops alone allow);
+    * ``bound``: for a missed ``target``: ``'dense'`` when even free other ops stay below it,
+      ``'rest'`` (named by ``largest_rest``, the largest other class) when even dense products
+      at the peak stay below it, ``'either'`` when each alone would reach it; None when there
+      is no target or it is met.
+    """
+    total = profile['total_ms'] or 1.0
+    share = profile['ms']['dense'] / total
+    t, f, f_d = row['best_s'], row['gflop'], profile.get('dense_gflop', 0.0)
+    t_d = t * share
+    rest = {c: ms for c, ms in profile['ms'].items() if c != 'dense'}
+    largest = max(rest, key=rest.get) if rest else None
+    res = dict(dense_share=share, largest_rest=largest,
+               largest_rest_share=(rest[largest] / total) if largest else 0.0,
+               dense_fraction=(f_d / t_d / peak_gflops) if t_d > 0 and f_d else None,
+               ceiling_rest_free=(f / t_d / peak_gflops) if t_d > 0 else None,
+               ceiling_dense_at_peak=f / (t - t_d + f_d / peak_gflops) / peak_gflops,
+               bound=None)
+    if target is not None and row['fraction'] < target:
+        if res['ceiling_rest_free'] is not None and res['ceiling_rest_free'] < target:
+            res['bound'] = 'dense'
+        elif res['ceiling_dense_at_peak'] < target:
+            res['bound'] = 'rest'
+        else:
+            res['bound'] = 'either'
+    return res
 
 
 def op_class_breakdown(fn: Callable[[], None], model: Optional[nn.Module] = None,
@@ -196,7 +261,8 @@ def op_class_breakdown(fn: Callable[[], None], model: Optional[nn.Module] = None
     for _ in range(warmup):
         fn()
     scopes = generator_scopes(model) if model is not None else contextlib.nullcontext()
-    with scopes, profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+    with scopes, profile(activities=[ProfilerActivity.CPU], record_shapes=True,
+                         with_flops=True) as prof:
         fn()
     return breakdown_from_events(prof.events())
 

@@ -100,6 +100,44 @@ def test_breakdown_counts_the_backward_of_generators_as_generation():
     assert res['ms']['framework'] == pytest.approx(0.2)
 
 
+def test_event_flops_counts_torch_products_and_onednn_linears():
+    assert roofline.event_flops(SimpleNamespace(name='aten::addmm', flops=1234)) == 1234
+    fast = SimpleNamespace(name='mkldnn::_linear_pointwise', flops=0,
+                           input_shapes=[[2, 7, 5, 16], [32, 16], [32]])
+    assert roofline.event_flops(fast) == 2 * (2 * 7 * 5) * 16 * 32
+    assert roofline.event_flops(SimpleNamespace(name='mkldnn::_linear_pointwise', flops=0,
+                                                input_shapes=[])) == 0
+    assert roofline.event_flops(SimpleNamespace(name='aten::gelu', flops=0)) == 0
+    events = [_event('mkldnn::_linear_pointwise', 1000, [[10, 4], [6, 4], [6]]),
+              SimpleNamespace(**vars(_event('aten::mm', 500)), flops=300),
+              SimpleNamespace(**vars(_event('aten::add', 100)), flops=99)]  # not dense
+    assert roofline.breakdown_from_events(events)['dense_gflop'] == pytest.approx(
+        (2 * 10 * 4 * 6 + 300) / 1e9)
+
+
+@pytest.mark.parametrize('dense_ms, dense_gflop, target, bound', [
+    (6.0, 48.0, 0.80, 'rest'),     # dense at peak: 70 / (0.1 + 0.12) / 400 = 79.5% < 80%
+    (6.0, 40.0, 0.80, 'either'),   # each alone reaches 80%: 117% and 87.5%
+    (9.0, 40.0, 0.80, 'dense'),    # other ops free: 70 / 0.225 / 400 = 77.8% < 80%
+    (6.0, 40.0, 0.60, None),       # met (70%)
+    (6.0, 40.0, None, None),       # no target
+])
+def test_bound_analysis_names_what_caps_a_row(dense_ms, dense_gflop, target, bound):
+    row = dict(gflop=70.0, best_s=0.25, fraction=0.70)
+    rest = (10.0 - dense_ms) / 2
+    profile = dict(ms=dict(dense=dense_ms, aggregation=rest, generation=0.0, elementwise=rest,
+                           movement=0.0, framework=0.0, other=0.0), total_ms=10.0,
+                   dense_gflop=dense_gflop)
+    b = roofline.bound_analysis(row, profile, 400.0, target)
+    t_d = 0.25 * dense_ms / 10
+    assert b['dense_share'] == pytest.approx(dense_ms / 10)
+    assert b['dense_fraction'] == pytest.approx(dense_gflop / t_d / 400)
+    assert b['ceiling_rest_free'] == pytest.approx(70 / t_d / 400)
+    assert b['ceiling_dense_at_peak'] == pytest.approx(70 / (0.25 - t_d + dense_gflop / 400) / 400)
+    assert b['bound'] == bound
+    assert b['largest_rest'] in ('aggregation', 'elementwise')
+
+
 class _Generator(nn.Module):
     """A made-up dynamic-kernel module: its convs count as kernel generation."""
 
@@ -137,6 +175,18 @@ def test_op_class_breakdown_of_a_real_profile():
     train = roofline.op_class_breakdown(measure.train_step_fn(model, x), model)
     plain = roofline.op_class_breakdown(measure.train_step_fn(model, x))  # no scopes
     assert plain['ms']['generation'] == 0 < train['ms']['generation']
+    # the dense products' FLOPs: the 1x1 conv alone (the generator's conv is generation)
+    assert res['dense_gflop'] == pytest.approx(2 * 2 * 16 * 16 * 8 * 8 / 1e9)
+
+
+def test_dense_flops_of_the_onednn_fast_path():
+    """The dense fast path's oneDNN linear, which torch's profiler does not count, counts from
+    its shapes: an FFN-like pair of mmdwnet Linears, 2 x rows x in x out each."""
+    from mmdwnet.models.layers import Linear
+    model = nn.Sequential(Linear(16, 64), nn.GELU(), Linear(64, 16)).eval()
+    x = torch.randn(3, 5, 16)
+    res = roofline.op_class_breakdown(measure.infer_fn(model, x))
+    assert res['dense_gflop'] == pytest.approx(2 * 15 * 16 * 64 * 2 / 1e9)
 
 
 def _result(suite):
@@ -156,7 +206,7 @@ def _result(suite):
                                                          peak_mib=1000.0, images_per_s=1.0)}
     profile = dict(ms=dict(dense=6.0, aggregation=2.0, generation=1.0, elementwise=0.5,
                            movement=0.5, framework=0.0, other=0.0), total_ms=10.0,
-                   other={'mystery::op': 0.0})
+                   other={'mystery::op': 0.0}, dense_gflop=48.0)
     comparison = dict(roof['throughput'][0], images_per_s={'i-dynamic-dwnet-nano': 300.0,
                                                            'dwnet-nano': 1000.0}, ratio=0.3)
     peak = dict(conv=400.0, sgemm=200.0, peak=400.0)
@@ -183,6 +233,10 @@ def test_roofline_report_shows_measured_target_and_met():
     assert f'| {dwnet} | 2.00x |' in text  # paper-shape ratio to mmdwnet Swin-T
     assert '| 60.0% | 20.0% | 10.0% | 5.0% | 5.0% | 0.0% | 0.0% | 10 |' in text
     assert '`mystery::op` 0.0 ms' in text and 'ONNX Runtime' in text
+    # what bounds it: dense products 60% of the time at 80% of peak; ceilings 117% / 80%
+    assert f'| {dwnet} | inference b8 224x224 (classifier) | **70%** | >= 80% | 60% | 80% | ' \
+           '117% | 80% | **the other ops**: depth-wise / dynamic aggregation (20% of the time) |' \
+        in text
     assert 'The peak moved' not in text  # 400 and 390: a steady run
     res = _result(suite)
     res['peaks'][0] = dict(res['peak'], peak=100.0)  # the load changed within the run

@@ -10,6 +10,7 @@ from torch.autograd.functional import jacobian
 
 from mmdwnet.models import (DWConv, DynamicDWConv, IDynamicDWConv, LocalMLP,
                             ShiftedWindowAttention, SlidingWindowAttention)
+from mmdwnet.models.mixers.attention import outside_neighbours
 from mmdwnet.ops import local_aggregate, local_correlate
 from mmdwnet.ops.backends.reference import local_aggregate_unfold
 
@@ -140,6 +141,19 @@ def test_sliding_attention_is_translation_equivariant_in_the_interior():
     b = m(torch.roll(x, shifts=(1, 1), dims=(1, 2)))
     inner = (slice(None), slice(K + 1, -K), slice(K + 1, -K))
     assert torch.allclose(a[inner], b[inner], atol=1e-5)
+
+
+@pytest.mark.parametrize('k', [1, 3, 5, 7])
+@pytest.mark.parametrize('hw', [(1, 1), (2, 3), (6, 9), (11, 4)])
+def test_outside_neighbours_is_the_correlation_of_ones(k, hw):
+    """The sliding-window mask built from index comparisons (standard ops, also in ONNX) is
+    exactly which neighbours a zero-padded k x k correlation of a map of ones misses, maps
+    smaller than the kernel included."""
+    ones = torch.ones(1, 1, *hw)
+    want = local_correlate(ones, ones, k, 1) == 0
+    got = outside_neighbours(*hw, k)
+    assert got.dtype == torch.bool and got.shape == want.shape == (1, 1, k, k, *hw)
+    assert torch.equal(got, want)
 
 
 def test_local_aggregate_gradcheck_float64():

@@ -260,6 +260,29 @@ class LocalMLP(_WindowMixerBase):
         return values, lambda v: self.window_aggregation(geo, weight, v, bias)
 
 
+def outside_neighbours(height: int, width: int, kernel_size: int,
+                       device: Optional[torch.device] = None) -> torch.Tensor:
+    """Which k x k neighbours of each position fall outside an H x W map.
+
+    ``out[0, 0, i, j, y, x]`` is True when position ``(y + i - k // 2, x + j - k // 2)`` lies
+    outside the map: the same as ``local_correlate(ones, ones, k, 1) == 0``, built from two
+    index comparisons (a few standard ops, also in an ONNX graph, instead of one k x k
+    correlation of a map of ones).
+
+    Returns:
+        Tensor: bool (1, 1, k, k, H, W).
+    """
+    r = kernel_size // 2
+    offsets = torch.arange(kernel_size, device=device) - r
+
+    def inside(n):  # (k, n): offset i from position p stays in [0, n)
+        p = torch.arange(n, device=device)[None, :] + offsets[:, None]
+        return (p >= 0) & (p < n)
+
+    rows, cols = inside(height), inside(width)
+    return ~(rows[:, None, :, None] & cols[None, :, None, :])[None, None]
+
+
 @register_mixer
 class SlidingWindowAttention(SpatialMixer):
     """Sliding-window (neighbourhood) attention: each position attends to its k x k neighbours.
@@ -308,9 +331,8 @@ class SlidingWindowAttention(SpatialMixer):
         q, key, v = self.qkv(x).permute(0, 3, 1, 2).reshape(b, 3, c, h, w).unbind(1)
         logits = local_correlate(q * self.scale, key, k, self.num_heads)
         bias = self.relative_position_bias_table.view(1, self.num_heads, k, k, 1, 1)
-        ones = x.new_ones(1, 1, h, w)
-        outside = local_correlate(ones, ones, k, 1) == 0  # 1, 1, k, k, H, W
-        logits = (logits + bias).masked_fill(outside, float('-inf'))
+        logits = (logits + bias).masked_fill(outside_neighbours(h, w, k, x.device),
+                                             float('-inf'))
         attn = export.softmax(logits.flatten(2, 3), dim=2).view_as(logits)
         return self.attn_drop(attn), v
 
