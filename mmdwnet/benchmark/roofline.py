@@ -21,7 +21,7 @@ import copy
 import os
 import re
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -166,7 +166,7 @@ def _in_backward_of(event, seqs) -> bool:
     return False
 
 
-def event_flops(event) -> int:
+def event_flops(event: Any) -> int:
     """Floating-point operations of one profiler event (2 per multiply-add): torch's own count
     (``event.flops``, recorded with ``with_flops=True``: ``aten::mm``/``addmm``/``bmm``/
     ``baddbmm``/``conv2d`` ...) or, for ``mkldnn::_linear_pointwise`` (the dense fast path,
